@@ -1,0 +1,7 @@
+//! loglines: turns repository access logs into COUNTER usage events for the IRUS tracker.
+//!
+//! The binary in `main.rs` is a thin shell around the library; everything else lives here so
+//! that tests and benchmarks use exactly the code that runs in production.
+
+pub mod diag;
+pub mod shutdown;
