@@ -80,5 +80,9 @@ impl fmt::Display for Diagnostic {
 pub fn render(diags: &[Diagnostic]) -> String {
     let mut sorted: Vec<&Diagnostic> = diags.iter().collect();
     sorted.sort_by_key(|d| (std::cmp::Reverse(d.severity), d.line));
-    sorted.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+    sorted
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -1,7 +1,10 @@
 //! loglines: turns repository access logs into COUNTER usage events for the IRUS tracker.
 //!
-//! The binary in `main.rs` is a thin shell around the library; everything else lives here so
+//! The binary in `main.rs` is a thin shell around [`cli::main`]; everything else lives here so
 //! that tests and benchmarks use exactly the code that runs in production.
 
+pub mod check;
+pub mod cli;
+pub mod config;
 pub mod diag;
 pub mod shutdown;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `loglines` binary: everything is in the library; this only hands over the exit code.
+
+fn main() {
+    std::process::exit(loglines::cli::main());
+}

@@ -1,0 +1,140 @@
+//! `loglines check`: validate the configuration and show what it sets up.
+
+use crate::cli::{load_config, Failure, Global};
+use crate::config::{Config, Endpoint, Role};
+use crate::diag::{Diagnostic, Severity};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Who writes and who reads each queue.
+#[derive(Debug, Default)]
+pub struct QueueUse {
+    pub writers: Vec<String>,
+    pub readers: Vec<String>,
+}
+
+pub fn queue_use(cfg: &Config) -> BTreeMap<String, QueueUse> {
+    let mut map: BTreeMap<String, QueueUse> = BTreeMap::new();
+    for s in &cfg.sections {
+        for q in s.role.writes() {
+            map.entry(q).or_default().writers.push(s.name.clone());
+        }
+        for q in s.role.reads() {
+            map.entry(q).or_default().readers.push(s.name.clone());
+        }
+        if let Some(q) = &s.notify.queue {
+            map.entry(q.clone())
+                .or_default()
+                .writers
+                .push(format!("{} (notices)", s.name));
+        }
+    }
+    map
+}
+
+/// Warnings about the queue graph: a queue written but never read fills up forever; one read
+/// but never written is fine only if an external program pushes to it.
+pub fn queue_warnings(cfg: &Config) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (q, u) in queue_use(cfg) {
+        if u.readers.is_empty() {
+            out.push(Diagnostic::warning(
+                &cfg.path,
+                None,
+                format!("queue `{q}` is written by {} but read by no section; it will grow until something takes from it", u.writers.join(", ")),
+            ));
+        }
+        if u.writers.is_empty() {
+            out.push(Diagnostic::warning(
+                &cfg.path,
+                None,
+                format!("queue `{q}` is read by {} but written by no section; fine only if another program pushes to it", u.readers.join(", ")),
+            ));
+        }
+    }
+    out
+}
+
+/// A human-readable description of the configuration.
+pub fn describe(cfg: &Config) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} role sections",
+        cfg.path.display(),
+        cfg.sections.len()
+    );
+    let _ = writeln!(out, "\nSections by role:");
+    for s in &cfg.sections {
+        let procs = if s.program.numprocs > 1 {
+            format!(" (x{})", s.program.numprocs)
+        } else {
+            String::new()
+        };
+        let what = match &s.role {
+            Role::Watch(w) => format!("{} -> {}", w.logfile.display(), w.pushto),
+            Role::Broker(b) => format!("{} -> {}", b.listento, b.fanout.join(", ")),
+            Role::Worker(w) => {
+                let to = match &w.endpoint {
+                    Endpoint::Url(u) => u.clone(),
+                    Endpoint::DryRun => "(dry run: printed)".into(),
+                };
+                let mut t = format!("{} -> {} via {}", w.listento, to, rel(cfg, &w.plugin));
+                if let Some(q) = &w.success_queue {
+                    let _ = write!(t, "; sent -> {q}");
+                }
+                if let Some(q) = &w.other_queue {
+                    let _ = write!(t, "; not eligible -> {q}");
+                }
+                t
+            }
+            Role::FileLog(f) => format!("{} -> {}", f.listento, f.logfile.display()),
+            Role::Process => s.program.command.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<28} {}",
+            s.role.name(),
+            format!("[{}]{procs}", s.name),
+            what
+        );
+    }
+    let uses = queue_use(cfg);
+    if !uses.is_empty() {
+        let _ = writeln!(out, "\nQueues:");
+        for (q, u) in &uses {
+            let w = if u.writers.is_empty() {
+                "(nobody)".to_string()
+            } else {
+                u.writers.join(", ")
+            };
+            let r = if u.readers.is_empty() {
+                "(nobody)".to_string()
+            } else {
+                u.readers.join(", ")
+            };
+            let _ = writeln!(out, "  {q:<16} written by {w}; read by {r}");
+        }
+    }
+    out
+}
+
+fn rel(cfg: &Config, p: &std::path::Path) -> String {
+    p.strip_prefix(&cfg.dir).unwrap_or(p).display().to_string()
+}
+
+pub fn run(g: &Global) -> Result<i32, Failure> {
+    let cfg = load_config(g)?;
+    print!("{}", describe(&cfg));
+    let mut warnings = cfg.warnings.clone();
+    warnings.extend(queue_warnings(&cfg));
+    if !warnings.is_empty() {
+        println!("\nWarnings:");
+        for w in &warnings {
+            debug_assert_eq!(w.severity, Severity::Warning);
+            println!("  {w}");
+        }
+    }
+    println!("\nconfiguration is valid");
+    Ok(0)
+}

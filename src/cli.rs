@@ -1,0 +1,124 @@
+//! The command line: argument parsing, logging set-up, and one-line errors with exit codes.
+//!
+//! Exit codes: 0 success, 1 a runtime failure, 2 a usage or configuration error. Every error is
+//! printed as one line `loglines: <what went wrong and how to fix it>` (a configuration with
+//! several problems prints one line per problem).
+
+use crate::check;
+use crate::config::Config;
+use crate::diag;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loglines",
+    version,
+    about = "Turns repository access logs into COUNTER usage events for the IRUS tracker"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The configuration file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "LOGLINES_CONFIG",
+        default_value = "loglines.cfg"
+    )]
+    pub config: PathBuf,
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log output (-q errors only, -qq nothing).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate the configuration and show what it sets up.
+    Check,
+}
+
+/// Why a command failed, deciding the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad arguments or configuration: exit 2. Each string is one line.
+    Config(Vec<String>),
+    /// Something went wrong while running: exit 1.
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+fn init_logging(g: &Global) {
+    let level = match (g.verbose, g.quiet) {
+        (0, 0) => "warn",
+        (_, 1) => "error",
+        (_, q) if q > 1 => "off",
+        (1, _) => "info",
+        (2, _) => "debug",
+        _ => "trace",
+    };
+    let env = env_logger::Env::default().default_filter_or(format!("loglines={level},{level}"));
+    let _ = env_logger::Builder::from_env(env)
+        .format_timestamp_secs()
+        .try_init();
+}
+
+/// Loads the configuration, turning problems into a configuration failure and printing
+/// warnings to stderr.
+pub fn load_config(g: &Global) -> Result<Config, Failure> {
+    match Config::load(&g.config) {
+        Ok(c) => Ok(c),
+        Err(diags) => {
+            let text = diag::render(&diags);
+            Err(Failure::Config(text.lines().map(str::to_string).collect()))
+        }
+    }
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => 2,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_logging(&cli.global);
+    let result = match &cli.command {
+        Command::Check => check::run(&cli.global),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure::Config(lines)) => {
+            for l in lines {
+                eprintln!("loglines: {l}");
+            }
+            2
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("loglines: {}", format!("{e:#}").replace('\n', " "));
+            1
+        }
+    }
+}

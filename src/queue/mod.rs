@@ -1,0 +1,224 @@
+//! The queue abstraction every role is written against, and its two transports.
+//!
+//! Roles only see [`Transport`], [`Producer`], [`Consumer`] and [`Admin`]; whether messages go
+//! through Redis lists (several processes, several machines) or crossbeam channels inside one
+//! process (`loglines run`) is decided once, when the transport is built.
+//!
+//! Semantics shared by both transports (DESIGN section 3):
+//! - FIFO per queue: producers add at one end, consumers take from the other.
+//! - A taken message is *in flight* until the consumer acks, forwards, requeues or dead-letters
+//!   it. A consumer that dies with messages in flight loses nothing: they return to the queue.
+//! - `forward` is atomic: the taken messages are acked and the new ones pushed together, so a
+//!   broker's fan-out reaches every queue exactly once or not at all.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub mod embedded;
+pub mod redis;
+
+/// What a consumer is called, unique across machines: host name, section and process number.
+/// It names the consumer's in-flight list, so two hosts never share one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConsumerId {
+    pub host: String,
+    pub section: String,
+    pub process: u32,
+}
+
+impl ConsumerId {
+    pub fn new(host: &str, section: &str, process: u32) -> Self {
+        ConsumerId { host: host.to_string(), section: section.to_string(), process }
+    }
+
+    /// This machine's host name, for consumer ids.
+    pub fn local_host() -> String {
+        hostname_or_unknown()
+    }
+}
+
+impl fmt::Display for ConsumerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.host, self.section, self.process)
+    }
+}
+
+fn hostname_or_unknown() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into a buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return "unknown-host".to_string();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Opaque completion tracking, carried by a message through every queue it passes.
+///
+/// The embedded transport uses it so the watcher's checkpoint moves past a line only once every
+/// branch of its fan-out is finished with it: the watcher attaches a value whose `Drop` reports
+/// completion; `forward` clones it into the outgoing messages; ack, dead-letter and forward drop
+/// the consumed message. When the last clone is dropped, the line is done. The Redis transport
+/// ignores it (the checkpoint moves when Redis has the line).
+#[derive(Clone, Default)]
+pub struct Lineage(Option<Arc<dyn Any + Send + Sync>>);
+
+impl Lineage {
+    pub fn none() -> Self {
+        Lineage(None)
+    }
+
+    /// Wraps a completion guard; its `Drop` runs when the last message carrying it is finished.
+    pub fn track<T: Any + Send + Sync>(guard: Arc<T>) -> Self {
+        Lineage(Some(guard))
+    }
+
+    pub fn is_tracked(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl fmt::Debug for Lineage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Lineage(tracked)" } else { "Lineage(none)" })
+    }
+}
+
+/// A message: the JSON text `{"service": ..., "logline": ...}` and its completion tracking.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub body: String,
+    pub lineage: Lineage,
+}
+
+impl Message {
+    pub fn new(body: impl Into<String>) -> Self {
+        Message { body: body.into(), lineage: Lineage::none() }
+    }
+
+    /// A new message that inherits this one's completion tracking (for forwarding).
+    pub fn derive(&self, body: impl Into<String>) -> Self {
+        Message { body: body.into(), lineage: self.lineage.clone() }
+    }
+}
+
+/// Errors from a transport. Messages say what to check.
+#[derive(Debug)]
+pub enum QueueError {
+    /// The server could not be reached or the connection broke and could not be restored.
+    Unavailable(String),
+    /// The server answered, but not as required (too old, wrong password, script error, ...).
+    Server(String),
+    /// A local file of the embedded transport (dead letters) could not be written or read.
+    Io(String),
+    /// The process is shutting down; the call was abandoned and nothing was lost.
+    ShuttingDown,
+}
+
+impl fmt::Display for QueueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueueError::Unavailable(m) => write!(f, "queue server unavailable: {m}"),
+            QueueError::Server(m) => write!(f, "queue server error: {m}"),
+            QueueError::Io(m) => write!(f, "queue file error: {m}"),
+            QueueError::ShuttingDown => write!(f, "shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for QueueError {}
+
+pub type QResult<T> = Result<T, QueueError>;
+
+/// Adds messages to one queue.
+pub trait Producer: Send {
+    /// Pushes a batch in order. Returns once the transport holds every message (Redis has
+    /// answered the LPUSH; the embedded channel has accepted them). Waits, rather than failing,
+    /// while the queue is above its high-water mark.
+    fn push(&mut self, batch: Vec<Message>) -> QResult<()>;
+
+    /// True when a pushed message is finished only once its [`Lineage`] is dropped everywhere
+    /// (embedded); false when the transport itself is durable (Redis).
+    fn tracks_completion(&self) -> bool;
+}
+
+/// Takes messages from one queue with at-least-once semantics.
+pub trait Consumer: Send {
+    /// Up to `max` messages in queue order, waiting at most `timeout` for the first one (an
+    /// empty vector when none came). Blocks without using CPU. A restarted consumer first gets
+    /// back what it had in flight when it stopped.
+    fn take(&mut self, max: usize, timeout: Duration) -> QResult<Vec<Message>>;
+
+    /// Finished with these: remove exactly them from the in-flight set (a message text that
+    /// appears twice is removed once per acked copy).
+    fn ack(&mut self, done: Vec<Message>) -> QResult<()>;
+
+    /// Atomically ack `done` and push each `(queue, messages)` of `out`.
+    fn forward(&mut self, done: Vec<Message>, out: Vec<(String, Vec<Message>)>) -> QResult<()>;
+
+    /// Returns these to the consumer end of the queue, in order, so they are taken next.
+    fn requeue(&mut self, items: Vec<Message>) -> QResult<()>;
+
+    /// Moves one message to `<queue>:dead` with the reason, atomically with its removal from
+    /// the in-flight set.
+    fn dead_letter(&mut self, item: Message, reason: &str) -> QResult<()>;
+
+    /// Refreshes this consumer's liveness; call it during long waits (tracker retries).
+    fn heartbeat(&mut self) -> QResult<()>;
+}
+
+/// One dead letter as stored: `{"message", "reason", "section", "consumer", "at"}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    pub message: String,
+    pub reason: String,
+    pub section: String,
+    pub consumer: String,
+    /// UTC ISO 8601, `2026-11-27T09:00:00Z`.
+    pub at: String,
+}
+
+/// One consumer's in-flight state, for `loglines status`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConsumerInfo {
+    pub consumer: String,
+    pub in_flight: u64,
+    /// Seconds since the oldest in-flight item was taken, when known.
+    pub oldest_age_secs: Option<u64>,
+    pub alive: bool,
+}
+
+/// One queue's state, for `loglines status`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QueueInfo {
+    pub queue: String,
+    pub length: u64,
+    pub dead: u64,
+    pub consumers: Vec<ConsumerInfo>,
+}
+
+/// Inspection and repair, for the `loglines status` and `loglines queue` commands.
+pub trait Admin {
+    fn info(&mut self, queue: &str) -> QResult<QueueInfo>;
+    /// The next `n` messages a consumer would take, oldest first, without taking them.
+    fn peek(&mut self, queue: &str, n: usize) -> QResult<Vec<String>>;
+    /// The dead letters of `queue`, oldest first.
+    fn dead_letters(&mut self, queue: &str, n: usize) -> QResult<Vec<DeadLetter>>;
+    /// Moves dead letters (those whose reason contains `reason`, or all) back onto the queue,
+    /// returning how many moved.
+    fn requeue_dead(&mut self, queue: &str, reason: Option<&str>) -> QResult<u64>;
+    /// Empties the queue (not its in-flight lists or dead letters); returns how many removed.
+    fn purge(&mut self, queue: &str) -> QResult<u64>;
+    /// A one-line description of the server, e.g. `redis 7.0.15 at 127.0.0.1:6379 db 0`.
+    fn describe(&mut self) -> QResult<String>;
+}
+
+/// Builds producers, consumers and admin handles for one transport.
+pub trait Transport: Send + Sync {
+    fn producer(&self, queue: &str) -> QResult<Box<dyn Producer>>;
+    fn consumer(&self, queue: &str, id: &ConsumerId) -> QResult<Box<dyn Consumer>>;
+    fn admin(&self) -> QResult<Box<dyn Admin>>;
+}
