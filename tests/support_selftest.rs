@@ -233,6 +233,26 @@ fn tracker_keeps_connections_alive() {
 }
 
 #[test]
+fn tracker_is_fast_on_one_keep_alive_connection() {
+    // A stall per request (e.g. headers and body in separate writes meeting delayed ACKs, about
+    // 40 ms each) would make this take a minute; normally it takes well under a second even in
+    // a debug build, so the generous bound does not make the test flaky on a busy machine.
+    let t = Tracker::start();
+    let mut c = connect(&t);
+    let started = Instant::now();
+    for i in 0..2000 {
+        send(&mut c, "GET", &format!("/counter/test/?n={i}"));
+        assert_eq!(read_response(&mut c, false).unwrap().status, 200);
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "2000 requests took {took:?}"
+    );
+    assert_eq!(t.count(), 2000);
+}
+
+#[test]
 fn tracker_closes_when_asked_and_answers_other_methods_405() {
     let t = Tracker::start();
     let mut c = connect(&t);
@@ -604,8 +624,14 @@ fn supervisord_rpc_errors_are_reported() {
     assert!(cfg.try_process_info().is_err());
     assert!(started.elapsed() < Duration::from_secs(6));
 
-    let _sup = Supervisord::start_ready(&cfg);
+    let sup = Supervisord::start_ready(&cfg);
     assert_eq!(cfg.try_process_info().unwrap(), []);
+    // Its output is captured for failure messages.
+    assert!(
+        sup.output_text().contains("supervisord started"),
+        "{}",
+        sup.output_text()
+    );
     let err = try_get_process_details(&cfg.url(), &cfg.user, "wrong").unwrap_err();
     assert!(err.contains("401"), "{err}");
 }

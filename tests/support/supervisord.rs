@@ -57,18 +57,24 @@ pub fn supervisorctl_binary() -> PathBuf {
 pub struct Supervisord {
     child: Option<Child>,
     config: PathBuf,
-    output: PathBuf,
+    /// supervisord's own stdout/stderr, kept outside the config's directory (which may be the
+    /// repository's `supervisor/`), removed on Drop.
+    output: tempfile::NamedTempFile,
 }
 
 impl Supervisord {
-    /// Runs `supervisord -n -c config`. Its stdout and stderr go to `supervisord.out` next to
-    /// the config, which failure messages quote. Does not wait for it to be ready: poll with
-    /// `get_all_process_info` or use `wait_ready`.
+    /// Runs `supervisord -n -c config` (in the current directory). Its stdout and stderr go to
+    /// a temporary file that failure messages quote (`output_text`). Does not wait for it to be
+    /// ready: poll with `get_all_process_info` or use `wait_ready`.
     pub fn start(config: &Path) -> Supervisord {
         let bin = supervisord_binary();
-        let output = config.with_file_name("supervisord.out");
-        let out = std::fs::File::create(&output)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", output.display()));
+        let output = tempfile::Builder::new()
+            .prefix("supervisord-output-")
+            .tempfile()
+            .expect("cannot create a temporary file for supervisord's output");
+        let out = output
+            .reopen()
+            .expect("cannot open supervisord's output file");
         let err = out.try_clone().expect("cannot duplicate a file handle");
         let child = Command::new(&bin)
             .arg("-n")
@@ -126,7 +132,7 @@ impl Supervisord {
 
     /// What supervisord printed so far (for failure messages).
     pub fn output_text(&self) -> String {
-        std::fs::read_to_string(&self.output).unwrap_or_default()
+        std::fs::read_to_string(self.output.path()).unwrap_or_default()
     }
 
     /// SIGTERM (supervisord stops its programs, then exits), wait, SIGKILL after 10 s.
