@@ -3,5 +3,6 @@
 //! The binary in `main.rs` is a thin shell around the library; everything else lives here so
 //! that tests and benchmarks use exactly the code that runs in production.
 
+pub mod clf;
 pub mod diag;
 pub mod shutdown;
