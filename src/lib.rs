@@ -5,4 +5,5 @@
 
 pub mod clf;
 pub mod diag;
+pub mod robots;
 pub mod shutdown;
