@@ -5,5 +5,7 @@
 
 pub mod clf;
 pub mod diag;
+pub mod digest;
+pub mod openurl;
 pub mod robots;
 pub mod shutdown;
