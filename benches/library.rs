@@ -79,6 +79,21 @@ fn bench(c: &mut Criterion) {
     c.bench_function("is_robot/chrome", |b| {
         b.iter(|| robots.is_robot(black_box(USER_AGENTS[0])))
     });
+    // Worst case: a header-sized user agent of varied, partly non-ASCII text, which the lazy
+    // DFA has not seen before (its state cache is per regex set, so this also measures misses).
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let junk: String = (0..8000)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            const CHARS: [char; 12] = ['a', 'Q', '7', ' ', '/', ';', '(', 'é', 'ß', 'Ж', '中', '-'];
+            CHARS[(seed % CHARS.len() as u64) as usize]
+        })
+        .collect();
+    c.bench_function("is_robot/8k_varied", |b| {
+        b.iter(|| robots.is_robot(black_box(&junk)))
+    });
     c.bench_function("is_robot/googlebot", |b| {
         b.iter(|| robots.is_robot(black_box(USER_AGENTS[9])))
     });
