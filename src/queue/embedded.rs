@@ -58,8 +58,8 @@ struct Queue {
     rx: Receiver<Item>,
     /// Put-back messages, taken before anything in the channel.
     front: Mutex<VecDeque<Message>>,
-    /// Messages in the channel (wake-ups not counted).
-    queued: AtomicI64,
+    /// Wake-ups in the channel, so its length can be told without them.
+    wakes: AtomicI64,
     consumers: Mutex<Vec<(String, Weak<Mutex<Vec<Held>>>)>>,
 }
 
@@ -119,7 +119,7 @@ impl Inner {
             tx,
             rx,
             front: Mutex::new(VecDeque::new()),
-            queued: AtomicI64::new(0),
+            wakes: AtomicI64::new(0),
             consumers: Mutex::new(Vec::new()),
         });
         let loaded = load_requeued(&self.dir, name)?;
@@ -150,27 +150,24 @@ impl Inner {
 
 impl Queue {
     fn len(&self) -> usize {
-        self.queued.load(Ordering::Relaxed).max(0) as usize + lock(&self.front).len()
+        let in_channel = self.rx.len() as i64 - self.wakes.load(Ordering::Relaxed);
+        in_channel.max(0) as usize + lock(&self.front).len()
     }
 
     /// Sends one message, waiting while the channel is full.
     fn send(&self, msg: Message, shutdown: &Shutdown) -> QResult<()> {
         let mut item = Item::Msg(msg);
-        // Counted before sending so a fast consumer never sees a negative count.
-        self.queued.fetch_add(1, Ordering::Relaxed);
         loop {
             match self.tx.send_timeout(item, POLL) {
                 Ok(()) => return Ok(()),
                 Err(SendTimeoutError::Timeout(back)) => {
                     if shutdown.is_set() {
-                        self.queued.fetch_sub(1, Ordering::Relaxed);
                         return Err(QueueError::ShuttingDown);
                     }
                     item = back;
                 }
                 Err(SendTimeoutError::Disconnected(_)) => {
                     // Unreachable: the queue holds its own receiver.
-                    self.queued.fetch_sub(1, Ordering::Relaxed);
                     return Err(QueueError::Io(format!("queue `{}` is closed", self.name)));
                 }
             }
@@ -188,8 +185,25 @@ impl Queue {
                 front.push_front(m);
             }
         }
-        // Wake one blocked consumer; if the channel is full nobody is blocked on it.
-        let _ = self.tx.try_send(Item::Wake);
+        self.wake();
+    }
+
+    /// Wakes one blocked consumer; if the channel is full nobody is blocked on it.
+    fn wake(&self) {
+        if self.tx.try_send(Item::Wake).is_ok() {
+            self.wakes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Receives one item without blocking past `timeout`; wake-ups are counted off.
+    fn recv(&self, timeout: Duration) -> Result<Option<Message>, RecvTimeoutError> {
+        match self.rx.recv_timeout(timeout)? {
+            Item::Msg(m) => Ok(Some(m)),
+            Item::Wake => {
+                self.wakes.fetch_sub(1, Ordering::Relaxed);
+                Ok(None)
+            }
+        }
     }
 
     /// Moves up to `max - out.len()` messages into `out` without blocking, front list first.
@@ -204,12 +218,9 @@ impl Queue {
             }
         }
         while out.len() < max {
-            match self.rx.try_recv() {
-                Ok(Item::Msg(m)) => {
-                    self.queued.fetch_sub(1, Ordering::Relaxed);
-                    out.push(m);
-                }
-                Ok(Item::Wake) => continue,
+            match self.recv(Duration::ZERO) {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => continue,
                 Err(_) => break,
             }
         }
@@ -218,11 +229,8 @@ impl Queue {
     fn drain(&self) -> u64 {
         let mut n = 0;
         n += lock(&self.front).drain(..).count() as u64;
-        while let Ok(item) = self.rx.try_recv() {
-            if let Item::Msg(_) = item {
-                self.queued.fetch_sub(1, Ordering::Relaxed);
-                n += 1;
-            }
+        while let Ok(item) = self.recv(Duration::ZERO) {
+            n += u64::from(item.is_some());
         }
         n
     }
@@ -342,12 +350,9 @@ impl Consumer for EmbeddedConsumer {
             if !out.is_empty() || now >= deadline || self.inner.shutdown.is_set() {
                 break;
             }
-            match self.q.rx.recv_timeout((deadline - now).min(POLL)) {
-                Ok(Item::Msg(m)) => {
-                    self.q.queued.fetch_sub(1, Ordering::Relaxed);
-                    out.push(m);
-                }
-                Ok(Item::Wake) | Err(RecvTimeoutError::Timeout) => {}
+            match self.q.recv((deadline - now).min(POLL)) {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
@@ -633,7 +638,7 @@ impl Admin for EmbeddedAdmin {
             let mut front = lock(&q.front);
             front.extend(back.into_iter().map(Message::new));
             drop(front);
-            let _ = q.tx.try_send(Item::Wake);
+            q.wake();
         } else {
             // For the process that runs the queue: loaded when it opens the queue.
             let rq = self.inner.requeue_path(queue);
