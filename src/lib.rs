@@ -8,4 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod diag;
 pub mod queue;
+pub mod queuecmd;
 pub mod shutdown;
+pub mod status;

@@ -134,7 +134,10 @@ fn a_consumer_killed_mid_batch_loses_nothing_and_gets_its_batch_back_on_restart(
         .arg(-1)
         .query(&mut r.conn())
         .unwrap();
-    assert!(!inflight.is_empty(), "killed mid-batch: something is in flight");
+    assert!(
+        !inflight.is_empty(),
+        "killed mid-batch: something is in flight"
+    );
     // The same consumer id restarted (same host, section, process number).
     let mut c = t
         .consumer("q", &ConsumerId::new("crashhost", "worker_x", 1))
@@ -143,7 +146,10 @@ fn a_consumer_killed_mid_batch_loses_nothing_and_gets_its_batch_back_on_restart(
     let mut expect = inflight.clone();
     expect.reverse(); // oldest first
     let first_bodies: Vec<String> = first.iter().map(|m| m.body.clone()).collect();
-    assert_eq!(first_bodies, expect, "its own in-flight messages come first, in order");
+    assert_eq!(
+        first_bodies, expect,
+        "its own in-flight messages come first, in order"
+    );
     let mut after: Vec<u32> = first.iter().map(|m| m.body.parse().unwrap()).collect();
     c.ack(first).unwrap();
     let seen: Vec<u32> = printed.iter().chain(&after).copied().collect();
@@ -213,7 +219,10 @@ fn redis_killed_and_restarted_mid_run_loses_nothing_and_clients_recover_by_thems
         (got.lock().unwrap().len() > 300).then_some(())
     });
     assert!(started.is_some());
-    assert!(!producer.is_finished(), "the kill must come in the middle of the run");
+    assert!(
+        !producer.is_finished(),
+        "the kill must come in the middle of the run"
+    );
     r.kill();
     std::thread::sleep(Duration::from_millis(700));
     r.restart();
@@ -225,7 +234,11 @@ fn redis_killed_and_restarted_mid_run_loses_nothing_and_clients_recover_by_thems
         *counts.entry(*n).or_default() += 1;
     }
     let missing: Vec<u32> = (1..=N).filter(|n| !counts.contains_key(n)).collect();
-    assert!(missing.is_empty(), "lost {} messages: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "lost {} messages: {missing:?}",
+        missing.len()
+    );
     // Duplicates at most one batch (what was in flight at the kill).
     let dups = got.len() - N as usize;
     assert!(dups <= 30, "{dups} duplicates");

@@ -80,7 +80,10 @@ fn a_full_queue_slows_its_producer_until_shutdown_or_room() {
     p.push(numbered(1..=3)).unwrap();
     let pusher = std::thread::spawn(move || p.push(numbered(4..=5)));
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!pusher.is_finished(), "a full queue makes the producer wait");
+    assert!(
+        !pusher.is_finished(),
+        "a full queue makes the producer wait"
+    );
     let mut c = t.consumer("q", &id(1)).unwrap();
     let got = c.take(1, T).unwrap();
     c.ack(got).unwrap();
@@ -162,7 +165,10 @@ fn dead_letters_go_to_a_json_lines_file_that_requeue_dead_reads() {
     let mut admin = other.admin().unwrap();
     assert_eq!(admin.info("q").unwrap().dead, 2);
     assert_eq!(admin.requeue_dead("q", Some("plugin")).unwrap(), 1);
-    assert_eq!(admin.dead_letters("q", 10).unwrap()[0].reason, "tracker said 400");
+    assert_eq!(
+        admin.dead_letters("q", 10).unwrap()[0].reason,
+        "tracker said 400"
+    );
     assert_eq!(admin.peek("q", 10).unwrap(), ["2"]);
     let restarted = EmbeddedTransport::new(10, dir.path().to_path_buf());
     let mut c = restarted.consumer("q", &id(1)).unwrap();
@@ -188,7 +194,10 @@ fn dead_letters_go_to_a_json_lines_file_that_requeue_dead_reads() {
     assert_eq!(admin.requeue_dead("q", None).unwrap(), 1);
     assert_eq!(bodies(&c.take(10, T).unwrap()), ["1"]);
     assert_eq!(admin.info("q").unwrap().consumers[0].in_flight, 1);
-    assert!(matches!(admin.peek("q", 1), Err(QueueError::Unsupported(_))));
+    assert!(matches!(
+        admin.peek("q", 1),
+        Err(QueueError::Unsupported(_))
+    ));
 }
 
 #[derive(Debug, Clone)]

@@ -105,7 +105,10 @@ fn blocking_take_returns_as_soon_as_a_message_arrives_and_times_out_empty() {
     let t2 = t.clone();
     let pusher = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
-        t2.producer("q").unwrap().push(msgs(&["a", "b", "c"])).unwrap();
+        t2.producer("q")
+            .unwrap()
+            .push(msgs(&["a", "b", "c"]))
+            .unwrap();
     });
     let start = Instant::now();
     let got = c.take(10, Duration::from_secs(10)).unwrap();
@@ -279,7 +282,10 @@ fn consumers_on_different_hosts_with_the_same_section_and_number_never_share() {
     assert!(la.iter().all(|x| !lb.contains(x)));
     // Acks of one touch only its own list.
     a.ack(took_a.iter().map(Message::new).collect()).unwrap();
-    assert_eq!(lrange(&r, "q:inflight:beta.example:worker_test:1").len(), 20);
+    assert_eq!(
+        lrange(&r, "q:inflight:beta.example:worker_test:1").len(),
+        20
+    );
     let mut all = took_a.clone();
     all.extend(took_b);
     all.sort_by_key(|s| s.parse::<u32>().unwrap());
@@ -387,18 +393,24 @@ fn password_settings_are_used_and_wrong_ones_get_a_clear_error() {
 
 #[test]
 fn a_server_that_is_not_there_gets_a_clear_error() {
-    let mut s = loglines::config::RedisSettings::default();
     // A port that was free a moment ago: nothing listens there.
-    s.port = std::net::TcpListener::bind("127.0.0.1:0")
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    let s = loglines::config::RedisSettings {
+        port,
+        ..Default::default()
+    };
     let e = RedisTransport::connect(&s, Shutdown::new())
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("connection refused") && e.contains("redis-server"), "{e}");
+    assert!(
+        e.contains("connection refused") && e.contains("redis-server"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -417,15 +429,16 @@ fn retries_stop_promptly_when_shutdown_is_requested() {
     shutdown.trigger();
     let pushed = pusher.join().unwrap();
     let taken = taker.join().unwrap();
-    assert!(start.elapsed() < Duration::from_secs(4), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(
         matches!(pushed, Err(QueueError::ShuttingDown)),
         "{pushed:?}"
     );
-    assert!(
-        matches!(taken, Err(QueueError::ShuttingDown)),
-        "{taken:?}"
-    );
+    assert!(matches!(taken, Err(QueueError::ShuttingDown)), "{taken:?}");
 }
 
 #[test]

@@ -60,8 +60,13 @@ struct Queue {
     front: Mutex<VecDeque<Message>>,
     /// Wake-ups in the channel, so its length can be told without them.
     wakes: AtomicI64,
-    consumers: Mutex<Vec<(String, Weak<Mutex<Vec<Held>>>)>>,
+    /// Live consumers by name (weak: a dropped consumer disappears by itself).
+    consumers: Mutex<Vec<(String, WeakHolding)>>,
 }
+
+/// What a consumer holds, shared with its queue's registry so `info` can count it.
+type Holding = Arc<Mutex<Vec<Held>>>;
+type WeakHolding = Weak<Mutex<Vec<Held>>>;
 
 /// A message a consumer has taken and not finished.
 struct Held {
@@ -259,7 +264,7 @@ impl EmbeddedTransport {
     /// A consumer with the concrete type (tests read its in-flight count).
     pub fn embedded_consumer(&self, queue: &str, id: &ConsumerId) -> QResult<EmbeddedConsumer> {
         let q = self.inner.queue(queue)?;
-        let held = Arc::new(Mutex::new(Vec::new()));
+        let held: Holding = Arc::new(Mutex::new(Vec::new()));
         let name = id.to_string();
         lock(&q.consumers).push((name.clone(), Arc::downgrade(&held)));
         Ok(EmbeddedConsumer {
@@ -297,7 +302,7 @@ pub struct EmbeddedConsumer {
     inner: Arc<Inner>,
     name: String,
     section: String,
-    held: Arc<Mutex<Vec<Held>>>,
+    held: Holding,
 }
 
 impl EmbeddedConsumer {

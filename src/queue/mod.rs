@@ -30,7 +30,11 @@ pub struct ConsumerId {
 
 impl ConsumerId {
     pub fn new(host: &str, section: &str, process: u32) -> Self {
-        ConsumerId { host: host.to_string(), section: section.to_string(), process }
+        ConsumerId {
+            host: host.to_string(),
+            section: section.to_string(),
+            process,
+        }
     }
 
     /// This machine's host name, for consumer ids.
@@ -92,7 +96,11 @@ impl Lineage {
     /// One lineage that keeps every given one alive: a message derived from several inputs
     /// (a batch forwarded as a whole) is finished only when all of them may be.
     pub fn merge<'a>(all: impl IntoIterator<Item = &'a Lineage>) -> Lineage {
-        let tracked: Vec<Lineage> = all.into_iter().filter(|l| l.is_tracked()).cloned().collect();
+        let tracked: Vec<Lineage> = all
+            .into_iter()
+            .filter(|l| l.is_tracked())
+            .cloned()
+            .collect();
         match tracked.len() {
             0 => Lineage::none(),
             1 => tracked.into_iter().next().unwrap_or_default(),
@@ -104,7 +112,11 @@ impl Lineage {
 
 impl fmt::Debug for Lineage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "Lineage(tracked)" } else { "Lineage(none)" })
+        f.write_str(if self.0.is_some() {
+            "Lineage(tracked)"
+        } else {
+            "Lineage(none)"
+        })
     }
 }
 
@@ -117,12 +129,18 @@ pub struct Message {
 
 impl Message {
     pub fn new(body: impl Into<String>) -> Self {
-        Message { body: body.into(), lineage: Lineage::none() }
+        Message {
+            body: body.into(),
+            lineage: Lineage::none(),
+        }
     }
 
     /// A new message that inherits this one's completion tracking (for forwarding).
     pub fn derive(&self, body: impl Into<String>) -> Self {
-        Message { body: body.into(), lineage: self.lineage.clone() }
+        Message {
+            body: body.into(),
+            lineage: self.lineage.clone(),
+        }
     }
 }
 
@@ -154,7 +172,6 @@ impl fmt::Display for QueueError {
 }
 
 impl std::error::Error for QueueError {}
-
 
 pub type QResult<T> = Result<T, QueueError>;
 
@@ -208,7 +225,10 @@ pub struct DeadLetter {
 
 /// `t` as UTC ISO 8601 with seconds, `2026-11-27T09:00:00Z`, for dead letters.
 pub fn utc_iso8601(t: std::time::SystemTime) -> String {
-    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil date from days since 1970-01-01 (proleptic Gregorian), era-based so it needs no
     // table and no date crate.

@@ -19,8 +19,8 @@ mod link;
 mod scripts;
 
 use super::{
-    Admin, ConsumerId, ConsumerInfo, DeadLetter, Message, Producer, QResult, QueueError,
-    QueueInfo, Transport,
+    Admin, ConsumerId, ConsumerInfo, DeadLetter, Message, Producer, QResult, QueueError, QueueInfo,
+    Transport,
 };
 use crate::config::RedisSettings;
 use crate::shutdown::Shutdown;
@@ -148,9 +148,8 @@ impl RedisTransport {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let label = settings.display();
-        let client = Client::open(settings.url()).map_err(|e| {
-            QueueError::Server(format!("invalid redis settings for {label}: {e}"))
-        })?;
+        let client = Client::open(settings.url())
+            .map_err(|e| QueueError::Server(format!("invalid redis settings for {label}: {e}")))?;
         let mut conn = client
             .get_connection_with_timeout(timeout)
             .map_err(|e| link::connect_error(&label, &e))?;
@@ -309,10 +308,9 @@ impl Producer for RedisProducer {
         let mut in_doubt = false;
         loop {
             if in_doubt {
-                let rec: Option<String> = match self
-                    .link
-                    .attempt(COMMAND_TIMEOUT, |c| redis::cmd("GET").arg(&self.record).query(c))
-                {
+                let rec: Option<String> = match self.link.attempt(COMMAND_TIMEOUT, |c| {
+                    redis::cmd("GET").arg(&self.record).query(c)
+                }) {
                     Ok(v) => v,
                     Err(Fail::Lost) => continue,
                     Err(Fail::Err(e)) => return Err(e),
@@ -321,7 +319,10 @@ impl Producer for RedisProducer {
                     return Ok(());
                 }
             }
-            match self.link.attempt(COMMAND_TIMEOUT, |c| pipe.query::<(u64,)>(c)) {
+            match self
+                .link
+                .attempt(COMMAND_TIMEOUT, |c| pipe.query::<(u64,)>(c))
+            {
                 Ok((len,)) => {
                     self.last_len = len;
                     return Ok(());
@@ -575,18 +576,18 @@ impl RedisConsumer {
             }
             Ok(_) => {
                 self.expired()?;
-                self.from_pending(out.len() + max, out)
+                self.deliver_pending(out.len() + max, out)
             }
             // The move may have happened with the answer lost: the list tells.
             Err(Fail::Lost) => {
                 self.resync()?;
-                self.from_pending(out.len() + max, out)
+                self.deliver_pending(out.len() + max, out)
             }
             Err(Fail::Err(e)) => Err(e),
         }
     }
 
-    fn from_pending(&mut self, max: usize, out: &mut Vec<Message>) -> QResult<()> {
+    fn deliver_pending(&mut self, max: usize, out: &mut Vec<Message>) -> QResult<()> {
         let n = self.pending.len().min(max.saturating_sub(out.len()));
         let items: Vec<String> = self.pending.drain(..n).collect();
         self.deliver(items, out);
@@ -594,7 +595,12 @@ impl RedisConsumer {
     }
 
     /// Blocks up to `block` for one message with BLMOVE.
-    fn take_blocking(&mut self, block: Duration, max: usize, out: &mut Vec<Message>) -> QResult<()> {
+    fn take_blocking(
+        &mut self,
+        block: Duration,
+        max: usize,
+        out: &mut Vec<Message>,
+    ) -> QResult<()> {
         let (q, inflight) = (self.keys.queue.clone(), self.inflight.clone());
         let secs = block.as_secs_f64().max(0.01);
         let r = self.link.attempt(COMMAND_TIMEOUT + block, |c| {
@@ -614,7 +620,7 @@ impl RedisConsumer {
             Ok(None) => Ok(()),
             Err(Fail::Lost) => {
                 self.resync()?;
-                self.from_pending(max, out)
+                self.deliver_pending(max, out)
             }
             Err(Fail::Err(e)) => Err(e),
         }
@@ -817,7 +823,7 @@ impl super::Consumer for RedisConsumer {
         self.maybe_recover()?;
         if !self.pending.is_empty() {
             self.beat()?;
-            self.from_pending(max, &mut out)?;
+            self.deliver_pending(max, &mut out)?;
             if !out.is_empty() {
                 return Ok(out);
             }
@@ -837,7 +843,7 @@ impl super::Consumer for RedisConsumer {
                 self.maybe_recover()?;
                 self.beat()?;
                 // Recovered lists (ours after an expiry, or others') may be waiting.
-                self.from_pending(max, &mut out)?;
+                self.deliver_pending(max, &mut out)?;
             } else if out.len() < max {
                 // One came: take what else is there without blocking (and mark the list's
                 // start time, which BLMOVE does not).
@@ -865,10 +871,7 @@ impl super::Consumer for RedisConsumer {
     }
 
     fn requeue(&mut self, items: Vec<Message>) -> QResult<()> {
-        self.commit(
-            items.into_iter().map(|m| m.body).collect(),
-            Commit::Requeue,
-        )
+        self.commit(items.into_iter().map(|m| m.body).collect(), Commit::Requeue)
     }
 
     fn dead_letter(&mut self, item: Message, reason: &str) -> QResult<()> {
@@ -898,7 +901,10 @@ pub struct RedisAdmin {
 }
 
 impl RedisAdmin {
-    fn once<T>(&mut self, f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> QResult<T> {
+    fn once<T>(
+        &mut self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> QResult<T> {
         match self.link.attempt(COMMAND_TIMEOUT, f) {
             Ok(v) => Ok(v),
             Err(Fail::Lost) => Err(QueueError::Unavailable(format!(
@@ -1044,7 +1050,9 @@ mod tests {
     fn version_check_names_the_version_found() {
         assert!(check_version("x", "6.2.0").is_ok());
         assert!(check_version("x", "7.0.15").is_ok());
-        let e = check_version("redis://h:1 db 0", "5.0.7").unwrap_err().to_string();
+        let e = check_version("redis://h:1 db 0", "5.0.7")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("5.0.7") && e.contains("6.2"), "{e}");
         assert_eq!(
             parse_version("# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n"),
