@@ -200,6 +200,13 @@ pub fn parse(path: &Path, text: &str) -> Result<RawIni, Vec<Diagnostic>> {
             }
         }
     }
+    if sections.is_empty() && problems.is_empty() {
+        problems.push(Diagnostic::error(
+            path,
+            None,
+            "the file is empty (only comments); expected sections such as [redis], [logger_logfilewatcher] and [worker_pirus2] (see the example loglines.cfg)",
+        ));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }

@@ -115,6 +115,21 @@ pub const KEYS: &[KeySpec] = &[
     k("format", FileLog, "line", "`line` (the raw log line) or `json` (the whole message)"),
 ];
 
+/// The `## ` heading of docs/configuration.md that documents keys of this scope.
+pub fn doc_heading(scope: Scope) -> &'static str {
+    match scope {
+        Supervisor => "[supervisor]",
+        Redis => "[redis] and [redis_NAME]",
+        General => "[loglines]",
+        Program => "Every process_*, worker_* and logger_* section",
+        Role => "Every loglines role section",
+        Watch => "loglines watch",
+        Broker => "loglines broker",
+        Worker => "loglines worker",
+        FileLog => "loglines filelog",
+    }
+}
+
 /// Keys accepted in a section of the given scopes.
 pub fn accepted(scopes: &[Scope]) -> Vec<&'static str> {
     KEYS.iter()

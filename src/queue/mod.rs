@@ -182,6 +182,11 @@ pub trait Producer: Send {
     /// while the queue is above its high-water mark.
     fn push(&mut self, batch: Vec<Message>) -> QResult<()>;
 
+    /// Files a message that must not enter the queue (a line over `max_line_bytes`) in
+    /// `<queue>:dead` with the reason and the producing section, as [`Consumer::dead_letter`]
+    /// does for consumers.
+    fn dead_letter(&mut self, item: Message, reason: &str, section: &str) -> QResult<()>;
+
     /// True when a pushed message is finished only once its [`Lineage`] is dropped everywhere
     /// (embedded); false when the transport itself is durable (Redis).
     fn tracks_completion(&self) -> bool;

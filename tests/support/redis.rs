@@ -1,0 +1,321 @@
+//! A real `redis-server` for tests: own free port, own temp dir, started and stopped by the test.
+//!
+//! Never touches the machine's Redis on 6379. Speaks RESP directly for readiness checks and
+//! assertions, so tests need neither `redis-cli` nor a client connection of their own.
+
+use super::{find_executable, free_port, stop_child, temp_dir};
+use std::ffi::OsStr;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a starting server may take to answer PING (loading a big AOF included).
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long `stop()` waits after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Socket timeout for commands sent with `redis_cmd`.
+const CMD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What to tell a developer whose machine lacks redis-server.
+pub fn redis_server_missing_message() -> String {
+    "redis-server not found on PATH: install it with 'apt-get install redis-server' \
+     (the README's test command does this)"
+        .to_string()
+}
+
+/// Finds redis-server in a PATH-style list; the error is the message to show.
+pub fn find_redis_server(path_var: Option<&OsStr>) -> Result<PathBuf, String> {
+    find_executable("redis-server", path_var, &[]).ok_or_else(redis_server_missing_message)
+}
+
+/// A redis-server child process. Drop kills it (SIGKILL) and removes its directory.
+pub struct RedisServer {
+    binary: PathBuf,
+    port: u16,
+    appendonly: bool,
+    child: Option<Child>,
+    // Declared last so the directory is removed after the process is gone.
+    dir: tempfile::TempDir,
+}
+
+/// Why a start attempt failed.
+enum StartError {
+    /// The port was taken between choosing it and redis binding it: try another.
+    PortTaken,
+    Other(String),
+}
+
+impl RedisServer {
+    /// Starts a server without persistence.
+    pub fn start() -> RedisServer {
+        RedisServer::start_with(false)
+    }
+
+    /// Starts a server; with `appendonly`, every write is fsynced to the AOF before it is
+    /// acknowledged, so `kill()` + `restart()` loses nothing that was acknowledged.
+    pub fn start_with(appendonly: bool) -> RedisServer {
+        let path = std::env::var_os("PATH");
+        let binary = find_redis_server(path.as_deref()).unwrap_or_else(|m| panic!("{m}"));
+        let mut server = RedisServer {
+            binary,
+            port: 0,
+            appendonly,
+            child: None,
+            dir: temp_dir(),
+        };
+        // free_port() can race with other tests picking ports; a few attempts make that moot.
+        for _ in 0..5 {
+            server.port = free_port();
+            match server.spawn_and_wait() {
+                Ok(()) => return server,
+                Err(StartError::PortTaken) => continue,
+                Err(StartError::Other(m)) => panic!("{m}"),
+            }
+        }
+        panic!("redis-server: could not find a free port in 5 attempts");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The server's working directory (AOF, log file `redis.log`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The pid of the running server, if any.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// A client from the `redis` crate for this server.
+    pub fn client(&self) -> ::redis::Client {
+        ::redis::Client::open(self.url()).expect("valid redis url")
+    }
+
+    /// Graceful stop: SIGTERM (redis flushes the AOF), wait, SIGKILL after 10 s.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_child(&mut c, libc::SIGTERM, STOP_GRACE);
+        }
+    }
+
+    /// Crash: SIGKILL, as a power cut or OOM killer would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and directory (stopping it first if it runs),
+    /// so with appendonly the data survives.
+    pub fn restart(&mut self) {
+        self.stop();
+        // The old socket is gone once the process has exited, but another process could have
+        // grabbed the port meanwhile: retry a little, then fail loudly rather than silently
+        // moving to another port (clients are configured with this one).
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.spawn_and_wait() {
+                Ok(()) => return,
+                Err(StartError::PortTaken) if Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(StartError::PortTaken) => {
+                    panic!("redis-server: port {} is taken, cannot restart", self.port)
+                }
+                Err(StartError::Other(m)) => panic!("{m}"),
+            }
+        }
+    }
+
+    /// True if the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Runs one command and renders the reply like redis-cli's raw output: status and bulk
+    /// replies as their text, integers as digits, nil as `(nil)`, errors as `(error) MSG`,
+    /// arrays one element per line. Panics if the server cannot be reached.
+    pub fn redis_cmd(&self, args: &[&str]) -> String {
+        match self.try_cmd(args) {
+            Ok(reply) => reply.to_string(),
+            Err(e) => panic!("redis command {args:?} on port {} failed: {e}", self.port),
+        }
+    }
+
+    /// Runs one command on a fresh connection and returns the parsed reply.
+    pub fn try_cmd(&self, args: &[&str]) -> io::Result<Reply> {
+        let stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(CMD_TIMEOUT))?;
+        stream.set_write_timeout(Some(CMD_TIMEOUT))?;
+        let mut req = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            req.extend_from_slice(a.as_bytes());
+            req.extend_from_slice(b"\r\n");
+        }
+        (&stream).write_all(&req)?;
+        read_reply(&mut BufReader::new(stream))
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), StartError> {
+        let dir = self.dir.path();
+        let log = dir.join("redis.log");
+        // Truncate, so a failure message shows this attempt's log, not a previous run's.
+        let _ = std::fs::write(&log, "");
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--daemonize", "no", "--save", ""])
+            .arg("--dir")
+            .arg(dir)
+            .arg("--logfile")
+            .arg(&log)
+            .args(["--appendonly", if self.appendonly { "yes" } else { "no" }]);
+        if self.appendonly {
+            cmd.args(["--appendfsync", "always"]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| StartError::Other(format!("cannot run {}: {e}", self.binary.display())))?;
+        self.child = Some(child);
+        let end = Instant::now() + START_TIMEOUT;
+        loop {
+            if matches!(self.try_cmd(&["PING"]), Ok(Reply::Status(ref s)) if s == "PONG") {
+                // Make sure it is our server answering, not another test's that took the port
+                // (ours then fails to bind and exits, which the next round notices).
+                if self.answering_pid() == self.pid() {
+                    return Ok(());
+                }
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+            if exited || Instant::now() >= end {
+                self.kill();
+                if log_text.contains("Address already in use") {
+                    return Err(StartError::PortTaken);
+                }
+                return Err(StartError::Other(format!(
+                    "redis-server on port {} did not answer PING within {START_TIMEOUT:?} \
+                     (exited: {exited}); its log:\n{log_text}",
+                    self.port
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl RedisServer {
+    /// The pid the server on our port reports (`INFO server`, field `process_id`).
+    fn answering_pid(&self) -> Option<u32> {
+        let info = self.try_cmd(&["INFO", "server"]).ok()?.to_string();
+        info.lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A RESP2 reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Status(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Reply>>),
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Status(s) => f.write_str(s),
+            Reply::Error(e) => write!(f, "(error) {e}"),
+            Reply::Int(i) => write!(f, "{i}"),
+            Reply::Bulk(Some(b)) => f.write_str(&String::from_utf8_lossy(b)),
+            Reply::Bulk(None) | Reply::Array(None) => f.write_str("(nil)"),
+            Reply::Array(Some(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("\n")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn bad(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Reads one RESP2 reply (recursing into arrays).
+fn read_reply(r: &mut impl BufRead) -> io::Result<Reply> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
+    }
+    let body = line.trim_end_matches(['\r', '\n']);
+    let (kind, rest) = body
+        .split_at_checked(1)
+        .ok_or_else(|| bad("empty reply line".into()))?;
+    let number = || {
+        rest.parse::<i64>()
+            .map_err(|_| bad(format!("bad number in {body:?}")))
+    };
+    match kind {
+        "+" => Ok(Reply::Status(rest.to_string())),
+        "-" => Ok(Reply::Error(rest.to_string())),
+        ":" => Ok(Reply::Int(number()?)),
+        "$" => {
+            let n = number()?;
+            if n < 0 {
+                return Ok(Reply::Bulk(None));
+            }
+            let mut buf = vec![0; n as usize + 2]; // payload + CRLF
+            r.read_exact(&mut buf)?;
+            buf.truncate(n as usize);
+            Ok(Reply::Bulk(Some(buf)))
+        }
+        "*" => {
+            let n = number()?;
+            if n < 0 {
+                return Ok(Reply::Array(None));
+            }
+            (0..n)
+                .map(|_| read_reply(r))
+                .collect::<io::Result<_>>()
+                .map(|v| Reply::Array(Some(v)))
+        }
+        _ => Err(bad(format!("unknown reply type in {body:?}"))),
+    }
+}
