@@ -147,12 +147,17 @@ fn dead_letters_go_to_a_json_lines_file_that_requeue_dead_reads() {
     c.dead_letter(got[0].clone(), "tracker said 400").unwrap();
     c.dead_letter(got[1].clone(), "plugin error").unwrap();
     c.ack(vec![got[2].clone()]).unwrap();
+    let mut p = t.producer("q").unwrap();
+    p.dead_letter(Message::new("too long"), "line too long", "logger_watch")
+        .unwrap();
     let text = std::fs::read_to_string(dir.path().join("q.dead.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2]["message"], "too long");
+    assert_eq!(lines[2]["section"], "logger_watch");
     assert_eq!(lines[0]["message"], "1");
     assert_eq!(lines[0]["reason"], "tracker said 400");
     assert_eq!(lines[0]["section"], "worker_e");
@@ -163,7 +168,7 @@ fn dead_letters_go_to_a_json_lines_file_that_requeue_dead_reads() {
     // waits in a file until the process running the queue opens it.
     let other = EmbeddedTransport::new(10, dir.path().to_path_buf());
     let mut admin = other.admin().unwrap();
-    assert_eq!(admin.info("q").unwrap().dead, 2);
+    assert_eq!(admin.info("q").unwrap().dead, 3);
     assert_eq!(admin.requeue_dead("q", Some("plugin")).unwrap(), 1);
     assert_eq!(
         admin.dead_letters("q", 10).unwrap()[0].reason,
@@ -189,10 +194,10 @@ fn dead_letters_go_to_a_json_lines_file_that_requeue_dead_reads() {
     assert_eq!(files(), 1, "kept until the message is finished");
     c.ack(again).unwrap();
     assert_eq!(files(), 0);
-    // Live queue: requeue-dead puts it straight back.
+    // Live queue: requeue-dead puts them straight back.
     let mut admin = restarted.admin().unwrap();
-    assert_eq!(admin.requeue_dead("q", None).unwrap(), 1);
-    assert_eq!(bodies(&c.take(10, T).unwrap()), ["1"]);
+    assert_eq!(admin.requeue_dead("q", None).unwrap(), 2);
+    assert_eq!(bodies(&c.take(1, T).unwrap()), ["1"]);
     assert_eq!(admin.info("q").unwrap().consumers[0].in_flight, 1);
     assert!(matches!(
         admin.peek("q", 1),

@@ -465,3 +465,25 @@ fn admin_reports_lengths_consumers_and_purges() {
     assert_eq!(lrange(&r, "q:inflight:h:worker_test:1").len(), 3);
     assert_eq!(lrange(&r, "q:dead").len(), 1);
 }
+
+#[test]
+fn a_producer_files_a_message_that_must_not_enter_the_queue_as_a_dead_letter() {
+    let r = TestRedis::start();
+    let t = transport(&r, 30);
+    let mut p = t.producer("q").unwrap();
+    p.push(msgs(&["fine"])).unwrap();
+    p.dead_letter(
+        Message::new("x".repeat(100)),
+        "line longer than max_line_bytes (100 > 64)",
+        "logger_watch",
+    )
+    .unwrap();
+    assert_eq!(lrange(&r, "q"), ["fine"]);
+    let dead = lrange(&r, "q:dead");
+    assert_eq!(dead.len(), 1);
+    let v: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
+    assert_eq!(v["message"], "x".repeat(100));
+    assert_eq!(v["section"], "logger_watch");
+    assert!(v["reason"].as_str().unwrap().contains("max_line_bytes"));
+    assert!(v["consumer"].as_str().unwrap().ends_with(":logger_watch"));
+}

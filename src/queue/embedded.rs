@@ -245,6 +245,7 @@ impl Transport for EmbeddedTransport {
     fn producer(&self, queue: &str) -> QResult<Box<dyn Producer>> {
         Ok(Box::new(EmbeddedProducer {
             q: self.inner.queue(queue)?,
+            dir: self.inner.dir.clone(),
             shutdown: self.inner.shutdown.clone(),
         }))
     }
@@ -280,6 +281,7 @@ impl EmbeddedTransport {
 /// Pushes into one in-process queue.
 pub struct EmbeddedProducer {
     q: Arc<Queue>,
+    dir: PathBuf,
     shutdown: Shutdown,
 }
 
@@ -288,6 +290,20 @@ impl Producer for EmbeddedProducer {
         for m in batch {
             self.q.send(m, &self.shutdown)?;
         }
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, item: Message, reason: &str, section: &str) -> QResult<()> {
+        let letter = DeadLetter {
+            message: item.body.clone(),
+            reason: reason.to_string(),
+            section: section.to_string(),
+            consumer: format!("{}:{section}", ConsumerId::local_host()),
+            at: super::utc_iso8601(SystemTime::now()),
+        };
+        append_dead(&self.dir, &self.q.name, &letter)?;
+        // Filed for good: dropping the message now completes its line.
+        drop(item);
         Ok(())
     }
 

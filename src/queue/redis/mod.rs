@@ -282,29 +282,22 @@ pub struct RedisProducer {
     last_len: u64,
 }
 
-impl Producer for RedisProducer {
-    fn push(&mut self, batch: Vec<Message>) -> QResult<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        if self.last_len > self.max_len {
-            wait_for_room(&mut self.link, &self.queue, self.max_len, |_| Ok(()))?;
-        }
+impl RedisProducer {
+    /// Runs `cmd` (an LPUSH or RPUSH of a batch) once, whatever happens to the connection: it
+    /// goes in a MULTI/EXEC with a record of its batch number, and after a lost answer the
+    /// record tells whether it ran. Returns the list length after the push.
+    fn store(&mut self, cmd: redis::Cmd) -> QResult<u64> {
         self.seq += 1;
         let seq = self.seq.to_string();
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .cmd("LPUSH")
-            .arg(&self.queue)
-            .arg(batch.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
+            .add_command(cmd)
             .cmd("SET")
             .arg(&self.record)
             .arg(&seq)
             .arg("EX")
             .arg(PRODUCER_RECORD_TTL)
             .ignore();
-        // After a lost connection the LPUSH may or may not have run; the record written in the
-        // same transaction tells which, so a retry never pushes the batch twice.
         let mut in_doubt = false;
         loop {
             if in_doubt {
@@ -316,21 +309,51 @@ impl Producer for RedisProducer {
                     Err(Fail::Err(e)) => return Err(e),
                 };
                 if rec.as_deref() == Some(seq.as_str()) {
-                    return Ok(());
+                    // Stored before the connection broke; the length is not known, so the
+                    // next push checks the high-water mark again.
+                    return Ok(self.max_len.saturating_add(1));
                 }
             }
             match self
                 .link
                 .attempt(COMMAND_TIMEOUT, |c| pipe.query::<(u64,)>(c))
             {
-                Ok((len,)) => {
-                    self.last_len = len;
-                    return Ok(());
-                }
+                Ok((len,)) => return Ok(len),
                 Err(Fail::Lost) => in_doubt = true,
                 Err(Fail::Err(e)) => return Err(e),
             }
         }
+    }
+}
+
+impl Producer for RedisProducer {
+    fn push(&mut self, batch: Vec<Message>) -> QResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.last_len > self.max_len {
+            wait_for_room(&mut self.link, &self.queue, self.max_len, |_| Ok(()))?;
+        }
+        let mut cmd = redis::cmd("LPUSH");
+        cmd.arg(&self.queue)
+            .arg(batch.iter().map(|m| m.body.as_str()).collect::<Vec<_>>());
+        self.last_len = self.store(cmd)?;
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, item: Message, reason: &str, section: &str) -> QResult<()> {
+        let letter = DeadLetter {
+            message: item.body,
+            reason: reason.to_string(),
+            section: section.to_string(),
+            consumer: format!("{}:{section}", ConsumerId::local_host()),
+            at: super::utc_iso8601(SystemTime::now()),
+        };
+        let json = serde_json::to_string(&letter)
+            .map_err(|e| QueueError::Server(format!("cannot encode a dead letter: {e}")))?;
+        let mut cmd = redis::cmd("RPUSH");
+        cmd.arg(Keys::new(&self.queue).dead).arg(json);
+        self.store(cmd).map(|_| ())
     }
 
     fn tracks_completion(&self) -> bool {
