@@ -119,6 +119,54 @@ pub fn describe(cfg: &Config) -> String {
     out
 }
 
+/// How long `check` waits for each Redis server: it must stay quick when one is down.
+const REDIS_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Connects to each Redis section the roles use and reports its version or why it cannot be
+/// reached. Only informative: `loglines run` (embedded queues) needs no Redis.
+pub fn redis_report(cfg: &Config) -> String {
+    let mut used: Vec<&str> = cfg
+        .sections
+        .iter()
+        .filter(|s| !matches!(s.role, Role::Process))
+        .map(|s| s.redis.as_str())
+        .collect();
+    used.sort();
+    used.dedup();
+    let mut out = String::new();
+    if used.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nRedis (distributed mode only; `loglines run` needs none):"
+    );
+    for name in used {
+        let Some(settings) = cfg.redis.get(name) else {
+            continue;
+        };
+        let shutdown = crate::shutdown::Shutdown::new();
+        match crate::queue::redis::RedisTransport::connect_within(
+            settings,
+            shutdown,
+            REDIS_PROBE_TIMEOUT,
+        ) {
+            Ok(t) => {
+                let _ = writeln!(
+                    out,
+                    "  [{name}] redis {} at {}",
+                    t.version(),
+                    settings.display()
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "  [{name}] warning: {e}");
+            }
+        }
+    }
+    out
+}
+
 fn rel(cfg: &Config, p: &std::path::Path) -> String {
     p.strip_prefix(&cfg.dir).unwrap_or(p).display().to_string()
 }
@@ -135,6 +183,7 @@ pub fn run(g: &Global) -> Result<i32, Failure> {
             println!("  {w}");
         }
     }
+    print!("{}", redis_report(&cfg));
     println!("\nconfiguration is valid");
     Ok(0)
 }

@@ -46,6 +46,10 @@ pub struct Global {
 pub enum Command {
     /// Validate the configuration and show what it sets up.
     Check,
+    /// Queue lengths, in-flight messages, dead letters and live consumers.
+    Status(crate::status::StatusArgs),
+    /// Inspect and repair one queue.
+    Queue(crate::queuecmd::QueueArgs),
 }
 
 /// Why a command failed, deciding the exit code.
@@ -107,6 +111,8 @@ pub fn main() -> i32 {
     init_logging(&cli.global);
     let result = match &cli.command {
         Command::Check => check::run(&cli.global),
+        Command::Status(a) => crate::status::run(&cli.global, a),
+        Command::Queue(a) => crate::queuecmd::run(&cli.global, a),
     };
     match result {
         Ok(code) => code,

@@ -10,5 +10,8 @@ pub mod config;
 pub mod diag;
 pub mod digest;
 pub mod openurl;
+pub mod queue;
+pub mod queuecmd;
 pub mod robots;
 pub mod shutdown;
+pub mod status;

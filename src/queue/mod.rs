@@ -30,7 +30,11 @@ pub struct ConsumerId {
 
 impl ConsumerId {
     pub fn new(host: &str, section: &str, process: u32) -> Self {
-        ConsumerId { host: host.to_string(), section: section.to_string(), process }
+        ConsumerId {
+            host: host.to_string(),
+            section: section.to_string(),
+            process,
+        }
     }
 
     /// This machine's host name, for consumer ids.
@@ -79,11 +83,40 @@ impl Lineage {
     pub fn is_tracked(&self) -> bool {
         self.0.is_some()
     }
+
+    /// True when both carry the same completion guard (not merely equal ones), so a transport
+    /// can tell apart two in-flight messages whose texts are identical.
+    pub fn same_as(&self, other: &Lineage) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// One lineage that keeps every given one alive: a message derived from several inputs
+    /// (a batch forwarded as a whole) is finished only when all of them may be.
+    pub fn merge<'a>(all: impl IntoIterator<Item = &'a Lineage>) -> Lineage {
+        let tracked: Vec<Lineage> = all
+            .into_iter()
+            .filter(|l| l.is_tracked())
+            .cloned()
+            .collect();
+        match tracked.len() {
+            0 => Lineage::none(),
+            1 => tracked.into_iter().next().unwrap_or_default(),
+            _ if tracked.iter().all(|l| l.same_as(&tracked[0])) => tracked[0].clone(),
+            _ => Lineage::track(Arc::new(tracked)),
+        }
+    }
 }
 
 impl fmt::Debug for Lineage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "Lineage(tracked)" } else { "Lineage(none)" })
+        f.write_str(if self.0.is_some() {
+            "Lineage(tracked)"
+        } else {
+            "Lineage(none)"
+        })
     }
 }
 
@@ -96,12 +129,18 @@ pub struct Message {
 
 impl Message {
     pub fn new(body: impl Into<String>) -> Self {
-        Message { body: body.into(), lineage: Lineage::none() }
+        Message {
+            body: body.into(),
+            lineage: Lineage::none(),
+        }
     }
 
     /// A new message that inherits this one's completion tracking (for forwarding).
     pub fn derive(&self, body: impl Into<String>) -> Self {
-        Message { body: body.into(), lineage: self.lineage.clone() }
+        Message {
+            body: body.into(),
+            lineage: self.lineage.clone(),
+        }
     }
 }
 
@@ -116,6 +155,8 @@ pub enum QueueError {
     Io(String),
     /// The process is shutting down; the call was abandoned and nothing was lost.
     ShuttingDown,
+    /// This transport cannot do that (e.g. peek into an in-process queue from another process).
+    Unsupported(String),
 }
 
 impl fmt::Display for QueueError {
@@ -125,6 +166,7 @@ impl fmt::Display for QueueError {
             QueueError::Server(m) => write!(f, "queue server error: {m}"),
             QueueError::Io(m) => write!(f, "queue file error: {m}"),
             QueueError::ShuttingDown => write!(f, "shutting down"),
+            QueueError::Unsupported(m) => write!(f, "not supported: {m}"),
         }
     }
 }
@@ -186,6 +228,32 @@ pub struct DeadLetter {
     pub at: String,
 }
 
+/// `t` as UTC ISO 8601 with seconds, `2026-11-27T09:00:00Z`, for dead letters.
+pub fn utc_iso8601(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian), era-based so it needs no
+    // table and no date crate.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// One consumer's in-flight state, for `loglines status`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ConsumerInfo {
@@ -226,4 +294,35 @@ pub trait Transport: Send + Sync {
     fn producer(&self, queue: &str) -> QResult<Box<dyn Producer>>;
     fn consumer(&self, queue: &str, id: &ConsumerId) -> QResult<Box<dyn Consumer>>;
     fn admin(&self) -> QResult<Box<dyn Admin>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn iso8601_matches_known_instants() {
+        assert_eq!(utc_iso8601(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        // 2000-02-29 (a leap day of a century leap year) 12:34:56
+        let t = UNIX_EPOCH + Duration::from_secs(951_827_696);
+        assert_eq!(utc_iso8601(t), "2000-02-29T12:34:56Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_287_284_682);
+        assert_eq!(utc_iso8601(t), "2010-10-17T03:04:42Z");
+    }
+
+    #[test]
+    fn merged_lineage_lives_until_every_input_is_dropped() {
+        let a = Arc::new(1u8);
+        let b = Arc::new(2u8);
+        let la = Lineage::track(a.clone());
+        let lb = Lineage::track(b.clone());
+        let m = Lineage::merge([&la, &lb, &Lineage::none()]);
+        drop((la, lb));
+        assert_eq!(Arc::strong_count(&a), 2, "the merged lineage keeps a alive");
+        drop(m);
+        assert_eq!(Arc::strong_count(&a), 1);
+        assert_eq!(Arc::strong_count(&b), 1);
+        assert!(!Lineage::merge([&Lineage::none()]).is_tracked());
+    }
 }

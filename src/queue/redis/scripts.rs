@@ -1,0 +1,214 @@
+//! The server-side Lua scripts that make multi-step queue operations atomic.
+//!
+//! Redis runs a script without interleaving any other command, so each script below is one
+//! indivisible step: nothing can be half-moved when a process is killed or the server stops.
+//! Lists are built with `unpack` in chunks of at most 4,000 elements because Lua's stack
+//! limit (about 8,000) makes larger unpacks fail.
+//!
+//! Orientation (the 2010 tool's, kept for external producers): producers LPUSH, so the oldest
+//! message of a queue is at its right end, and consumers take from the right. An in-flight list
+//! has the same orientation: newest taken at the left, oldest at the right.
+
+/// Moves up to `max` messages from the right end of a queue to the left of an in-flight list.
+///
+/// KEYS: queue, in-flight list, heartbeat key, since-hash.
+/// ARGV: max, heartbeat ttl (s), heartbeat value, consumer name.
+/// Returns `{0, {}}` when the heartbeat had expired (nothing moved: the consumer must first
+/// learn what happened to its in-flight list), else `{1, items}` with items newest first.
+pub(crate) const TAKE: &str = r#"
+if not redis.call('SET', KEYS[3], ARGV[3], 'XX', 'EX', ARGV[2]) then
+  return {0, {}}
+end
+local n = tonumber(ARGV[1])
+local items = {}
+if n > 0 then
+  items = redis.call('LRANGE', KEYS[1], -n, -1)
+end
+local got = #items
+if got > 0 then
+  redis.call('LTRIM', KEYS[1], 0, -got - 1)
+  -- Push the oldest first so the in-flight list ends up exactly as `got` BLMOVE RIGHT LEFT
+  -- calls would have left it: newest at the left.
+  local chunk = {}
+  for i = got, 1, -1 do
+    chunk[#chunk + 1] = items[i]
+    if #chunk == 4000 then
+      redis.call('LPUSH', KEYS[2], unpack(chunk))
+      chunk = {}
+    end
+  end
+  if #chunk > 0 then
+    redis.call('LPUSH', KEYS[2], unpack(chunk))
+  end
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSETNX', KEYS[4], ARGV[4], redis.call('TIME')[1])
+end
+return {1, items}
+"#;
+
+/// Removes acked messages from an in-flight list and pushes messages to other lists, all at
+/// once, at most once per operation id (so a retry after a lost connection cannot repeat it).
+///
+/// KEYS: in-flight list, heartbeat key, since-hash, ops-hash, then one key per destination.
+/// ARGV: consumer name, operation id, heartbeat ttl, heartbeat value, mode (`all` or `some`),
+/// expected in-flight length (mode `all`), number of acked items k, the k items, then for each
+/// destination: `L` (LPUSH) or `R` (RPUSH), a count m, the m items.
+///
+/// Mode `all` deletes the whole list after checking its length (the fast path: the consumer
+/// acks everything it holds, so the items need not be sent back). Mode `some` removes one copy
+/// per acked item, oldest copies first, and fails unless every one was found.
+///
+/// Returns 1 applied, 2 already applied earlier, -1 heartbeat expired (nothing done), -2 the
+/// list length is not the expected one, -3 an acked item is not in the list.
+pub(crate) const COMMIT: &str = r#"
+local me = ARGV[1]
+if redis.call('HGET', KEYS[4], me) == ARGV[2] then
+  return 2
+end
+if not redis.call('SET', KEYS[2], ARGV[4], 'XX', 'EX', ARGV[3]) then
+  return -1
+end
+local nack = tonumber(ARGV[7])
+local pos = 8
+if ARGV[5] == 'all' then
+  if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[6]) then
+    return -2
+  end
+  redis.call('DEL', KEYS[1])
+  pos = pos + nack
+elseif nack > 0 then
+  local want = {}
+  for i = pos, pos + nack - 1 do
+    want[ARGV[i]] = (want[ARGV[i]] or 0) + 1
+  end
+  pos = pos + nack
+  local cur = redis.call('LRANGE', KEYS[1], 0, -1)
+  local drop = {}
+  local removed = 0
+  local lowest = #cur + 1
+  -- The oldest copies are at the right end: walk from there.
+  for i = #cur, 1, -1 do
+    local w = want[cur[i]]
+    if w and w > 0 then
+      want[cur[i]] = w - 1
+      drop[i] = true
+      removed = removed + 1
+      lowest = i
+    end
+  end
+  if removed ~= nack then
+    return -3
+  end
+  if lowest == #cur - removed + 1 then
+    -- The acked items are exactly the oldest ones: trim them off the right end.
+    redis.call('LTRIM', KEYS[1], 0, -removed - 1)
+  else
+    redis.call('DEL', KEYS[1])
+    local chunk = {}
+    for i = 1, #cur do
+      if not drop[i] then
+        chunk[#chunk + 1] = cur[i]
+        if #chunk == 4000 then
+          redis.call('RPUSH', KEYS[1], unpack(chunk))
+          chunk = {}
+        end
+      end
+    end
+    if #chunk > 0 then
+      redis.call('RPUSH', KEYS[1], unpack(chunk))
+    end
+  end
+end
+for k = 5, #KEYS do
+  local cmd = 'RPUSH'
+  if ARGV[pos] == 'L' then
+    cmd = 'LPUSH'
+  end
+  local cnt = tonumber(ARGV[pos + 1])
+  pos = pos + 2
+  local last = pos + cnt - 1
+  local i = pos
+  while i <= last do
+    local j = math.min(i + 3999, last)
+    redis.call(cmd, KEYS[k], unpack(ARGV, i, j))
+    i = j + 1
+  end
+  pos = last + 1
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HDEL', KEYS[3], me)
+end
+redis.call('HSET', KEYS[4], me, ARGV[2])
+return 1
+"#;
+
+/// Returns another consumer's in-flight list to its queue if that consumer's heartbeat has
+/// expired: all of it, in order, to the consumer end, and deletes the list.
+///
+/// KEYS: the in-flight list, its consumer's heartbeat key, the queue, the since-hash.
+/// ARGV: that consumer's name.
+/// Returns -1 if the consumer is alive (nothing done), else the number of messages returned.
+pub(crate) const RECOVER: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return -1
+end
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'list' then
+  return 0
+end
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+-- RPUSH in list order leaves the oldest (rightmost) in-flight item at the queue's right end,
+-- so it is taken first again, before anything that was behind it.
+local i = 1
+while i <= #items do
+  local j = math.min(i + 3999, #items)
+  redis.call('RPUSH', KEYS[3], unpack(items, i, j))
+  i = j + 1
+end
+redis.call('DEL', KEYS[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+return #items
+"#;
+
+/// Moves dead letters back onto their queue (producer end, oldest first), optionally only those
+/// whose reason contains a text; unreadable entries stay.
+///
+/// KEYS: the dead-letter list, the queue. ARGV: the reason text, or empty for all.
+/// Returns the number moved.
+pub(crate) const REQUEUE_DEAD: &str = r#"
+local all = redis.call('LRANGE', KEYS[1], 0, -1)
+local keep, back = {}, {}
+for _, raw in ipairs(all) do
+  local ok, d = pcall(cjson.decode, raw)
+  local msg = nil
+  local reason = ''
+  if ok and type(d) == 'table' and type(d.message) == 'string' then
+    msg = d.message
+    if type(d.reason) == 'string' then
+      reason = d.reason
+    end
+  end
+  if msg and (ARGV[1] == '' or string.find(reason, ARGV[1], 1, true)) then
+    back[#back + 1] = msg
+  else
+    keep[#keep + 1] = raw
+  end
+end
+if #back == 0 then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+local i = 1
+while i <= #keep do
+  local j = math.min(i + 3999, #keep)
+  redis.call('RPUSH', KEYS[1], unpack(keep, i, j))
+  i = j + 1
+end
+i = 1
+while i <= #back do
+  local j = math.min(i + 3999, #back)
+  redis.call('LPUSH', KEYS[2], unpack(back, i, j))
+  i = j + 1
+end
+return #back
+"#;
