@@ -46,6 +46,8 @@ pub struct Global {
 pub enum Command {
     /// Validate the configuration and show what it sets up.
     Check,
+    /// Generate, enable, disable and list supervisord programs (docs/supervisor.md).
+    Supervisor(crate::supervisor::SupervisorArgs),
 }
 
 /// Why a command failed, deciding the exit code.
@@ -107,6 +109,7 @@ pub fn main() -> i32 {
     init_logging(&cli.global);
     let result = match &cli.command {
         Command::Check => check::run(&cli.global),
+        Command::Supervisor(args) => crate::supervisor::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,
