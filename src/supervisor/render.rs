@@ -335,7 +335,9 @@ pub fn supervisord_conf(
     let gen = "loglines";
     let inet = match &web.section {
         Some(s) => s.trim_end().to_string(),
-        None => "; No [inet_http_server]: [supervisor] in the configuration sets no port.".into(),
+        None => {
+            "; No web UI (inet_http_server): [supervisor] in the configuration sets no port.".into()
+        }
     };
     let values: Vec<(&str, String)> = vec![
         ("@CONFIG@", sv_path(gen, "config", &cfg.path)?),
