@@ -679,3 +679,20 @@ fn a_section_name_supervisord_cannot_use_is_refused() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn the_program_file_shown_in_the_docs_is_what_generate_writes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/supervisor.md")).unwrap();
+    let after = &doc[doc
+        .find("**A program file**")
+        .expect("docs lost their example")..];
+    let start = after.find("```ini\n").unwrap() + "```ini\n".len();
+    let shown = &after[start..start + after[start..].find("```").unwrap()];
+    let p = Project::new(&example_config());
+    p.generate();
+    let real = p
+        .available("worker_pirus2")
+        .replace(&p.path().to_string_lossy().into_owned(), "/srv/loglines");
+    assert_eq!(shown, real);
+}
