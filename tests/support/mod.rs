@@ -4,6 +4,7 @@
 //! Each integration test crate uses only some of this, hence the blanket `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod loggen;
 pub mod redis;
 pub mod supervisord;
 pub mod tracker;
