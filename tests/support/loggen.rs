@@ -13,7 +13,7 @@ pub fn line(i: u64, download_every: u64) -> String {
     let (sec, min, hour) = (i % 60, (i / 60) % 60, (i / 3600) % 24);
     let time = format!("27/Nov/2026:{hour:02}:{min:02}:{sec:02} +0000");
     let ua = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
-    if i % download_every == 0 {
+    if i.is_multiple_of(download_every) {
         format!("{ip} - - [{time}] \"GET /id/eprint/{i}/1/paper.pdf HTTP/1.1\" 200 1048576 \"https://repo.example.ac.uk/id/eprint/{i}/\" \"{ua}\"")
     } else {
         format!("{ip} - - [{time}] \"GET /static/style.css?n={i} HTTP/1.1\" 200 4096 \"https://repo.example.ac.uk/\" \"{ua}\"")
