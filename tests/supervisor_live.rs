@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
-use support::supervisord::{SupervisorConfig, Supervisord};
+use support::supervisord::{supervisorctl, SupervisorConfig, Supervisord};
 use support::{free_port, process_alive, send_signal, wait_until};
 
 /// Long enough for supervisord on a loaded 2-core machine; the states come much sooner.
@@ -170,6 +170,11 @@ fn programs_run_and_follow_disable_and_enable_with_apply() {
     );
     assert_eq!(row("logger_files"), ["logger_files", "yes", "no", "-"]);
     assert!(list.contains("supervisord: answering on unix://"), "{list}");
+    // supervisorctl -c the generated file reaches the same supervisord (in 2010 it pointed at
+    // another socket); status exits 0 only when every process runs.
+    let (code, status) = supervisorctl(&p.conf(), &["status"]);
+    assert_eq!(code, 0, "{status}");
+    assert_eq!(status.matches(" RUNNING ").count(), 3, "{status}");
 
     // The web UI: the configured credentials see every program running; others get 401.
     let (status, html) = http_get(port, Some(("tester", &password)));
@@ -249,6 +254,22 @@ fn programs_run_and_follow_disable_and_enable_with_apply() {
         "process_b did not come back: {:?}",
         c.try_process_info()
     );
+    // Without --apply, the printed supervisorctl commands apply the change.
+    let out = p.ok(&["disable", "process_a"]);
+    let cmd = out
+        .split_once("to apply: ")
+        .and_then(|(_, rest)| rest.split_once(" (or add --apply)"))
+        .map(|(cmd, _)| cmd.to_string())
+        .unwrap_or_else(|| panic!("no apply command in\n{out}"));
+    let sh = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+    assert!(sh.status.success(), "{cmd}: {sh:?}");
+    assert_eq!(
+        loaded(&c).0,
+        set(&["process_b:process_b_00", "process_b:process_b_01"])
+    );
+    p.ok(&["enable", "process_a", "--apply"]);
+    assert!(wait_until(STATE_WAIT, || loaded(&c).1 == every));
+
     // Nothing left to apply.
     let out = p.ok(&["generate", "--apply"]);
     assert!(
