@@ -261,15 +261,19 @@ fn post(endpoint: &Endpoint, body: &str, timeout: Duration) -> Result<(u16, Stri
             exchange(s, &request)
         }
         Endpoint::Inet { addr, .. } => {
-            let sa = addr
-                .to_socket_addrs()
-                .map_err(connect_err)?
-                .next()
-                .ok_or_else(|| RpcError::Connect {
-                    endpoint: name.clone(),
-                    source: std::io::Error::other("the address resolves to nothing"),
-                })?;
-            let s = TcpStream::connect_timeout(&sa, timeout).map_err(connect_err)?;
+            // supervisord binds IPv4 only, while `localhost` may resolve to ::1 first: try each.
+            let mut last = std::io::Error::other("the address resolves to nothing");
+            let mut stream = None;
+            for sa in addr.to_socket_addrs().map_err(connect_err)? {
+                match TcpStream::connect_timeout(&sa, timeout) {
+                    Ok(s) => {
+                        stream = Some(s);
+                        break;
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            let s = stream.ok_or(last).map_err(connect_err)?;
             s.set_read_timeout(Some(timeout)).map_err(connect_err)?;
             s.set_write_timeout(Some(timeout)).map_err(connect_err)?;
             exchange(s, &request)
@@ -697,6 +701,80 @@ mod tests {
         ] {
             assert_eq!(base64(i.as_bytes()), o);
         }
+    }
+
+    /// A one-shot HTTP server on 127.0.0.1 answering `reply`; returns its port and, through
+    /// the join handle, the request it received.
+    fn one_shot(reply: &'static str) -> (u16, std::thread::JoinHandle<String>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let h = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut got = Vec::new();
+            // Read the head and the announced body, then answer and close (HTTP/1.0).
+            loop {
+                let n = s.read(&mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            s.write_all(reply.as_bytes()).unwrap();
+            String::from_utf8_lossy(&got).into_owned()
+        });
+        (port, h)
+    }
+
+    #[test]
+    fn over_tcp_with_basic_credentials() {
+        let (port, h) = one_shot(
+            "HTTP/1.0 200 OK\r\nContent-Type: text/xml\r\n\r\n<?xml version='1.0'?>\
+             <methodResponse><params><param><value><struct><member><name>statename</name>\
+             <value><string>RUNNING</string></value></member></struct></value></param></params></methodResponse>",
+        );
+        let ep = Endpoint::Inet {
+            addr: format!("localhost:{port}"),
+            auth: Some(("user".into(), "pa:ss".into())),
+        };
+        let v = call(&ep, "supervisor.getState", &[], Duration::from_secs(5)).unwrap();
+        assert_eq!(v.get("statename").and_then(Value::as_str), Some("RUNNING"));
+        let req = h.join().unwrap();
+        assert!(req.starts_with("POST /RPC2 HTTP/1.0\r\n"), "{req}");
+        assert!(
+            req.contains(&format!(
+                "Authorization: Basic {}\r\n",
+                base64(b"user:pa:ss")
+            )),
+            "{req}"
+        );
+        assert!(req.ends_with("</methodCall>\n"), "{req}");
+    }
+
+    #[test]
+    fn refused_credentials_and_closed_ports() {
+        let (port, h) = one_shot("HTTP/1.0 401 Unauthorized\r\n\r\n");
+        let ep = Endpoint::Inet {
+            addr: format!("127.0.0.1:{port}"),
+            auth: None,
+        };
+        let e = call(&ep, "supervisor.getState", &[], Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(e, RpcError::Unauthorized { .. }), "{e}");
+        h.join().unwrap();
+        // Nothing listens on that port any more.
+        let e = call(&ep, "supervisor.getState", &[], Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(e, RpcError::NotRunning { .. }), "{e}");
     }
 
     #[test]
