@@ -50,6 +50,8 @@ pub enum Command {
     Status(crate::status::StatusArgs),
     /// Inspect and repair one queue.
     Queue(crate::queuecmd::QueueArgs),
+    /// Generate, enable, disable and list supervisord programs (docs/supervisor.md).
+    Supervisor(crate::supervisor::SupervisorArgs),
 }
 
 /// Why a command failed, deciding the exit code.
@@ -113,6 +115,7 @@ pub fn main() -> i32 {
         Command::Check => check::run(&cli.global),
         Command::Status(a) => crate::status::run(&cli.global, a),
         Command::Queue(a) => crate::queuecmd::run(&cli.global, a),
+        Command::Supervisor(args) => crate::supervisor::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

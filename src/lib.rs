@@ -15,3 +15,4 @@ pub mod queuecmd;
 pub mod robots;
 pub mod shutdown;
 pub mod status;
+pub mod supervisor;
