@@ -219,9 +219,10 @@ pub fn command(cfg: &Config, s: &Section, bin: &Path) -> Result<String, Supervis
     ];
     let quoted: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
     let mut line = sv_value(&s.name, "command", &quoted.join(" "))?;
-    // Each worker process needs its own number: its consumer id (and so its in-flight list)
-    // is host + section + process number.
-    if matches!(s.role, Role::Worker(_)) {
+    // Each consumer process (broker, worker, file logger) needs its own number: its consumer
+    // id, and so its in-flight list, is host + section + process number. A 2010 worker_broker
+    // runs 3 brokers by default; without numbers they would share one in-flight list.
+    if !s.role.reads().is_empty() {
         line.push_str(" --process-num %(process_num)s");
     }
     Ok(line)
