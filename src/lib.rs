@@ -4,7 +4,11 @@
 //! that tests and benchmarks use exactly the code that runs in production.
 
 pub mod check;
+pub mod clf;
 pub mod cli;
 pub mod config;
 pub mod diag;
+pub mod digest;
+pub mod openurl;
+pub mod robots;
 pub mod shutdown;
