@@ -10,5 +10,6 @@ pub mod config;
 pub mod diag;
 pub mod digest;
 pub mod openurl;
+pub mod plugin;
 pub mod robots;
 pub mod shutdown;
