@@ -220,8 +220,13 @@ pub(crate) fn install_require(
             format!("{display_dir}/{rel}")
         };
         let src = std::fs::read(&path).map_err(|e| {
+            let why = if e.kind() == std::io::ErrorKind::NotFound {
+                format!("there is no {shown}")
+            } else {
+                format!("cannot read {shown}: {e}")
+            };
             mlua::Error::runtime(format!(
-                "require(\"{name}\"): cannot read {shown}: {e}; plugins can only require .lua files in their own folder"
+                "require(\"{name}\"): {why}; plugins can only require .lua files in their own folder"
             ))
         })?;
         on_load(&path);
