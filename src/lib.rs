@@ -13,6 +13,7 @@ pub mod digest;
 pub mod filelog;
 pub mod notify;
 pub mod openurl;
+pub mod plugin;
 pub mod queue;
 pub mod queuecmd;
 pub mod robots;

@@ -1,0 +1,157 @@
+//! Throughput of the shipped `lua_plugins/irus.lua` over a generated combined log, through the
+//! same `Plugin::process` a worker calls: the figure to hold against the 200,000 lines/s target.
+//!
+//! The log is a realistic mix for a repository web server: mostly page furniture (stylesheets,
+//! scripts, images), searches and browse pages, some errors and HEAD requests, item pages, and
+//! about 5% file downloads, a share of them by robots. Lines are wrapped as the watcher wraps
+//! them. `LOGLINES_BENCH_LINES` sets the number of lines (default 1,000,000).
+//!
+//! Run: `cargo bench --bench plugin`.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use loglines::plugin::{Outcome, Plugin, PluginSpec};
+use std::path::Path;
+use std::time::Duration;
+
+/// A small deterministic generator (64-bit LCG), so every run measures the same log.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const BROWSERS: &[&str] = &[
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+];
+const ROBOTS: &[&str] = &[
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "python-requests/2.32.3",
+];
+const FURNITURE: &[&str] = &[
+    "/style/auto.css",
+    "/javascript/auto.js",
+    "/images/logo.png",
+    "/images/sidebar.jpg",
+    "/favicon.ico",
+    "/style/print.css",
+];
+
+/// One generated line; `i` is its position (for the timestamp).
+fn line(rng: &mut Lcg, i: u64) -> String {
+    let ip = format!(
+        "{}.{}.{}.{}",
+        1 + rng.below(223),
+        rng.below(256),
+        rng.below(256),
+        1 + rng.below(254)
+    );
+    let robot = rng.below(100) < 15;
+    let ua = if robot {
+        ROBOTS[rng.below(ROBOTS.len() as u64) as usize]
+    } else {
+        BROWSERS[rng.below(BROWSERS.len() as u64) as usize]
+    };
+    let item = 1 + rng.below(20_000);
+    let roll = rng.below(1000);
+    let (method, path, status) = match roll {
+        0..=49 => (
+            "GET",
+            format!("/id/eprint/{item}/1/paper-{item}.pdf"),
+            if rng.below(10) == 0 { 206 } else { 200 },
+        ),
+        50..=129 => ("GET", format!("/id/eprint/{item}/"), 200),
+        130..=579 => (
+            "GET",
+            FURNITURE[rng.below(FURNITURE.len() as u64) as usize].to_string(),
+            if rng.below(4) == 0 { 304 } else { 200 },
+        ),
+        580..=759 => ("GET", format!("/cgi/search/simple?q=topic{item}"), 200),
+        760..=859 => ("GET", format!("/view/year/{}.html", 1990 + item % 35), 200),
+        860..=919 => ("GET", format!("/id/eprint/{item}/9/missing.pdf"), 404),
+        920..=949 => ("HEAD", format!("/id/eprint/{item}/1/paper-{item}.pdf"), 200),
+        950..=979 => ("POST", "/cgi/users/login".to_string(), 302),
+        _ => (
+            "GET",
+            format!("/cgi/export/eprint/{item}/BibTeX/repo-eprint-{item}.bib"),
+            200,
+        ),
+    };
+    let sec = i % 60;
+    let min = (i / 60) % 60;
+    let referer = if rng.below(3) == 0 {
+        "\"-\"".to_string()
+    } else {
+        format!("\"https://repo.example.ac.uk/id/eprint/{item}/\"")
+    };
+    format!(
+        "{ip} - - [27/Nov/2026:10:{min:02}:{sec:02} +0000] \"{method} {path} HTTP/1.1\" {status} {} {referer} \"{ua}\"",
+        1000 + rng.below(900_000)
+    )
+}
+
+fn messages(n: u64) -> Vec<String> {
+    let mut rng = Lcg(0x5eed);
+    (0..n)
+        .map(|i| {
+            serde_json::json!({"service": "repo.example.ac.uk", "logline": line(&mut rng, i)})
+                .to_string()
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let n: u64 = std::env::var("LOGLINES_BENCH_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let msgs = messages(n);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("lua_plugins/irus.lua");
+    let mut plugin = Plugin::load(PluginSpec::standalone(&path, "worker_pirus2"))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Report the mix once, so the figure can be read against what was measured.
+    let mut eligible = 0u64;
+    for m in &msgs {
+        if let Outcome::Eligible(_) = plugin.process(m).unwrap_or_else(|e| panic!("{e}")) {
+            eligible += 1;
+        }
+    }
+    eprintln!(
+        "irus.lua bench: {n} lines, {eligible} eligible ({:.1}%)",
+        eligible as f64 * 100.0 / n as f64
+    );
+
+    let mut group = c.benchmark_group("plugin");
+    group.throughput(Throughput::Elements(n));
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(20));
+    group.bench_function("irus.lua combined log", |b| {
+        b.iter(|| {
+            let mut sent = 0u64;
+            for m in &msgs {
+                if let Ok(Outcome::Eligible(_)) = plugin.process(m) {
+                    sent += 1;
+                }
+            }
+            sent
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

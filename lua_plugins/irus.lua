@@ -1,0 +1,152 @@
+-- irus.lua: Apache/Nginx combined (or common) access logs to IRUS release 5 usage events,
+-- for EPrints- and DSpace-style repositories. See docs/plugins.md for a walk-through.
+--
+-- Settings live in a section named after this file ([irus] for irus.lua; copy the file to
+-- myrepo.lua and the section becomes [myrepo]). Every setting has a default, so the plugin also
+-- runs with no configuration at all (`loglines test-plugin lua_plugins/irus.lua access.log`):
+--
+--   repository             host name sent as rfr_id
+--                          (default: the worker's rfr_id, else the message's service name)
+--   oai_prefix             put before the item id to make rft.artnum
+--                          (default: oai:<repository>:)
+--   base_url               put before the request path to make svc_dat
+--                          (default: https://<repository>)
+--   drop_robots            drop COUNTER robots before sending (default: true)
+--   req_id                 ip, urn:ip, or hmac (default: ip)
+--   hmac_secret            the key for req_id = hmac (required then)
+--   request_patterns       regexes, one per line, matching the path of a file download;
+--                          the first capture group is the item id (default: EPrints, DSpace)
+--   investigation_patterns the same for item pages
+--
+-- The worker section's url_ver is sent as url_ver (default Z39.88-2004).
+
+local L = loglines
+local json_decode = L.json.decode
+local parse_combined = L.parse_combined
+
+-- Paths are matched without their query string, so `?download=1` does not change the outcome.
+-- Handles are PREFIX/SUFFIX with a numeric, possibly dotted, prefix (10023/5678, 1721.1/123).
+local DEFAULT_REQUEST = {
+  [[^/id/eprint/(\d+)/\d+/.+$]],                              -- EPrints file
+  [[^/(\d+)/\d+/.+$]],                                        -- EPrints file, short form
+  [[^/bitstream/handle/(\d+(?:\.\d+)*/[^/]+)/.+$]],           -- DSpace file by handle
+  [[^/bitstreams/([0-9a-fA-F-]{36})/download$]],              -- DSpace 7 file
+  [[^/server/api/core/bitstreams/([0-9a-fA-F-]{36})/content$]], -- DSpace 7 REST file
+}
+local DEFAULT_INVESTIGATION = {
+  [[^/id/eprint/(\d+)/?$]],                                   -- EPrints item page
+  [[^/(\d+)/?$]],                                             -- EPrints item page, short form
+  [[^/handle/(\d+(?:\.\d+)*/[^/]+)/?$]],                      -- DSpace item page by handle
+  [[^/items/([0-9a-fA-F-]{36})/?$]],                          -- DSpace 7 item page
+}
+
+-- The settings, read once by init().
+local S = {
+  patterns = nil,       -- one re.set of request patterns followed by investigation patterns
+  n_request = 0,        -- how many of them are request patterns
+  repository = nil,
+  oai_prefix = nil,
+  base_url = nil,
+  drop_robots = true,
+  req_id = "ip",
+  hmac_secret = nil,
+  url_ver = "Z39.88-2004",
+}
+
+-- A multi-line setting as a list of non-empty lines.
+local function lines_of(text)
+  local out = {}
+  for line in text:gmatch("[^\n]+") do
+    line = line:match("^%s*(.-)%s*$")
+    if line ~= "" then out[#out + 1] = line end
+  end
+  return out
+end
+
+function init(c, worker_section)
+  local sec = L.plugin_name
+  local function opt(key, default) return c:get(sec, key, default) end
+
+  local request = DEFAULT_REQUEST
+  local investigation = DEFAULT_INVESTIGATION
+  if c:has_option(sec, "request_patterns") then request = lines_of(opt("request_patterns")) end
+  if c:has_option(sec, "investigation_patterns") then
+    investigation = lines_of(opt("investigation_patterns"))
+  end
+  local all = {}
+  for _, p in ipairs(request) do all[#all + 1] = p end
+  for _, p in ipairs(investigation) do all[#all + 1] = p end
+  if #all == 0 then
+    error("[" .. sec .. "] request_patterns and investigation_patterns are both empty; give at least one pattern", 0)
+  end
+  S.patterns = L.re.set(all)
+  S.n_request = #request
+
+  S.repository = opt("repository", c:get(worker_section, "rfr_id", nil))
+  S.oai_prefix = opt("oai_prefix", nil)
+  S.base_url = opt("base_url", nil)
+  -- The path starts with "/", so a base URL written with a trailing slash would double it.
+  if S.base_url then S.base_url = S.base_url:gsub("/+$", "") end
+  S.drop_robots = c:getboolean(sec, "drop_robots", true)
+  S.url_ver = c:get(worker_section, "url_ver", "Z39.88-2004")
+
+  S.req_id = opt("req_id", "ip")
+  if S.req_id ~= "ip" and S.req_id ~= "urn:ip" and S.req_id ~= "hmac" then
+    error("[" .. sec .. "] req_id = " .. S.req_id .. " is not valid; use ip, urn:ip or hmac", 0)
+  end
+  if S.req_id == "hmac" then
+    S.hmac_secret = opt("hmac_secret", "")
+    if S.hmac_secret == "" then
+      error("[" .. sec .. "] req_id = hmac needs hmac_secret, a long random string kept private", 0)
+    end
+  end
+end
+
+-- Runs for every log line: decides cheaply whether the line can be an event at all. Most lines
+-- are not (images, stylesheets, searches, errors), and returning nil here means the host does
+-- not call get_openurl_params for them.
+function parseline(jmsg)
+  local msg = json_decode(jmsg)
+  local line = msg.logline
+  if type(line) ~= "string" then return nil, "the message has no logline" end
+  local r = parse_combined(line)
+  if r == nil then return nil, "not a combined/common log line" end
+  if r.method ~= "GET" then return nil, "method " .. r.method .. " is not GET" end
+  local status = r.status
+  if status ~= 200 and status ~= 304 then return nil, "status " .. status .. " is not 200 or 304" end
+  local i, id = S.patterns:match(r.path)
+  if i == nil then return nil, "path is not an item page or file" end
+  r.item = id
+  r.kind = i <= S.n_request and "Request" or "Investigation"
+  r.service = msg.service
+  return r
+end
+
+-- Runs only for item pages and file downloads: builds the nine IRUS parameters.
+function get_openurl_params(c, worker_section, pl)
+  local ua = pl.useragent
+  if S.drop_robots and L.is_robot(ua) then return nil, "COUNTER robot" end
+  local url_tim = L.to_iso8601_utc(pl.time)
+  if url_tim == nil then return nil, "unreadable time " .. pl.time end
+
+  local repository = S.repository or pl.service or "localhost"
+  local ip = pl.ip
+  local req_id = ip
+  if S.req_id == "urn:ip" then
+    req_id = "urn:ip:" .. ip
+  elseif S.req_id == "hmac" then
+    req_id = L.hmac_sha256(S.hmac_secret, ip)
+  end
+
+  return {
+    url_ver = S.url_ver,
+    url_tim = url_tim,
+    req_id = req_id,
+    req_dat = ua or "",
+    ["rft.artnum"] = (S.oai_prefix or ("oai:" .. repository .. ":")) .. pl.item,
+    svc_dat = (S.base_url or ("https://" .. repository)) .. pl.path,
+    rfr_dat = pl.referer or "",
+    rfr_id = repository,
+    rft_dat = pl.kind,
+  }
+end

@@ -1,0 +1,169 @@
+//! `loglines.http_get`: an HTTP GET for metadata look-ups (the 2010 Oxford plugin asked Solr
+//! about each downloaded item), with a timeout and a small time-limited cache.
+//!
+//! The cache matters because downloads of one item come in bursts: a worker looking the same
+//! item up a hundred times a minute would hammer the metadata server for identical answers.
+//! Only answers are cached, never failures (a connection error is retried on the next call), and
+//! server errors (5xx) are not cached either.
+
+use mlua::{Lua, Table, Value};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Entries kept at most; the oldest goes first when full.
+const CACHE_ENTRIES: usize = 512;
+/// Default time an answer is reused, in seconds (`cache = N` in the options changes it).
+const DEFAULT_CACHE_SECS: f64 = 300.0;
+/// Default and largest timeout, in seconds.
+const DEFAULT_TIMEOUT_SECS: f64 = 10.0;
+const MAX_TIMEOUT_SECS: f64 = 300.0;
+/// Largest body read; a metadata answer is small, and a plugin must not fill its memory limit
+/// with one response.
+const MAX_BODY: u64 = 8 * 1024 * 1024;
+
+struct Entry {
+    at: Instant,
+    ttl: Duration,
+    status: u16,
+    body: Vec<u8>,
+}
+
+/// Per-VM state: one agent (keeps connections alive between look-ups) and the cache.
+pub(crate) struct HttpClient {
+    // Built on first use: most plugins never call http_get, and TLS set-up is not free.
+    agent: std::cell::OnceCell<ureq::Agent>,
+    cache: RefCell<HashMap<String, Entry>>,
+}
+
+impl HttpClient {
+    pub(crate) fn new() -> Self {
+        HttpClient {
+            agent: std::cell::OnceCell::new(),
+            cache: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn agent(&self) -> &ureq::Agent {
+        self.agent.get_or_init(|| {
+            ureq::Agent::config_builder()
+                // A 404 is an answer the plugin wants to see, not an error.
+                .http_status_as_error(false)
+                .user_agent(concat!("loglines/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .into()
+        })
+    }
+
+    fn cached(&self, url: &str) -> Option<(u16, Vec<u8>)> {
+        let mut cache = self.cache.borrow_mut();
+        let e = cache.get(url)?;
+        if e.at.elapsed() < e.ttl {
+            return Some((e.status, e.body.clone()));
+        }
+        cache.remove(url);
+        None
+    }
+
+    fn store(&self, url: &str, status: u16, body: &[u8], ttl: Duration) {
+        if ttl.is_zero() || status >= 500 {
+            return;
+        }
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() >= CACHE_ENTRIES && !cache.contains_key(url) {
+            cache.retain(|_, e| e.at.elapsed() < e.ttl);
+            if cache.len() >= CACHE_ENTRIES {
+                if let Some(oldest) = cache
+                    .iter()
+                    .min_by_key(|(_, e)| e.at)
+                    .map(|(k, _)| k.clone())
+                {
+                    cache.remove(&oldest);
+                }
+            }
+        }
+        cache.insert(
+            url.to_string(),
+            Entry {
+                at: Instant::now(),
+                ttl,
+                status,
+                body: body.to_vec(),
+            },
+        );
+    }
+
+    /// Performs the GET, or answers from the cache. Err is a message for the plugin.
+    pub(crate) fn get(
+        &self,
+        url: &str,
+        timeout: Duration,
+        ttl: Duration,
+    ) -> Result<(u16, Vec<u8>), String> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "http_get: `{url}` is not an http:// or https:// URL"
+            ));
+        }
+        if let Some(hit) = self.cached(url) {
+            return Ok(hit);
+        }
+        let mut resp = self
+            .agent()
+            .get(url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .call()
+            .map_err(|e| format!("http_get {url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(|e| format!("http_get {url}: reading the answer: {e}"))?;
+        self.store(url, status, &body, ttl);
+        Ok((status, body))
+    }
+}
+
+fn seconds(opts: &Option<Table>, key: &str, default: f64, max: f64) -> mlua::Result<Duration> {
+    let v: Option<f64> = match opts {
+        Some(t) => t.get(key)?,
+        None => None,
+    };
+    let v = v.unwrap_or(default);
+    if !(v.is_finite() && v >= 0.0 && v <= max) {
+        return Err(mlua::Error::runtime(format!(
+            "http_get: option {key} = {v} is out of range; give seconds from 0 to {max}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Installs `loglines.http_get(url[, {timeout = s, cache = s}])` -> status, body; or nil and a
+/// message when no answer came (connection refused, timeout, bad URL).
+pub(crate) fn install(lua: &Lua, into: &Table) -> mlua::Result<()> {
+    let client = Rc::new(HttpClient::new());
+    into.set(
+        "http_get",
+        lua.create_function(move |lua, (url, opts): (String, Option<Table>)| {
+            let timeout = seconds(&opts, "timeout", DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS)?;
+            if timeout.is_zero() {
+                return Err(mlua::Error::runtime(
+                    "http_get: timeout must be more than 0 seconds",
+                ));
+            }
+            let ttl = seconds(&opts, "cache", DEFAULT_CACHE_SECS, 86_400.0)?;
+            match client.get(&url, timeout, ttl) {
+                Ok((status, body)) => Ok((
+                    Value::Integer(i64::from(status)),
+                    Value::String(lua.create_string(body)?),
+                )),
+                Err(msg) => Ok((Value::Nil, Value::String(lua.create_string(msg)?))),
+            }
+        })?,
+    )
+}

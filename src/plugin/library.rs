@@ -1,0 +1,182 @@
+//! The `loglines` Lua library: the Rust functions plugins call so that they stay short and fast.
+//!
+//! Everything a plugin does per line that is more than a few table look-ups belongs here, in
+//! Rust: calling into Lua and building tables is the expensive part of a plugin, so a function
+//! returns what the plugin needs in as few Lua values as it can. Each function is documented,
+//! with an example that a test runs, in docs/plugins.md.
+
+use super::{convert, http, raw, regex};
+use crate::clf;
+use crate::digest;
+use crate::openurl;
+use crate::robots::Robots;
+use mlua::{Lua, MultiValue, Table, Value, Variadic};
+use std::sync::Arc;
+
+/// What the library needs to know about the plugin it serves.
+pub(crate) struct LibraryContext {
+    /// The plugin's name (its file name without `.lua`): the log target of `loglines.log`.
+    pub name: String,
+    pub robots: Arc<Robots>,
+}
+
+/// Installs the global `loglines` table and `print` (which logs instead of writing to stdout,
+/// where a dry-run worker prints its URLs).
+pub(crate) fn install(lua: &Lua, ctx: LibraryContext) -> mlua::Result<()> {
+    let l = lua.create_table()?;
+    l.set("plugin_name", ctx.name.as_str())?;
+    l.set("version", env!("CARGO_PKG_VERSION"))?;
+
+    install_json(lua, &l)?;
+    install_clf(lua, &l)?;
+
+    let robots = ctx.robots.clone();
+    l.set(
+        "is_robot",
+        lua.create_function(move |_, ua: Option<mlua::String>| {
+            // A missing user agent is judged as the empty one: the COUNTER list itself decides
+            // that an empty user agent is a robot.
+            Ok(match ua {
+                None => robots.is_robot(""),
+                Some(s) => robots.is_robot(&s.to_string_lossy()),
+            })
+        })?,
+    )?;
+
+    l.set(
+        "urlencode",
+        lua.create_function(|_, s: mlua::String| Ok(openurl::urlencode(s.as_bytes())))?,
+    )?;
+    l.set(
+        "urldecode",
+        lua.create_function(
+            |lua, s: mlua::String| match openurl::urldecode_bytes(s.as_bytes()) {
+                Ok(bytes) => Ok((Value::String(lua.create_string(bytes)?), Value::Nil)),
+                Err(e) => Ok((
+                    Value::Nil,
+                    Value::String(lua.create_string(format!("urldecode: {e}"))?),
+                )),
+            },
+        )?,
+    )?;
+    l.set(
+        "md5",
+        lua.create_function(|_, s: mlua::String| Ok(digest::md5_hex(s.as_bytes())))?,
+    )?;
+    l.set(
+        "sha256",
+        lua.create_function(|_, s: mlua::String| Ok(digest::sha256_hex(s.as_bytes())))?,
+    )?;
+    l.set(
+        "hmac_sha256",
+        lua.create_function(|_, (key, msg): (mlua::String, mlua::String)| {
+            Ok(digest::hmac_sha256_hex(key.as_bytes(), msg.as_bytes()))
+        })?,
+    )?;
+
+    regex::install(lua, &l)?;
+    http::install(lua, &l)?;
+    install_log(lua, &l, &ctx.name)?;
+
+    lua.globals().set("loglines", l)
+}
+
+fn install_json(lua: &Lua, l: &Table) -> mlua::Result<()> {
+    let json = lua.create_table()?;
+    json.set("null", Value::NULL)?;
+    let scratch = std::cell::RefCell::new(raw::FlatScratch::default());
+    json.set(
+        "decode",
+        lua.create_function(move |lua, s: mlua::String| {
+            let text = s.as_bytes();
+            // A finalizer running during the push could call json.decode again; it then gets
+            // its own scratch instead of a borrow panic.
+            if let Ok(mut scratch) = scratch.try_borrow_mut() {
+                if raw::parse_flat(&text, &mut scratch) {
+                    return raw::flat_table(lua, &scratch);
+                }
+            }
+            convert::json_to_lua(lua, &text)
+                .map_err(|e| mlua::Error::runtime(format!("json.decode: {e}")))
+        })?,
+    )?;
+    json.set(
+        "encode",
+        lua.create_function(|_, v: Value| {
+            let j = convert::lua_to_json(&v)
+                .map_err(|e| mlua::Error::runtime(format!("json.encode: {e}")))?;
+            Ok(j.to_string())
+        })?,
+    )?;
+    l.set("json", json)
+}
+
+fn install_clf(lua: &Lua, l: &Table) -> mlua::Result<()> {
+    l.set(
+        "parse_combined",
+        lua.create_function(|lua, line: mlua::String| {
+            let bytes = line.as_bytes();
+            // Log lines are nearly always UTF-8; the lossy path only runs for the rare one that
+            // is not.
+            let text = match std::str::from_utf8(&bytes) {
+                Ok(s) => std::borrow::Cow::Borrowed(s),
+                Err(_) => String::from_utf8_lossy(&bytes),
+            };
+            match clf::parse_combined(&text) {
+                Some(r) => raw::clf_table(lua, &r),
+                None => Ok(Value::Nil),
+            }
+        })?,
+    )?;
+    l.set(
+        "to_iso8601_utc",
+        lua.create_function(|_, s: mlua::String| Ok(clf::to_iso8601_utc(&s.to_string_lossy())))?,
+    )
+}
+
+/// Joins arguments the way `print` does (tostring of each, tab-separated).
+fn join_args(args: &MultiValue) -> mlua::Result<String> {
+    let mut out = String::new();
+    for (i, v) in args.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        out.push_str(&v.to_string()?);
+    }
+    Ok(out)
+}
+
+fn install_log(lua: &Lua, l: &Table, name: &str) -> mlua::Result<()> {
+    let log = lua.create_table()?;
+    let levels = [
+        ("debug", log::Level::Debug),
+        ("info", log::Level::Info),
+        ("warn", log::Level::Warn),
+        ("error", log::Level::Error),
+    ];
+    for (fname, level) in levels {
+        let target = name.to_string();
+        log.set(
+            fname,
+            lua.create_function(move |_, args: Variadic<Value>| {
+                if log::log_enabled!(target: &target, level) {
+                    let msg = join_args(&args.into_iter().collect())?;
+                    log::log!(target: &target, level, "{msg}");
+                }
+                Ok(())
+            })?,
+        )?;
+    }
+    l.set("log", log)?;
+    let target = name.to_string();
+    lua.globals().set(
+        "print",
+        lua.create_function(move |_, args: MultiValue| {
+            if log::log_enabled!(target: &target, log::Level::Info) {
+                let msg = join_args(&args)?;
+                log::info!(target: &target, "{msg}");
+            }
+            Ok(())
+        })?,
+    )
+}

@@ -1,0 +1,363 @@
+//! The Lua VM a plugin runs in: which standard libraries it gets, `require` limited to the
+//! plugin's folder, and the memory and per-call instruction limits.
+//!
+//! What a plugin can reach is decided here and nowhere else. It gets `string`, `table`, `math`,
+//! `utf8`, `coroutine`, the harmless part of the base library, and `os.time`/`os.date`/
+//! `os.clock`. It does not get `io`, the rest of `os`, `debug`, `package` (so no C modules),
+//! `dofile`/`loadfile`, or a `load` that accepts bytecode (a crafted bytecode chunk can corrupt
+//! the VM; text chunks cannot).
+
+use mlua::{ChunkMode, Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// Instructions between two checks of the budget. The count hook costs one call into Rust per
+/// step, so a larger step is cheaper; a smaller one stops a runaway loop more precisely. 1000
+/// keeps the overhead well under 1% and the overshoot negligible against any useful limit.
+const STEP: u32 = 1000;
+
+/// The instruction budget of the call in progress, shared between the host and the count hook.
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    used: Cell<u64>,
+    limit: Cell<u64>,
+    /// Set when the limit was hit, so that a plugin that catches the error with `pcall` gets it
+    /// raised again (see `PRELUDE`), and the host can report it as a limit, not a plugin bug.
+    exceeded: Cell<bool>,
+}
+
+impl Budget {
+    /// Starts a new call with a fresh budget.
+    pub(crate) fn reset(&self) {
+        self.used.set(0);
+        self.exceeded.set(false);
+    }
+
+    pub(crate) fn exceeded(&self) -> bool {
+        self.exceeded.get()
+    }
+
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit.get()
+    }
+}
+
+/// The message of the error a runaway plugin gets. The host recognises the limit through
+/// [`Budget::exceeded`], not through this text.
+pub(crate) fn limit_message(limit: u64) -> String {
+    format!("instruction limit reached: one call may run at most {limit} Lua instructions")
+}
+
+/// Lua code run once in every new VM, after the Rust-side set-up. It receives the real `pcall`,
+/// `xpcall`, `coroutine.resume`, `coroutine.close` and `load` and a guard function, and replaces
+/// them with versions that keep the sandbox's promises:
+/// - an instruction-limit error cannot be swallowed: after a protected call the guard raises it
+///   again while the budget is exhausted, up to the host;
+/// - `load` compiles text only, whatever mode the plugin asks for.
+const PRELUDE: &str = r##"
+local guard, rawpcall, rawxpcall, rawresume, rawclose, rawload = ...
+pcall = function(...) return guard(rawpcall(...)) end
+xpcall = function(...) return guard(rawxpcall(...)) end
+coroutine.resume = function(...) return guard(rawresume(...)) end
+coroutine.close = function(...) return guard(rawclose(...)) end
+load = function(chunk, name, mode, ...)
+  if mode ~= nil and mode ~= "t" then
+    error("load: only text chunks can be loaded in a plugin (mode \"t\"); bytecode is not allowed", 2)
+  end
+  if select("#", ...) > 0 then
+    return rawload(chunk, name, "t", ...)
+  end
+  return rawload(chunk, name, "t")
+end
+"##;
+
+/// Creates a sandboxed VM with the given limits. Returns the VM and the budget the host resets
+/// before each call.
+pub(crate) fn new_vm(memory_mb: usize, max_instructions: u64) -> mlua::Result<(Lua, Rc<Budget>)> {
+    let libs = StdLib::STRING | StdLib::TABLE | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE;
+    // OS is loaded only to take three functions from it; the table itself is replaced below.
+    let lua = Lua::new_with(libs | StdLib::OS, LuaOptions::default())?;
+    let g = lua.globals();
+
+    let os: Table = g.get("os")?;
+    let safe_os = lua.create_table()?;
+    for name in ["time", "date", "clock"] {
+        safe_os.set(name, os.get::<Function>(name)?)?;
+    }
+    g.set("os", safe_os)?;
+
+    // Base-library functions that reach the file system or defeat the limits.
+    for name in ["dofile", "loadfile"] {
+        g.set(name, Value::Nil)?;
+    }
+    // Bytecode is useless without a binary `load`, and refusing to produce it makes the rule
+    // plain.
+    let string: Table = g.get("string")?;
+    string.set("dump", Value::Nil)?;
+    // A bounded `collectgarbage`: reading memory use and collecting are harmless; stopping the
+    // collector or changing its mode would let memory grow to the limit for no reason.
+    g.set(
+        "collectgarbage",
+        lua.create_function(|lua, (opt,): (Option<String>,)| {
+            match opt.as_deref().unwrap_or("collect") {
+                "count" => Ok(Value::Number(lua.used_memory() as f64 / 1024.0)),
+                "collect" => {
+                    lua.gc_collect()?;
+                    Ok(Value::Integer(0))
+                }
+                other => Err(mlua::Error::runtime(format!(
+                    "collectgarbage(\"{other}\") is not allowed in a plugin; only \"count\" and \"collect\" are"
+                ))),
+            }
+        })?,
+    )?;
+
+    let budget = Rc::new(Budget::default());
+    budget.limit.set(max_instructions);
+    install_hook(&lua, &budget)?;
+
+    let coroutine: Table = g.get("coroutine")?;
+    let guard_budget = budget.clone();
+    let guard = lua.create_function(move |_, args: mlua::MultiValue| {
+        if guard_budget.exceeded() {
+            return Err(mlua::Error::runtime(limit_message(guard_budget.limit())));
+        }
+        Ok(args)
+    })?;
+    lua.load(PRELUDE)
+        .set_name("=loglines sandbox")
+        .set_mode(ChunkMode::Text)
+        .call::<()>((
+            guard,
+            g.get::<Function>("pcall")?,
+            g.get::<Function>("xpcall")?,
+            coroutine.get::<Function>("resume")?,
+            coroutine.get::<Function>("close")?,
+            g.get::<Function>("load")?,
+        ))?;
+
+    // The limit covers the plugin, not the libraries loaded above.
+    lua.set_memory_limit(memory_mb.saturating_mul(1024 * 1024))?;
+    Ok((lua, budget))
+}
+
+/// Runs `f` with the VM's memory limit lifted, for host code that builds a bounded number of
+/// Lua values (one log line's fields, one message).
+///
+/// Why: while a limit is set, mlua makes every string it pushes and every table field it sets
+/// a protected call, so that an allocation failing at the limit can unwind safely. For the
+/// dozen values a library function returns per log line that protection costs more than the
+/// rest of the work together. What is allocated meanwhile is bounded by the input (one line),
+/// and the limit applies again to everything the plugin's own code does, so a runaway plugin is
+/// still stopped.
+pub(crate) fn without_memory_limit<R>(
+    lua: &Lua,
+    f: impl FnOnce() -> mlua::Result<R>,
+) -> mlua::Result<R> {
+    struct Restore<'a>(&'a Lua, usize);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            // The VM was created with memory control, so setting the limit cannot fail.
+            let _ = self.0.set_memory_limit(self.1);
+        }
+    }
+    let previous = lua.set_memory_limit(0)?;
+    let _restore = Restore(lua, previous);
+    f()
+}
+
+/// Installs the count hook that enforces the instruction budget. It is a global hook so that
+/// coroutines the plugin creates are counted too: Lua copies the hook into new threads, and only
+/// the global variant finds its callback from any thread.
+fn install_hook(lua: &Lua, budget: &Rc<Budget>) -> mlua::Result<()> {
+    let step = STEP.min(u32::try_from(budget.limit().max(1)).unwrap_or(STEP));
+    let b = budget.clone();
+    lua.set_global_hook(
+        HookTriggers::new().every_nth_instruction(step),
+        move |_, _| {
+            let used = b.used.get().saturating_add(u64::from(step));
+            b.used.set(used);
+            if used > b.limit.get() {
+                b.exceeded.set(true);
+                return Err(mlua::Error::runtime(limit_message(b.limit.get())));
+            }
+            Ok(VmState::Continue)
+        },
+    )
+}
+
+/// Installs `require`, which finds `NAME.lua` (dots for subfolders) in `dir` only. Modules are
+/// loaded once and kept, like Lua's own `package.loaded`. `on_load` hears about every file read,
+/// so the host can reload the plugin when one of them changes.
+pub(crate) fn install_require(
+    lua: &Lua,
+    dir: &Path,
+    display_dir: &str,
+    on_load: Rc<dyn Fn(&Path)>,
+) -> mlua::Result<()> {
+    let loaded = lua.create_table()?;
+    let dir = dir.to_path_buf();
+    let display_dir = display_dir.to_string();
+    let require = lua.create_function(move |lua, name: String| {
+        if let Some(v) = loaded.raw_get::<Option<Value>>(name.as_str())? {
+            if v == Value::Boolean(false) {
+                return Err(mlua::Error::runtime(format!(
+                    "require(\"{name}\"): the module requires itself (directly or through another module); break the cycle"
+                )));
+            }
+            return Ok(v);
+        }
+        let rel = module_path(&name).ok_or_else(|| {
+            mlua::Error::runtime(format!(
+                "require(\"{name}\"): not a module name; plugins can only require Lua files next to them, by a name like \"mylib\" or \"sub.mylib\""
+            ))
+        })?;
+        let path: PathBuf = dir.join(&rel);
+        let shown = if display_dir.is_empty() {
+            rel.clone()
+        } else {
+            format!("{display_dir}/{rel}")
+        };
+        let src = std::fs::read(&path).map_err(|e| {
+            let why = if e.kind() == std::io::ErrorKind::NotFound {
+                format!("there is no {shown}")
+            } else {
+                format!("cannot read {shown}: {e}")
+            };
+            mlua::Error::runtime(format!(
+                "require(\"{name}\"): {why}; plugins can only require .lua files in their own folder"
+            ))
+        })?;
+        on_load(&path);
+        loaded.raw_set(name.as_str(), false)?;
+        let result = lua
+            .load(src)
+            .set_name(format!("@{shown}"))
+            .set_mode(ChunkMode::Text)
+            .call::<Value>(name.as_str());
+        let v = match result {
+            Ok(Value::Nil) => Value::Boolean(true),
+            Ok(v) => v,
+            Err(e) => {
+                loaded.raw_set(name.as_str(), Value::Nil)?;
+                return Err(e);
+            }
+        };
+        loaded.raw_set(name.as_str(), &v)?;
+        Ok(v)
+    })?;
+    lua.globals().set("require", require)
+}
+
+/// `sub.mylib` -> `sub/mylib.lua`; None for anything that could leave the folder or is not a
+/// plain name.
+fn module_path(name: &str) -> Option<String> {
+    let ok = !name.is_empty()
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+    ok.then(|| format!("{}.lua", name.replace('.', "/")))
+}
+
+/// The message of a Lua error as an administrator should read it: `file:line: what`, without
+/// mlua's wrapping and without the stack traceback.
+pub(crate) fn error_message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::RuntimeError(m) => strip_traceback(m).to_string(),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::MemoryError(m) => strip_traceback(m).to_string(),
+        mlua::Error::CallbackError { traceback, cause } => {
+            let inner = error_message(cause);
+            // Errors raised by Rust functions carry no position; the traceback tells where the
+            // plugin called them from.
+            match caller_position(traceback) {
+                Some(pos) if !inner.starts_with(&pos) => format!("{pos}: {inner}"),
+                _ => inner,
+            }
+        }
+        mlua::Error::WithContext { context, cause } => {
+            format!("{context}: {}", error_message(cause))
+        }
+        mlua::Error::BadArgument {
+            to,
+            pos,
+            name,
+            cause,
+            ..
+        } => {
+            let func = to.as_deref().unwrap_or("a function");
+            let arg = name.clone().unwrap_or_else(|| format!("#{pos}"));
+            format!("bad argument {arg} to {func}: {}", error_message(cause))
+        }
+        other => strip_traceback(&other.to_string()).to_string(),
+    }
+}
+
+fn strip_traceback(m: &str) -> &str {
+    m.split("\nstack traceback:").next().unwrap_or(m).trim_end()
+}
+
+/// The first `file:line` of Lua code in a traceback (lines of `[C]` frames are skipped).
+fn caller_position(traceback: &str) -> Option<String> {
+    traceback.lines().skip(1).find_map(|l| {
+        let l = l.trim_start();
+        if l.starts_with('[') {
+            return None;
+        }
+        let mut parts = l.splitn(3, ':');
+        let file = parts.next()?;
+        let line = parts.next()?;
+        (!file.is_empty() && line.bytes().all(|b| b.is_ascii_digit()) && !line.is_empty())
+            .then(|| format!("{file}:{line}"))
+    })
+}
+
+/// Whether an error (or what caused it) is the VM running out of its memory limit.
+pub(crate) fn is_memory_error(e: &mlua::Error) -> bool {
+    match e {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } => is_memory_error(cause),
+        mlua::Error::WithContext { cause, .. } => is_memory_error(cause),
+        mlua::Error::BadArgument { cause, .. } => is_memory_error(cause),
+        mlua::Error::RuntimeError(m) => m.starts_with("not enough memory"),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_names_cannot_leave_the_folder() {
+        assert_eq!(module_path("mylib").as_deref(), Some("mylib.lua"));
+        assert_eq!(module_path("sub.my_lib").as_deref(), Some("sub/my_lib.lua"));
+        for bad in [
+            "",
+            "../x",
+            "a..b",
+            "/etc/passwd",
+            "a/b",
+            ".x",
+            "x.",
+            "a\\b",
+            "x y",
+        ] {
+            assert_eq!(module_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn caller_position_skips_c_frames() {
+        let tb = "stack traceback:\n\t[C]: in method 'get'\n\tlua_plugins/irus.lua:12: in function 'get_openurl_params'";
+        assert_eq!(
+            caller_position(tb).as_deref(),
+            Some("lua_plugins/irus.lua:12")
+        );
+        assert_eq!(caller_position("stack traceback:\n\t[C]: in ?"), None);
+    }
+}
