@@ -52,6 +52,26 @@ pub enum Command {
     Queue(crate::queuecmd::QueueArgs),
     /// Generate, enable, disable and list supervisord programs (docs/supervisor.md).
     Supervisor(crate::supervisor::SupervisorArgs),
+    /// Run a broker section: copy each message to every fan-out queue (over Redis).
+    Broker(RoleArgs),
+    /// Run a worker section: the Lua plugin on each message, events to the tracker (over Redis).
+    Worker(RoleArgs),
+    /// Run a file-logger section: append each message's log line to a file (over Redis).
+    Filelog(RoleArgs),
+    //RUN0
+    //RUN
+}
+
+/// Which section a role process runs, and which of its processes this is.
+#[derive(Args, Debug, Clone)]
+pub struct RoleArgs {
+    /// The section of the configuration file to run.
+    #[arg(long)]
+    pub section: String,
+    /// This process's number among the section's `numprocs` (supervisord's %(process_num)s);
+    /// with the host name and section it names this consumer's in-flight list.
+    #[arg(long, default_value_t = 0)]
+    pub process_num: u32,
 }
 
 /// Why a command failed, deciding the exit code.
@@ -69,8 +89,11 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-fn init_logging(g: &Global) {
+/// Logging to stderr. Long-running roles log at info by default (what they do, outages,
+/// recoveries: what supervisord's log should show); one-shot commands only warn.
+fn init_logging(g: &Global, service: bool) {
     let level = match (g.verbose, g.quiet) {
+        (0, 0) if service => "info",
         (0, 0) => "warn",
         (_, 1) => "error",
         (_, q) if q > 1 => "off",
@@ -110,12 +133,26 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    init_logging(&cli.global);
+    let service = matches!(
+        cli.command,
+        Command::Broker(_) | Command::Worker(_) | Command::Filelog(_)
+    );
+    init_logging(&cli.global, service);
     let result = match &cli.command {
         Command::Check => check::run(&cli.global),
         Command::Status(a) => crate::status::run(&cli.global, a),
         Command::Queue(a) => crate::queuecmd::run(&cli.global, a),
         Command::Supervisor(args) => crate::supervisor::run(&cli.global, args),
+        Command::Broker(a) => {
+            crate::roles::run_consumer_role(&cli.global, "broker", &a.section, a.process_num)
+        }
+        Command::Worker(a) => {
+            crate::roles::run_consumer_role(&cli.global, "worker", &a.section, a.process_num)
+        }
+        Command::Filelog(a) => {
+            crate::roles::run_consumer_role(&cli.global, "filelog", &a.section, a.process_num)
+        }
+        //RUN2
     };
     match result {
         Ok(code) => code,

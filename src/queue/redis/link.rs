@@ -87,6 +87,13 @@ impl Link {
                 self.healthy();
                 Ok(v)
             }
+            Err(e) if is_lost(&e) && self.shutdown.is_set() => {
+                // SIGTERM interrupted a blocking read (EINTR): not an outage. Whatever the
+                // command did on the server is in this consumer's in-flight list and comes
+                // back on restart.
+                self.conn = None;
+                Err(Fail::Err(QueueError::ShuttingDown))
+            }
             Err(e) if is_lost(&e) => {
                 self.broken(&e);
                 if self.persistent {

@@ -1,0 +1,147 @@
+//! Starting one role section as its own process (under supervisord, or by hand) over Redis.
+//!
+//! `loglines broker|worker|filelog --section NAME [--process-num N]` land here: the section is
+//! looked up and checked to have that role, the Redis transport is connected, and the role's
+//! entry point runs until SIGTERM/SIGINT. Start-up failures (configuration, plugin, Redis) end
+//! the process with one clear line so that supervisord's log shows why.
+
+use crate::cli::{load_config, Failure, Global};
+use crate::config::{Config, Role, Section};
+use crate::notify::Notifier;
+use crate::plugin::{Plugin, PluginSpec};
+use crate::queue::redis::RedisTransport;
+use crate::queue::{ConsumerId, Transport};
+use crate::shutdown::Shutdown;
+use crate::stats::Stats;
+use anyhow::anyhow;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Finds `name` in the configuration and checks it has `role`.
+pub fn find_section<'c>(cfg: &'c Config, name: &str, role: &str) -> Result<&'c Section, Failure> {
+    let with_role: Vec<String> = cfg
+        .sections
+        .iter()
+        .filter(|s| s.role.name() == role)
+        .map(|s| format!("[{}]", s.name))
+        .collect();
+    let Some(sec) = cfg.section(name) else {
+        let hint = if with_role.is_empty() {
+            format!("the file has no `loglines {role}` section")
+        } else {
+            format!(
+                "its `loglines {role}` sections are {}",
+                with_role.join(", ")
+            )
+        };
+        return Err(Failure::Config(vec![format!(
+            "{}: there is no section [{name}]; {hint}",
+            cfg.path.display()
+        )]));
+    };
+    if sec.role.name() != role {
+        return Err(Failure::Config(vec![format!(
+            "{}:{} [{name}] is a `{}` section, not `loglines {role}`; run `loglines {} --section {name}`",
+            cfg.path.display(),
+            sec.line,
+            sec.role.name(),
+            sec.role.name()
+        )]));
+    }
+    Ok(sec)
+}
+
+/// A notifier for the section, with its `notify_queue` producer when one is set.
+pub fn notifier_for(sec: &Section, transport: &dyn Transport) -> Result<Notifier, Failure> {
+    let queue = match &sec.notify.queue {
+        Some(q) => Some(
+            transport
+                .producer(q)
+                .map_err(|e| Failure::Runtime(anyhow!("{e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Notifier::new(&sec.name, sec.notify.clone(), queue))
+}
+
+/// Connects to the Redis a section uses.
+pub fn connect(
+    cfg: &Config,
+    sec: &Section,
+    shutdown: &Shutdown,
+) -> Result<RedisTransport, Failure> {
+    let r = cfg.redis_for(sec);
+    RedisTransport::connect(r, shutdown.clone()).map_err(|e| {
+        Failure::Runtime(anyhow!(
+            "cannot use Redis at {} ([{}]): {e}",
+            r.display(),
+            r.name
+        ))
+    })
+}
+
+/// Runs a consumer role (`broker`, `worker`, `filelog`) as this process.
+pub fn run_consumer_role(
+    g: &Global,
+    role: &str,
+    section: &str,
+    process_num: u32,
+) -> Result<i32, Failure> {
+    let cfg = load_config(g)?;
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
+    let sec = find_section(&cfg, section, role)?;
+    let shutdown = Shutdown::on_signals()
+        .map_err(|e| Failure::Runtime(anyhow!("cannot install signal handlers: {e}")))?;
+    // Load the plugin before connecting, so a broken plugin is reported as such even when
+    // Redis is down too.
+    let plugin = match &sec.role {
+        Role::Worker(_) => {
+            let spec = PluginSpec::for_worker(&cfg, section).expect("worker section has a plugin");
+            Some(Plugin::load(spec).map_err(|e| Failure::Config(vec![e.to_string()]))?)
+        }
+        _ => None,
+    };
+    let transport = connect(&cfg, sec, &shutdown)?;
+    let id = ConsumerId::new(&ConsumerId::local_host(), section, process_num);
+    let mut notifier = notifier_for(sec, &transport)?;
+    let stats = Stats::new();
+    let consumer = |queue: &str| {
+        transport
+            .consumer(queue, &id)
+            .map_err(|e| Failure::Runtime(anyhow!("{e}")))
+    };
+    let result = match &sec.role {
+        Role::Broker(b) => crate::broker::run(sec, b, consumer(&b.listento)?, &shutdown, &stats)
+            .map_err(|e| anyhow!(e)),
+        Role::Worker(w) => crate::worker::run(
+            sec,
+            w,
+            plugin.expect("loaded above"),
+            consumer(&w.listento)?,
+            &shutdown,
+            &mut notifier,
+            &stats,
+        )
+        .map_err(|e| anyhow!(e)),
+        Role::FileLog(f) => {
+            let hup = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+                .map_err(|e| Failure::Runtime(anyhow!("cannot install the SIGHUP handler: {e}")))?;
+            crate::filelog::run(
+                sec,
+                f,
+                consumer(&f.listento)?,
+                &shutdown,
+                hup,
+                &mut notifier,
+                &stats,
+            )
+            .map_err(|e| anyhow!(e))
+        }
+        Role::Watch(_) | Role::Process => unreachable!("find_section checked the role"),
+    };
+    result.map_err(Failure::Runtime)?;
+    Ok(0)
+}
