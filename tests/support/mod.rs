@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod loggen;
+pub mod pipeline;
 pub mod redis;
 pub mod supervisord;
 pub mod tracker;
