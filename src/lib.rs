@@ -11,3 +11,4 @@ pub mod queue;
 pub mod queuecmd;
 pub mod shutdown;
 pub mod status;
+pub mod watch;

@@ -1,0 +1,192 @@
+//! Which handed-over lines are finished, and so how far the checkpoint may move.
+//!
+//! Lines leave the watcher in *segments* (a pushed batch, a dead-lettered line, or a marker
+//! such as "now reading the new file from 0"), numbered in file order. A segment is finished
+//! when the transport is done with it: at once when a durable transport (Redis) accepted it,
+//! or, with the embedded transport, when the last message carrying its completion guard is
+//! dropped, which can happen on any thread and in any order. The checkpoint is the end of the
+//! longest run of finished segments from the start, so a segment finished early never moves it
+//! past one still in flight.
+
+use super::checkpoint::Position;
+use crate::queue::Lineage;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    InFlight,
+    Done,
+    /// Never finishes: its push failed part-way, so some of its lines may not have arrived.
+    Abandoned,
+}
+
+#[derive(Debug)]
+struct Segment {
+    seq: u64,
+    /// Where the checkpoint may move once this and everything before it is finished; None for
+    /// lines that do not advance it (late lines read from a rotated file).
+    end: Option<Position>,
+    state: State,
+}
+
+#[derive(Debug)]
+struct Inner {
+    next_seq: u64,
+    /// Unfinished segments and finished ones behind an unfinished one, in order.
+    open: VecDeque<Segment>,
+    /// End of the finished run: what the checkpoint may say.
+    committed: Option<Position>,
+}
+
+/// Shared between the watcher and the completion guards travelling with messages.
+#[derive(Debug, Clone)]
+pub(crate) struct Progress(Arc<Mutex<Inner>>);
+
+/// Attached (through a [`Lineage`]) to every message of a segment; its drop finishes the
+/// segment.
+#[derive(Debug)]
+struct Guard {
+    progress: Progress,
+    seq: u64,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.progress.finish(self.seq);
+    }
+}
+
+impl Progress {
+    pub(crate) fn new(start: Option<Position>) -> Self {
+        Progress(Arc::new(Mutex::new(Inner {
+            next_seq: 0,
+            open: VecDeque::new(),
+            committed: start,
+        })))
+    }
+
+    /// Poisoning is ignored: the state stays consistent at every step, and a panicking
+    /// consumer thread dropping a guard must not stop the watcher.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a segment ending at `end`; returns its number.
+    pub(crate) fn open(&self, end: Option<Position>) -> u64 {
+        let mut g = self.lock();
+        let seq = g.next_seq;
+        g.next_seq += 1;
+        g.open.push_back(Segment {
+            seq,
+            end,
+            state: State::InFlight,
+        });
+        seq
+    }
+
+    /// A lineage that finishes segment `seq` when its last copy is dropped.
+    pub(crate) fn guard(&self, seq: u64) -> Lineage {
+        Lineage::track(Arc::new(Guard {
+            progress: self.clone(),
+            seq,
+        }))
+    }
+
+    /// Marks `seq` finished and moves the committed position over the finished run.
+    pub(crate) fn finish(&self, seq: u64) {
+        self.set(seq, State::Done);
+    }
+
+    /// Marks `seq` as never finishing (its push failed); the checkpoint stays before it.
+    pub(crate) fn abandon(&self, seq: u64) {
+        self.set(seq, State::Abandoned);
+    }
+
+    fn set(&self, seq: u64, state: State) {
+        let mut g = self.lock();
+        let Some(front) = g.open.front().map(|s| s.seq) else {
+            return;
+        };
+        let Some(idx) = seq.checked_sub(front) else {
+            return;
+        };
+        if let Some(s) = g.open.get_mut(idx as usize) {
+            // An abandoned segment stays abandoned even when its guard drops later.
+            if s.state == State::InFlight {
+                s.state = state;
+            }
+        }
+        while g.open.front().is_some_and(|s| s.state == State::Done) {
+            if let Some(s) = g.open.pop_front() {
+                if s.end.is_some() {
+                    g.committed = s.end;
+                }
+            }
+        }
+    }
+
+    /// How far the checkpoint may say the log is handed over.
+    pub(crate) fn committed(&self) -> Option<Position> {
+        self.lock().committed.clone()
+    }
+
+    /// Segments not yet finished (including finished ones waiting behind them).
+    pub(crate) fn unfinished(&self) -> usize {
+        self.lock().open.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(offset: u64) -> Option<Position> {
+        Some(Position {
+            dev: 1,
+            ino: 2,
+            offset,
+            head_len: 0,
+            head_sha256: String::new(),
+            tail_len: 0,
+            tail_sha256: String::new(),
+        })
+    }
+
+    #[test]
+    fn out_of_order_completion_never_passes_an_unfinished_segment() {
+        let p = Progress::new(at(0));
+        let a = p.open(at(10));
+        let b = p.open(at(20));
+        let c = p.open(None);
+        let d = p.open(at(40));
+        let (ga, gb, gc, gd) = (p.guard(a), p.guard(b), p.guard(c), p.guard(d));
+        let gb2 = gb.clone();
+        drop((gd, gb));
+        assert_eq!(p.committed(), at(0), "b still has a copy, a is in flight");
+        drop(ga);
+        assert_eq!(p.committed(), at(10));
+        drop(gb2);
+        assert_eq!(
+            p.committed(),
+            at(20),
+            "c (no position of its own) is in flight"
+        );
+        drop(gc);
+        assert_eq!(p.committed(), at(40));
+        assert_eq!(p.unfinished(), 0);
+    }
+
+    #[test]
+    fn an_abandoned_segment_holds_the_checkpoint_back_for_good() {
+        let p = Progress::new(None);
+        let a = p.open(at(5));
+        let b = p.open(at(9));
+        let ga = p.guard(a);
+        p.abandon(a);
+        drop(ga);
+        p.finish(b);
+        assert_eq!(p.committed(), None);
+        assert_eq!(p.unfinished(), 2);
+    }
+}
