@@ -7,6 +7,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod diag;
+pub mod push;
 pub mod queue;
 pub mod queuecmd;
 pub mod shutdown;
