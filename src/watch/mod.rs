@@ -40,11 +40,14 @@ use std::time::{Duration, Instant};
 const READ_CHUNK: usize = 64 * 1024;
 /// Most bytes read from one file before looking at shutdown, the checkpoint and the path.
 const READ_BUDGET: u64 = 4 << 20;
-/// Longest sleep between looks at the file, so shutdown is noticed and filesystems without
-/// inotify (NFS written from elsewhere) are still followed.
+/// Longest sleep, so that a shutdown requested by another thread (`loglines run`, tests) is
+/// noticed; SIGTERM itself interrupts the sleep at once. Waking only checks the flag.
 const WAKE_EVERY: Duration = Duration::from_millis(250);
-/// How often the folder watch is renewed (a folder created or replaced later is picked up).
-const REWATCH_EVERY: Duration = Duration::from_secs(1);
+/// Without a change reported by inotify, the file and its name are still looked at this
+/// often: the fallback for filesystems where inotify sees nothing (NFS written from another
+/// machine) or no inotify at all. Also how often the folder watch is renewed (a folder created
+/// or replaced later is picked up).
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// Checkpoint writes are at most this frequent.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// How long a rotated file is still read for lines its writers add after the switch.
@@ -147,7 +150,7 @@ pub fn run(
             log::warn!(
                 "inotify is not available ({e}); checking {} every {} ms instead",
                 settings.logfile.display(),
-                WAKE_EVERY.as_millis()
+                LOOK_EVERY.as_millis()
             );
             None
         }
@@ -429,10 +432,19 @@ impl Watcher<'_> {
 
     /// The main loop: read, check the name, checkpoint, sleep when there is nothing to do.
     fn follow(&mut self) -> Result<(), Flow> {
+        let mut last_look = Instant::now();
+        let mut look = true;
         loop {
             if self.shutdown.is_set() {
                 return Err(Flow::Stop);
             }
+            if !look {
+                // Idle: only completions (embedded transport) can have moved the checkpoint.
+                self.maybe_checkpoint(false);
+                look = self.wait() || last_look.elapsed() >= LOOK_EVERY;
+                continue;
+            }
+            last_look = Instant::now();
             let mut more = false;
             if let Some((mut old, until)) = self.retired.take() {
                 let at_end = self.pump(&mut old, false)?;
@@ -451,9 +463,7 @@ impl Watcher<'_> {
             self.check_path()?;
             self.maybe_checkpoint(false);
             self.wrapper.summarise(false);
-            if !more {
-                self.wait();
-            }
+            look = more || self.wait();
         }
     }
 
@@ -768,22 +778,20 @@ impl Watcher<'_> {
         }
     }
 
-    /// Sleeps until the file or its folder changes, or [`WAKE_EVERY`] passes.
-    fn wait(&mut self) {
+    /// Sleeps until the file or its folder changes, or [`WAKE_EVERY`] passes. Returns true
+    /// when inotify reported a change.
+    fn wait(&mut self) -> bool {
         let Some(ino) = &self.inotify else {
             self.shutdown.sleep(WAKE_EVERY);
-            return;
+            return false;
         };
-        if self
-            .last_rewatch
-            .is_none_or(|t| t.elapsed() >= REWATCH_EVERY)
-        {
+        if self.last_rewatch.is_none_or(|t| t.elapsed() >= LOOK_EVERY) {
             if let Some(dir) = self.settings.logfile.parent() {
                 let _ = ino.add(dir, inotify::DIR_EVENTS);
             }
             self.last_rewatch = Some(Instant::now());
         }
-        ino.wait(WAKE_EVERY);
+        ino.wait(WAKE_EVERY)
     }
 
     /// Writes the checkpoint if it moved and a second has passed (or now, with `force`).
