@@ -67,6 +67,8 @@ pub enum Command {
         #[arg(long)]
         section: String,
     },
+    /// Generate, enable, disable and list supervisord programs (docs/supervisor.md).
+    Supervisor(crate::supervisor::SupervisorArgs),
 }
 
 /// Why a command failed, deciding the exit code.
@@ -132,6 +134,7 @@ pub fn main() -> i32 {
         Command::Queue(a) => crate::queuecmd::run(&cli.global, a),
         Command::Watch { section } => run_watch(&cli.global, section),
         Command::Push { section } => run_push(&cli.global, section),
+        Command::Supervisor(args) => crate::supervisor::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -3,13 +3,23 @@
 //! The binary in `main.rs` is a thin shell around [`cli::main`]; everything else lives here so
 //! that tests and benchmarks use exactly the code that runs in production.
 
+pub mod broker;
 pub mod check;
+pub mod clf;
 pub mod cli;
 pub mod config;
 pub mod diag;
+pub mod digest;
+pub mod filelog;
+pub mod notify;
+pub mod openurl;
 pub mod push;
 pub mod queue;
 pub mod queuecmd;
+pub mod robots;
 pub mod shutdown;
+pub mod stats;
 pub mod status;
+pub mod supervisor;
+pub mod tracker;
 pub mod watch;

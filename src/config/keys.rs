@@ -50,7 +50,7 @@ use Scope::*;
 
 /// The table. Order is the order `docs/configuration.md` presents them in.
 pub const KEYS: &[KeySpec] = &[
-    k("port", Supervisor, "(none: no web UI)", "address of supervisord's web UI, `127.0.0.1:9001` or `9001`"),
+    k("port", Supervisor, "(none: no web UI)", "address of supervisord's web UI, `127.0.0.1:9001`; a bare `9001` means 127.0.0.1:9001, `*:9001` every interface (needs a password of your own)"),
     k("username", Supervisor, "(none)", "web UI user name"),
     k("password", Supervisor, "(none)", "web UI password, plain or `{SHA}` followed by the SHA-1 hex digest"),
     k("host", Redis, "127.0.0.1", "Redis server host name or address"),
@@ -65,7 +65,7 @@ pub const KEYS: &[KeySpec] = &[
     k("supervisor_dir", General, "supervisor", "folder `loglines supervisor generate` writes supervisord files into"),
     k("command", Program, "(required)", "`loglines watch`, `loglines broker`, `loglines worker` or `loglines filelog` (states the role); in `process_*` any command"),
     k("numprocs", Program, "3 for worker_*, 1 otherwise", "how many processes (threads in `loglines run`)"),
-    k("stdout_logfile", Program, "(supervisord's default)", "where supervisord writes the program's output"),
+    k("stdout_logfile", Program, "(supervisord's default)", "where supervisord writes the program's output; with numprocs above 1, one file per process (`pirus2_00.log`, ...)"),
     k("user", Program, "(supervisord's user)", "run the program as this Unix user"),
     k("directory", Program, "(the config file's folder)", "working directory of the program"),
     k("environment", Program, "(none)", "extra environment, supervisord syntax `KEY=\"value\",KEY2=\"value\"`"),
