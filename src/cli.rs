@@ -7,9 +7,11 @@
 use crate::check;
 use crate::config::{Config, Role, Section, WatchSettings};
 use crate::diag;
+use crate::notify::Notifier;
 use crate::queue::redis::RedisTransport;
 use crate::queue::{Producer, Transport};
 use crate::shutdown::Shutdown;
+use crate::stats::Stats;
 use clap::{Args, Parser, Subcommand};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -176,17 +178,24 @@ fn watch_section(config: &Config, name: &str) -> Result<(Section, WatchSettings)
     })
 }
 
-/// A producer for `queue` on the section's Redis (the separate role processes use Redis).
+/// The section's producer for `queue` and its notifier, on the section's Redis (the separate
+/// role processes use Redis).
 fn redis_producer(
     config: &Config,
     section: &Section,
     queue: &str,
     shutdown: &Shutdown,
-) -> Result<Box<dyn Producer>, Failure> {
-    let redis = config.redis_for(section);
-    RedisTransport::connect(redis, shutdown.clone())
-        .and_then(|t| t.producer(queue))
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("section [{}]: {e}", section.name)))
+) -> Result<(Box<dyn Producer>, Notifier), Failure> {
+    let fail = |e: crate::queue::QueueError| {
+        Failure::Runtime(anyhow::anyhow!("section [{}]: {e}", section.name))
+    };
+    let t = RedisTransport::connect(config.redis_for(section), shutdown.clone()).map_err(fail)?;
+    let notify_queue = match &section.notify.queue {
+        Some(q) => Some(t.producer(q).map_err(fail)?),
+        None => None,
+    };
+    let notifier = Notifier::new(&section.name, section.notify.clone(), notify_queue);
+    Ok((t.producer(queue).map_err(fail)?, notifier))
 }
 
 fn signals() -> Result<Shutdown, Failure> {
@@ -199,9 +208,17 @@ fn run_watch(g: &Global, name: &str) -> Result<i32, Failure> {
     let config = load_config(g)?;
     let (section, settings) = watch_section(&config, name)?;
     let shutdown = signals()?;
-    let producer = redis_producer(&config, &section, &settings.pushto, &shutdown)?;
-    crate::watch::run(&section, &settings, producer, &shutdown)
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("section [{name}]: {e}")))?;
+    let (producer, mut notifier) = redis_producer(&config, &section, &settings.pushto, &shutdown)?;
+    let stats = Stats::new();
+    crate::watch::run(
+        &section,
+        &settings,
+        producer,
+        &shutdown,
+        &mut notifier,
+        &stats,
+    )
+    .map_err(|e| Failure::Runtime(anyhow::anyhow!("section [{name}]: {e}")))?;
     Ok(0)
 }
 
@@ -210,7 +227,7 @@ fn run_push(g: &Global, name: &str) -> Result<i32, Failure> {
     let config = load_config(g)?;
     let (section, settings) = watch_section(&config, name)?;
     let shutdown = signals()?;
-    let producer = redis_producer(&config, &section, &settings.pushto, &shutdown)?;
+    let (producer, mut notifier) = redis_producer(&config, &section, &settings.pushto, &shutdown)?;
     // A descriptor of our own, read directly: Stdin's buffer would hide waiting input from
     // the readiness checks that decide when to push a partial batch.
     let stdin = std::io::stdin()
@@ -218,7 +235,16 @@ fn run_push(g: &Global, name: &str) -> Result<i32, Failure> {
         .try_clone_to_owned()
         .map(std::fs::File::from)
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot use standard input: {e}")))?;
-    crate::push::run(&section, &settings, producer, stdin, &shutdown)
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("section [{name}]: {e}")))?;
+    let stats = Stats::new();
+    crate::push::run(
+        &section,
+        &settings,
+        producer,
+        stdin,
+        &shutdown,
+        &mut notifier,
+        &stats,
+    )
+    .map_err(|e| Failure::Runtime(anyhow::anyhow!("section [{name}]: {e}")))?;
     Ok(0)
 }

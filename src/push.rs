@@ -9,8 +9,10 @@
 //! nobody could read it again afterwards.
 
 use crate::config::{Section, WatchSettings};
+use crate::notify::Notifier;
 use crate::queue::{Message, Producer, QueueError};
 use crate::shutdown::Shutdown;
+use crate::stats::Stats;
 use crate::watch::handover::{Handover, Refused};
 use crate::watch::lines::{self, LineSplitter, Piece, Wrapper};
 use std::fmt;
@@ -78,21 +80,31 @@ impl fmt::Display for PushError {
 impl std::error::Error for PushError {}
 
 /// Reads `input` to its end (or until shutdown), pushing its lines through `producer` with
-/// `settings`' service name, batch size and line limit.
+/// `settings`' service name, batch size and line limit; dead letters are told to `notifier`,
+/// counts kept in `stats` as the watcher does.
 pub fn run<R: Read + AsRawFd>(
     section: &Section,
     settings: &WatchSettings,
     producer: Box<dyn Producer>,
     mut input: R,
     shutdown: &Shutdown,
+    notifier: &mut Notifier,
+    stats: &Stats,
 ) -> Result<PushStats, PushError> {
     let fd = input.as_raw_fd();
     let batch_size = section.batch_size.max(1);
     let max = settings.max_line_bytes;
-    let mut out = Handover::new(producer, &settings.pushto, &section.name, shutdown);
+    let mut out = Handover::new(
+        producer,
+        &settings.pushto,
+        &section.name,
+        shutdown,
+        notifier,
+        stats,
+    );
     let mut wrapper = Wrapper::new(&settings.servicename);
     let mut splitter = LineSplitter::new(max);
-    let mut stats = PushStats::default();
+    let mut counts = PushStats::default();
     let bar = progress_bar(fd);
     let mut buf = vec![0u8; READ_CHUNK];
     let mut batch: Vec<Message> = Vec::with_capacity(batch_size);
@@ -130,7 +142,7 @@ pub fn run<R: Read + AsRawFd>(
             if let Some(b) = &bar {
                 b.inc(n as u64);
             }
-            stats.bytes += n as u64;
+            counts.bytes += n as u64;
             let mut items: Vec<(String, Option<String>)> = Vec::new();
             if n == 0 {
                 if let Some(piece) = splitter.finish() {
@@ -161,7 +173,7 @@ pub fn run<R: Read + AsRawFd>(
             }
             if n == 0 {
                 send(&mut out, &mut batch)?;
-                stats.reached_end = true;
+                counts.reached_end = true;
                 return Ok(());
             }
             wrapper.summarise(false);
@@ -187,18 +199,18 @@ pub fn run<R: Read + AsRawFd>(
         );
     }
     wrapper.summarise(true);
-    stats.lines = out.lines;
-    stats.batches = out.batches;
-    stats.dead_lettered = out.dead_lettered;
-    stats.invalid_utf8 = wrapper.invalid;
+    counts.lines = out.lines;
+    counts.batches = out.batches;
+    counts.dead_lettered = out.dead_lettered;
+    counts.invalid_utf8 = wrapper.invalid;
     log::info!(
         "push {}: {} lines sent in {} batches, {} dead-lettered, {} with invalid UTF-8{}",
         section.name,
-        stats.lines,
-        stats.batches,
-        stats.dead_lettered,
-        stats.invalid_utf8,
-        if stats.reached_end {
+        counts.lines,
+        counts.batches,
+        counts.dead_lettered,
+        counts.invalid_utf8,
+        if counts.reached_end {
             ""
         } else {
             "; stopped before the end of the input"
@@ -206,7 +218,7 @@ pub fn run<R: Read + AsRawFd>(
     );
     match failed {
         Some(e) => Err(e),
-        None => Ok(stats),
+        None => Ok(counts),
     }
 }
 
@@ -356,16 +368,18 @@ mod tests {
             seen: seen.clone(),
             tracks: false,
         };
-        let stats = run(
+        let counts = run(
             &s,
             &w,
             Box::new(p),
             std::fs::File::open(&f).unwrap(),
             &Shutdown::new(),
+            &mut Notifier::disabled("logger_in"),
+            &Stats::new(),
         )
         .unwrap();
-        assert_eq!(stats.lines, 26);
-        assert!(stats.reached_end);
+        assert_eq!(counts.lines, 26);
+        assert!(counts.reached_end);
         let seen = seen.lock().unwrap();
         let sizes: Vec<usize> = seen.pushes.iter().map(Vec::len).collect();
         assert_eq!(sizes, vec![10, 10, 6]);
@@ -387,7 +401,17 @@ mod tests {
         };
         let shutdown = Shutdown::new();
         let sd = shutdown.clone();
-        let h = std::thread::spawn(move || run(&s, &w, Box::new(p), r, &sd));
+        let h = std::thread::spawn(move || {
+            run(
+                &s,
+                &w,
+                Box::new(p),
+                r,
+                &sd,
+                &mut Notifier::disabled("logger_in"),
+                &Stats::new(),
+            )
+        });
         wr.write_all(b"first\n").unwrap();
         let pushed = |n: usize| {
             let end = Instant::now() + Duration::from_secs(5);
@@ -404,9 +428,9 @@ mod tests {
         wr.write_all(format!("{long}\nafter\n").as_bytes()).unwrap();
         assert!(pushed(2));
         drop(wr);
-        let stats = h.join().unwrap().unwrap();
-        assert!(stats.reached_end);
-        assert_eq!((stats.lines, stats.dead_lettered), (2, 1));
+        let counts = h.join().unwrap().unwrap();
+        assert!(counts.reached_end);
+        assert_eq!((counts.lines, counts.dead_lettered), (2, 1));
         let seen = seen.lock().unwrap();
         let (body, reason) = &seen.dead[0];
         assert!(
@@ -437,17 +461,19 @@ mod tests {
             drop(held);
             at
         });
-        let stats = run(
+        let counts = run(
             &s,
             &w,
             Box::new(p),
             std::fs::File::open(&f).unwrap(),
             &Shutdown::new(),
+            &mut Notifier::disabled("logger_in"),
+            &Stats::new(),
         )
         .unwrap();
         let returned = Instant::now();
         let released = consumer.join().unwrap();
-        assert_eq!(stats.lines, 3);
+        assert_eq!(counts.lines, 3);
         assert!(
             returned >= released,
             "run returned before the lines were finished"

@@ -5,10 +5,12 @@
 mod support;
 
 use loglines::config::{Config, RedisSettings, Role, Section, WatchSettings};
+use loglines::notify::Notifier;
 use loglines::queue::embedded::EmbeddedTransport;
 use loglines::queue::redis::RedisTransport;
 use loglines::queue::{ConsumerId, Transport};
 use loglines::shutdown::Shutdown;
+use loglines::stats::Stats;
 use loglines::watch::{self, checkpoint, WatchStats};
 use std::io::Write;
 use std::path::Path;
@@ -84,7 +86,10 @@ fn start_in_process(
         .producer(&w.pushto)
         .unwrap();
     let (s, w, sd) = (s.clone(), w.clone(), shutdown.clone());
-    let h = std::thread::spawn(move || watch::run(&s, &w, producer, &sd).unwrap());
+    let h = std::thread::spawn(move || {
+        let mut n = Notifier::disabled(&s.name);
+        watch::run(&s, &w, producer, &sd, &mut n, &Stats::new()).unwrap()
+    });
     (h, shutdown)
 }
 
@@ -169,7 +174,10 @@ fn embedded_the_checkpoint_follows_acks_not_pushes() {
     let producer = t.producer("lines").unwrap();
     append(&log, numbered(0, 6).as_bytes());
     let (s2, w2, sd) = (s.clone(), w.clone(), shutdown.clone());
-    let h = std::thread::spawn(move || watch::run(&s2, &w2, producer, &sd).unwrap());
+    let h = std::thread::spawn(move || {
+        let mut n = Notifier::disabled(&s2.name);
+        watch::run(&s2, &w2, producer, &sd, &mut n, &Stats::new()).unwrap()
+    });
     let offset = || match checkpoint::load(&ck) {
         checkpoint::Loaded::Found { checkpoint, .. } => Some(checkpoint.position.offset),
         _ => None,

@@ -4,8 +4,10 @@
 
 use super::checkpoint::Position;
 use super::progress::Progress;
+use crate::notify::Notifier;
 use crate::queue::{Message, Producer, QueueError};
 use crate::shutdown::Shutdown;
+use crate::stats::Stats;
 use std::time::{Duration, Instant};
 
 /// Retries of a failed push wait this long at first, doubling up to `RETRY_MAX`.
@@ -29,6 +31,10 @@ pub(crate) struct Handover<'a> {
     queue: String,
     section: String,
     shutdown: &'a Shutdown,
+    /// Told about every dead letter (notify_command / notify_queue).
+    notifier: &'a mut Notifier,
+    /// Shared counters (`loglines run`'s status line): lines handed over, dead letters.
+    stats: &'a Stats,
     pub(crate) lines: u64,
     pub(crate) batches: u64,
     pub(crate) dead_lettered: u64,
@@ -40,6 +46,8 @@ impl<'a> Handover<'a> {
         queue: &str,
         section: &str,
         shutdown: &'a Shutdown,
+        notifier: &'a mut Notifier,
+        stats: &'a Stats,
     ) -> Self {
         Handover {
             durable: !producer.tracks_completion(),
@@ -48,6 +56,8 @@ impl<'a> Handover<'a> {
             queue: queue.to_string(),
             section: section.to_string(),
             shutdown,
+            notifier,
+            stats,
             lines: 0,
             batches: 0,
             dead_lettered: 0,
@@ -105,6 +115,7 @@ impl<'a> Handover<'a> {
                     }
                     self.lines += n;
                     self.batches += 1;
+                    Stats::add(&self.stats.read, n);
                     return Ok(());
                 }
                 Err(QueueError::ShuttingDown) => {
@@ -152,6 +163,8 @@ impl<'a> Handover<'a> {
                 Ok(()) => {
                     self.progress.finish(seq);
                     self.dead_lettered += 1;
+                    Stats::add(&self.stats.dead, 1);
+                    self.notifier.dead_letter(&self.queue, reason, &body);
                     return Ok(());
                 }
                 Err(QueueError::ShuttingDown) => {

@@ -22,8 +22,10 @@ pub(crate) mod lines;
 pub(crate) mod progress;
 
 use crate::config::{Section, StartAt, WatchSettings};
+use crate::notify::Notifier;
 use crate::queue::{Message, Producer, QueueError};
 use crate::shutdown::Shutdown;
+use crate::stats::Stats;
 use checkpoint::{CheckpointError, Loaded, Position};
 use handover::{Handover, Refused};
 use inotify::Inotify;
@@ -135,14 +137,17 @@ impl From<Refused> for Flow {
     }
 }
 
-/// Follows `settings.logfile` until `shutdown` is set, pushing lines through `producer`.
-/// Returns after writing the final checkpoint; an error only for what a restart should
-/// report (unusable state folder, unreadable log, a transport that gave up).
+/// Follows `settings.logfile` until `shutdown` is set, pushing lines through `producer`,
+/// telling `notifier` about dead letters and counting in `stats`. Returns after writing the
+/// final checkpoint; an error only for what a restart should report (unusable state folder,
+/// unreadable log, a transport that gave up).
 pub fn run(
     section: &Section,
     settings: &WatchSettings,
     producer: Box<dyn Producer>,
     shutdown: &Shutdown,
+    notifier: &mut Notifier,
+    stats: &Stats,
 ) -> Result<WatchStats, WatchError> {
     let inotify = match Inotify::new() {
         Ok(i) => Some(i),
@@ -159,7 +164,14 @@ pub fn run(
         settings,
         section: &section.name,
         batch_size: section.batch_size.max(1),
-        out: Handover::new(producer, &settings.pushto, &section.name, shutdown),
+        out: Handover::new(
+            producer,
+            &settings.pushto,
+            &section.name,
+            shutdown,
+            notifier,
+            stats,
+        ),
         wrapper: Wrapper::new(&settings.servicename),
         stats: WatchStats::default(),
         shutdown,

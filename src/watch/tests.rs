@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::config::{Config, Role};
+use crate::notify::Notifier;
 use crate::queue::QResult;
+use crate::stats::Stats;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -103,6 +105,10 @@ struct Harness {
     log: PathBuf,
     ck: PathBuf,
     seen: Arc<Mutex<Seen>>,
+    /// What went to the notify queue.
+    notices: Arc<Mutex<Seen>>,
+    /// The shared counters the watcher updates.
+    counters: Stats,
     start_at: &'static str,
     batch: usize,
     max_line: usize,
@@ -127,6 +133,8 @@ impl Harness {
             log,
             ck,
             seen: Arc::new(Mutex::new(Seen::default())),
+            notices: Arc::new(Mutex::new(Seen::default())),
+            counters: Stats::new(),
             start_at,
             batch: 500,
             max_line: 1 << 20,
@@ -140,7 +148,7 @@ impl Harness {
 
     fn section(&self) -> (Section, WatchSettings) {
         let text = format!(
-            "[logger_watch]\ncommand = loglines watch\nlogfile = {}\npushto = lines\nservicename = repo.example.org\nstart_at = {}\nbatch_size = {}\nmax_line_bytes = {}\ncheckpoint = {}\n",
+            "[logger_watch]\ncommand = loglines watch\nlogfile = {}\npushto = lines\nservicename = repo.example.org\nstart_at = {}\nbatch_size = {}\nmax_line_bytes = {}\ncheckpoint = {}\nnotify_queue = notices\n",
             self.log.display(),
             self.start_at,
             self.batch,
@@ -164,7 +172,15 @@ impl Harness {
         };
         let shutdown = Shutdown::new();
         let sd = shutdown.clone();
-        let handle = std::thread::spawn(move || run(&s, &w, Box::new(p), &sd));
+        let notices = Recording {
+            seen: self.notices.clone(),
+            tracks: false,
+        };
+        let counters = self.counters.clone();
+        let handle = std::thread::spawn(move || {
+            let mut n = Notifier::new(&s.name, s.notify.clone(), Some(Box::new(notices)));
+            run(&s, &w, Box::new(p), &sd, &mut n, &counters)
+        });
         Running { handle, shutdown }
     }
 
@@ -380,6 +396,17 @@ fn a_two_mib_line_is_dead_lettered_and_the_rest_flows() {
     let head = logline(body);
     assert_eq!(head.len(), lines::DEAD_HEAD_BYTES);
     assert!(head.bytes().all(|b| b == b'x'));
+    // A person is told (notify_queue), and the shared counters saw it.
+    let notices = h.notices.lock().unwrap();
+    assert_eq!(notices.pushes.len(), 1);
+    assert!(
+        notices.pushes[0][0].contains("2097152 bytes"),
+        "{:?}",
+        notices.pushes
+    );
+    drop(notices);
+    let c = h.counters.snapshot();
+    assert_eq!((c.read, c.dead), (2, 1));
     // The checkpoint moved past the dead-lettered line too.
     drop(seen);
     assert_eq!(h.checkpoint_offset(), Some(7 + 2 * 1024 * 1024 + 1 + 6));
@@ -654,7 +681,14 @@ fn an_idle_watcher_uses_no_cpu() {
     let handle = std::thread::spawn(move || {
         // SAFETY: gettid has no preconditions.
         tx.send(unsafe { libc::gettid() }).unwrap();
-        run(&s, &w, Box::new(p), &sd)
+        run(
+            &s,
+            &w,
+            Box::new(p),
+            &sd,
+            &mut Notifier::disabled(&s.name),
+            &Stats::new(),
+        )
     });
     let tid = rx.recv().unwrap();
     h.wait_lines(1);
