@@ -23,8 +23,12 @@ const ROTATE_EVERY: u64 = 2_500;
 /// Where the writer put each line: (file number, offset after the line).
 type Placement = Vec<(usize, u64)>;
 
-/// What a kill left: the checkpoint's (inode, offset), if any, and the lines then in Redis.
-type Kill = (Option<(u64, u64)>, BTreeSet<u64>);
+/// A checkpoint as the test reads it: (inode, offset) of the followed file, and of the rotated
+/// file still being read, if any.
+type Mark = ((u64, u64), Option<(u64, u64)>);
+
+/// What a kill left: the checkpoint, if any, and the lines then in Redis.
+type Kill = (Option<Mark>, BTreeSet<u64>);
 
 /// A small xorshift generator: the test needs varied kill moments, not good randomness; the
 /// seed is printed so a failure can be replayed.
@@ -89,8 +93,10 @@ fn kill_9_at_random_moments_loses_no_line() {
     let stderr_log = dir.path().join("watch.stderr");
     std::fs::write(&log, "").unwrap();
 
-    // The writer: bursts of lines, rotating by rename; records each file's inode and where
-    // every line ended.
+    // The writer behaves like a web server under logrotate's `create` + reload: it keeps its
+    // descriptor, so after the rename it goes on writing to the old file, reopens the name a
+    // little later, and a straggler still writes to the old file after that. It records every
+    // file's inode and where every line ended.
     let placement: Arc<Mutex<Placement>> = Arc::default();
     let inodes: Arc<Mutex<Vec<u64>>> =
         Arc::new(Mutex::new(vec![std::fs::metadata(&log).unwrap().ino()]));
@@ -98,14 +104,15 @@ fn kill_9_at_random_moments_loses_no_line() {
         let (log, logs, placement, inodes) =
             (log.clone(), logs.clone(), placement.clone(), inodes.clone());
         std::thread::spawn(move || {
-            let mut file_no = 0;
-            let mut n = 0;
-            while n < LINES {
-                let mut f = std::fs::OpenOptions::new()
+            let open = || {
+                std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(&log)
-                    .unwrap();
+                    .unwrap()
+            };
+            let mut n = 0;
+            let mut burst = |f: &mut std::fs::File, file_no: usize| {
                 let mut text = String::new();
                 let mut ends = Vec::new();
                 let mut at = f.metadata().unwrap().len();
@@ -118,16 +125,29 @@ fn kill_9_at_random_moments_loses_no_line() {
                 f.write_all(text.as_bytes()).unwrap();
                 placement.lock().unwrap().extend(ends);
                 n += BURST;
-                if n % ROTATE_EVERY == 0 && n < LINES {
-                    file_no += 1;
-                    std::fs::rename(&log, logs.join(format!("access.log.{file_no}"))).unwrap();
-                    std::fs::write(&log, "").unwrap();
-                    inodes
-                        .lock()
-                        .unwrap()
-                        .push(std::fs::metadata(&log).unwrap().ino());
-                }
                 std::thread::sleep(Duration::from_millis(10));
+                n
+            };
+            let mut file_no = 0;
+            let mut f = open();
+            loop {
+                let written = burst(&mut f, file_no);
+                if written >= LINES {
+                    break;
+                }
+                if written % ROTATE_EVERY == 0 {
+                    std::fs::rename(&log, logs.join(format!("access.log.{}", file_no + 1)))
+                        .unwrap();
+                    // Still writing to the renamed file, before the reload.
+                    burst(&mut f, file_no);
+                    burst(&mut f, file_no);
+                    let mut old = std::mem::replace(&mut f, open());
+                    inodes.lock().unwrap().push(f.metadata().unwrap().ino());
+                    burst(&mut f, file_no + 1);
+                    // A long download finishing in an old child after the reload.
+                    burst(&mut old, file_no);
+                    file_no += 1;
+                }
             }
         })
     };
@@ -147,9 +167,12 @@ fn kill_9_at_random_moments_loses_no_line() {
         child.kill().unwrap();
         child.wait().unwrap();
         let at = match checkpoint::load(&ck) {
-            Loaded::Found { checkpoint, .. } => {
-                Some((checkpoint.position.ino, checkpoint.position.offset))
-            }
+            Loaded::Found { checkpoint, .. } => Some((
+                (checkpoint.position.ino, checkpoint.position.offset),
+                checkpoint
+                    .rotated
+                    .map(|r| (r.position.ino, r.position.offset)),
+            )),
             Loaded::Missing => None,
             Loaded::Unreadable(why) => panic!("the checkpoint is unusable after kill -9: {why}"),
         };
@@ -178,17 +201,26 @@ fn kill_9_at_random_moments_loses_no_line() {
     );
 
     // A line is in kill k's window when it was in Redis at the kill but after the checkpoint
-    // the killed process left; only those may be sent again, once per window.
+    // the killed process left; only those may be sent again, once per window. The checkpoint
+    // covers the followed file up to its offset, the rotated file (when recorded) up to its
+    // own, and every older file whole.
     let placement = placement.lock().unwrap();
     let inodes = inodes.lock().unwrap();
-    let covered = |n: u64, at: Option<(u64, u64)>| match at {
+    let file_of = |ino: u64| {
+        inodes.iter().position(|&i| i == ino).unwrap_or_else(|| {
+            panic!("the checkpoint names inode {ino}, not one of the log's files")
+        })
+    };
+    let covered = |n: u64, at: Option<Mark>| match at {
         None => false,
-        Some((ino, offset)) => {
-            let Some(file) = inodes.iter().position(|&i| i == ino) else {
-                panic!("the checkpoint names inode {ino}, not one of the log's files");
-            };
+        Some(((ino, offset), rotated)) => {
+            let main = file_of(ino);
             let (f, end) = placement[n as usize];
-            f < file || (f == file && end <= offset)
+            match rotated.map(|(ri, ro)| (file_of(ri), ro)) {
+                Some((r, ro)) if f == r => end <= ro,
+                Some((r, _)) if f < r => true,
+                _ => f < main || (f == main && end <= offset),
+            }
         }
     };
     let mut total = 0;
@@ -200,7 +232,7 @@ fn kill_9_at_random_moments_loses_no_line() {
             .filter(|&n| !covered(n, *at))
             .collect();
         report.push(format!(
-            "kill {k}: checkpoint {at:?}, {} lines in Redis, window {} lines",
+            "kill {k}: checkpoint (followed, rotated) {at:?}, {} lines in Redis, window {} lines",
             present.len(),
             window.len()
         ));

@@ -6,7 +6,9 @@
 //!   "head_len":1024,"head_sha256":"…","tail_len":1024,"tail_sha256":"…"}`
 //! where `head_*` fingerprint the first `head_len` bytes of the file and `tail_*` the `tail_len`
 //! bytes just before `offset`. Both are needed: the head tells a replaced file from the same
-//! one, the tail tells a file that was truncated and refilled beyond the offset.
+//! one, the tail tells a file that was truncated and refilled beyond the offset. For a while
+//! after a rotation a `"rotated":{"until":…,"dev":…,"ino":…,"offset":…,…}` object records the
+//! same for the old file, which is still read for lines its writers add late.
 //!
 //! Writing: the new copy goes to `NAME.tmp`, is fsynced, the current copy is renamed to
 //! `NAME.prev`, the new one renamed into place, and the folder fsynced. Every instant of that
@@ -39,13 +41,25 @@ pub struct Position {
     pub tail_sha256: String,
 }
 
-/// The stored form: a [`Position`] plus a format version and, for people reading it, the path.
+/// The file before the last rotation, while it is still read for lines its writers add late:
+/// how far those are handed over, and until when (Unix seconds) it is read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotated {
+    pub until: u64,
+    #[serde(flatten)]
+    pub position: Position,
+}
+
+/// The stored form: a [`Position`] in the followed file, the rotated file if one is still
+/// read, a format version and, for people reading it, the path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub version: u32,
     pub logfile: String,
     #[serde(flatten)]
     pub position: Position,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated: Option<Rotated>,
 }
 
 /// Errors of reading and writing checkpoints; messages say what to fix.
@@ -74,7 +88,7 @@ pub enum Loaded {
     /// A usable checkpoint; `fallback` is true when it came from `NAME.prev` (the reason the
     /// main copy was not used is in `why`).
     Found {
-        checkpoint: Checkpoint,
+        checkpoint: Box<Checkpoint>,
         fallback: Option<String>,
     },
     /// Neither copy exists: the first start of this section.
@@ -104,7 +118,7 @@ pub fn load(path: &Path) -> Loaded {
     let main_why = match main {
         Ok(Some(c)) => {
             return Loaded::Found {
-                checkpoint: c,
+                checkpoint: Box::new(c),
                 fallback: None,
             }
         }
@@ -114,7 +128,7 @@ pub fn load(path: &Path) -> Loaded {
     let prev = prev_path(path);
     match (read_one(&prev), main_why) {
         (Ok(Some(c)), why) => Loaded::Found {
-            checkpoint: c,
+            checkpoint: Box::new(c),
             fallback: Some(why.unwrap_or_else(|| format!("{} is missing", path.display()))),
         },
         (Ok(None), None) => Loaded::Missing,
@@ -140,10 +154,8 @@ fn read_one(path: &Path) -> Result<Option<Checkpoint>, String> {
         .map_err(|e| format!("{} is not a valid checkpoint ({e})", path.display()))?;
     let p = &c.position;
     let sane = c.version == VERSION
-        && p.head_len <= FINGERPRINT_BYTES.min(p.offset)
-        && p.tail_len <= FINGERPRINT_BYTES.min(p.offset)
-        && is_sha256_hex(&p.head_sha256)
-        && is_sha256_hex(&p.tail_sha256);
+        && plausible(p)
+        && c.rotated.as_ref().is_none_or(|r| plausible(&r.position));
     if !sane {
         return Err(format!(
             "{} has inconsistent values (version {}, offset {}, head_len {}, tail_len {})",
@@ -157,12 +169,25 @@ fn read_one(path: &Path) -> Result<Option<Checkpoint>, String> {
     Ok(Some(c))
 }
 
+fn plausible(p: &Position) -> bool {
+    p.head_len <= FINGERPRINT_BYTES.min(p.offset)
+        && p.tail_len <= FINGERPRINT_BYTES.min(p.offset)
+        && is_sha256_hex(&p.head_sha256)
+        && is_sha256_hex(&p.tail_sha256)
+}
+
 fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Writes `position` for `logfile` to `path` (see the module text for the sequence).
-pub fn store(path: &Path, logfile: &Path, position: &Position) -> Result<(), CheckpointError> {
+/// Writes `position` (and `rotated`) for `logfile` to `path` (see the module text for the
+/// sequence).
+pub fn store(
+    path: &Path,
+    logfile: &Path,
+    position: &Position,
+    rotated: Option<&Rotated>,
+) -> Result<(), CheckpointError> {
     let err = |source| CheckpointError::Write {
         path: path.to_path_buf(),
         source,
@@ -171,6 +196,7 @@ pub fn store(path: &Path, logfile: &Path, position: &Position) -> Result<(), Che
         version: VERSION,
         logfile: logfile.display().to_string(),
         position: position.clone(),
+        rotated: rotated.cloned(),
     };
     let mut text = serde_json::to_vec(&c).map_err(|e| err(io::Error::other(e)))?;
     text.push(b'\n');
@@ -282,12 +308,12 @@ mod tests {
         let ck = dir.path().join("w.checkpoint");
         let (log, p) = sample(dir.path());
         assert_eq!(load(&ck), Loaded::Missing);
-        store(&ck, &log, &p).unwrap();
+        store(&ck, &log, &p, None).unwrap();
         let mut p2 = p.clone();
         p2.offset = 23;
         let f = File::open(&log).unwrap();
         p2 = position_in(&f, p2.offset).unwrap();
-        store(&ck, &log, &p2).unwrap();
+        store(&ck, &log, &p2, None).unwrap();
         match load(&ck) {
             Loaded::Found {
                 checkpoint,
@@ -306,8 +332,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ck = dir.path().join("w.checkpoint");
         let (log, p) = sample(dir.path());
-        store(&ck, &log, &p).unwrap();
-        store(&ck, &log, &p).unwrap();
+        store(&ck, &log, &p, None).unwrap();
+        store(&ck, &log, &p, None).unwrap();
         // A torn write (as a filesystem without ordered renames could leave): half the text.
         let text = std::fs::read(&ck).unwrap();
         std::fs::write(&ck, &text[..text.len() / 2]).unwrap();
@@ -329,7 +355,7 @@ mod tests {
         }
         // Main missing (crash between the two renames): prev is used.
         std::fs::remove_file(&ck).unwrap();
-        store(&prev_path(&ck), &log, &p).unwrap();
+        store(&prev_path(&ck), &log, &p, None).unwrap();
         assert!(matches!(
             load(&ck),
             Loaded::Found {
@@ -345,7 +371,7 @@ mod tests {
         let ck = dir.path().join("w.checkpoint");
         let (log, mut p) = sample(dir.path());
         p.tail_len = 500; // more than the offset (11)
-        store(&ck, &log, &p).unwrap();
+        store(&ck, &log, &p, None).unwrap();
         assert!(matches!(load(&ck), Loaded::Unreadable(_)));
     }
 

@@ -2,8 +2,7 @@
 //! with retries while a durable transport is unavailable. Shared by the watcher and
 //! `loglines push`.
 
-use super::checkpoint::Position;
-use super::progress::Progress;
+use super::progress::{Committed, End, Progress};
 use crate::notify::Notifier;
 use crate::queue::{Message, Producer, QueueError};
 use crate::shutdown::Shutdown;
@@ -52,7 +51,7 @@ impl<'a> Handover<'a> {
         Handover {
             durable: !producer.tracks_completion(),
             producer,
-            progress: Progress::new(None),
+            progress: Progress::new(Committed::default()),
             queue: queue.to_string(),
             section: section.to_string(),
             shutdown,
@@ -73,7 +72,7 @@ impl<'a> Handover<'a> {
     pub(crate) fn send(
         &mut self,
         mut batch: Vec<Message>,
-        end: Option<Position>,
+        end: Option<End>,
     ) -> Result<(), Refused> {
         if batch.is_empty() {
             return Ok(());
@@ -150,7 +149,7 @@ impl<'a> Handover<'a> {
         &mut self,
         body: String,
         reason: &str,
-        end: Option<Position>,
+        end: Option<End>,
     ) -> Result<(), Refused> {
         let seq = self.progress.open(end);
         let mut delay = RETRY_FIRST;
@@ -191,7 +190,7 @@ impl<'a> Handover<'a> {
 
     /// A finished marker segment: the checkpoint moves to `at` once everything before it is
     /// finished.
-    pub(crate) fn mark(&mut self, at: Position) {
+    pub(crate) fn mark(&mut self, at: End) {
         let seq = self.progress.open(Some(at));
         self.progress.finish(seq);
     }

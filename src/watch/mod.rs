@@ -9,7 +9,8 @@
 //! - rename rotation: the old file is read to its end before the new one is followed from 0,
 //!   and is kept open for [`ROTATED_GRACE`] afterwards, because web servers keep writing to it
 //!   until they reopen their logs (Apache's graceful restart lets busy children finish long
-//!   downloads, the very requests that count);
+//!   downloads, the very requests that count); the checkpoint records that file too, so a
+//!   restart within that time reads on where it left off;
 //! - copytruncate: the file shrinking below what was read means it starts again at 0;
 //! - a file rotated while the watcher was stopped is found again by its inode in the same
 //!   folder and finished first; a file replaced while it was stopped is read from 0;
@@ -26,17 +27,17 @@ use crate::notify::Notifier;
 use crate::queue::{Message, Producer, QueueError};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
-use checkpoint::{CheckpointError, Loaded, Position};
+use checkpoint::{CheckpointError, Loaded, Position, Rotated};
 use handover::{Handover, Refused};
 use inotify::Inotify;
 use lines::{LineSplitter, Piece, Wrapper};
-use progress::Progress;
+use progress::{Committed, End, Progress};
 use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Bytes asked for per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -225,6 +226,23 @@ struct Tail {
     wd: Option<i32>,
 }
 
+/// Which file lines come from, deciding what their segments tell the checkpoint.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Current,
+    /// The file before the last rotation, read until `until` (Unix seconds).
+    Rotated {
+        until: u64,
+    },
+}
+
+/// The file before the last rotation, still read for lines its writers add late.
+struct Retired {
+    tail: Tail,
+    until: Instant,
+    until_unix: u64,
+}
+
 /// A line (or over-long line) ready to be handed over, with the offset after its line end.
 enum Item {
     Line {
@@ -248,14 +266,13 @@ struct Watcher<'a> {
     shutdown: &'a Shutdown,
     inotify: Option<Inotify>,
     current: Option<Tail>,
-    /// The file before the last rotation, read until its deadline for late lines.
-    retired: Option<(Tail, Instant)>,
+    retired: Option<Retired>,
     said_gone: bool,
     said_waiting: bool,
     said_open_error: bool,
     last_rewatch: Option<Instant>,
     last_checkpoint: Option<Instant>,
-    written: Option<Position>,
+    written: Option<Committed>,
     checkpoint_failing: bool,
     buf: Vec<u8>,
     /// Lines of the batch being filled (all from the current file).
@@ -289,7 +306,7 @@ impl Watcher<'_> {
                         checkpoint::prev_path(ck).display()
                     );
                 }
-                self.resume(checkpoint.position)
+                self.resume(*checkpoint)
             }
             Loaded::Missing => self.first_start(self.settings.start_at),
             Loaded::Unreadable(why) => {
@@ -330,7 +347,10 @@ impl Watcher<'_> {
                         path: path.clone(),
                         source,
                     })?;
-                self.out.progress = Progress::new(Some(p));
+                self.out.progress = Progress::new(Committed {
+                    main: Some(p),
+                    rotated: None,
+                });
                 self.current = Some(t);
                 // Written now, so that a crash before the first line still resumes here
                 // instead of starting at the (by then later) end again.
@@ -345,9 +365,59 @@ impl Watcher<'_> {
         }
     }
 
-    fn resume(&mut self, p: Position) -> Result<(), Flow> {
+    fn resume(&mut self, c: checkpoint::Checkpoint) -> Result<(), Flow> {
+        self.out.progress = Progress::new(Committed {
+            main: Some(c.position.clone()),
+            rotated: c.rotated.clone(),
+        });
+        self.resume_main(c.position)?;
+        match c.rotated {
+            Some(r) => self.resume_rotated(r),
+            None => Ok(()),
+        }
+    }
+
+    /// The file before the last rotation was still being read for late lines when the
+    /// watcher stopped: it is read again from where that got to, for the rest of its time.
+    fn resume_rotated(&mut self, r: Rotated) -> Result<(), Flow> {
+        let p = &r.position;
+        let found = find_rotated(self.path(), p).filter(|(_, f)| {
+            // Not the file being followed (it would be read twice).
+            let same = |t: &Tail| {
+                f.metadata()
+                    .is_ok_and(|m| (m.dev(), m.ino()) == (t.dev, t.ino))
+            };
+            !self.current.as_ref().is_some_and(same)
+        });
+        let Some((path, f)) = found else {
+            log::warn!(
+                "the rotated file (device {} inode {}) is no longer in the folder of {}; lines its writers added after byte {} while the watcher was stopped were not read",
+                p.dev,
+                p.ino,
+                self.path().display(),
+                p.offset
+            );
+            self.out.mark(End::RotatedClosed);
+            return Ok(());
+        };
+        let left = r.until.saturating_sub(unix_now());
+        log::info!(
+            "reading the rotated file {} from byte {} for lines added late, for {left} more seconds",
+            path.display(),
+            p.offset
+        );
+        let mut tail = self.tail_from(f, path);
+        tail.pos = p.offset;
+        self.retired = Some(Retired {
+            tail,
+            until: Instant::now() + Duration::from_secs(left),
+            until_unix: r.until,
+        });
+        Ok(())
+    }
+
+    fn resume_main(&mut self, p: Position) -> Result<(), Flow> {
         let path = self.path().to_path_buf();
-        self.out.progress = Progress::new(Some(p.clone()));
         let read_err = |source| WatchError::Read {
             path: path.clone(),
             source,
@@ -458,17 +528,20 @@ impl Watcher<'_> {
             }
             last_look = Instant::now();
             let mut more = false;
-            if let Some((mut old, until)) = self.retired.take() {
-                let at_end = self.pump(&mut old, false)?;
+            if let Some(mut old) = self.retired.take() {
+                let side = Side::Rotated {
+                    until: old.until_unix,
+                };
+                let at_end = self.pump(&mut old.tail, side)?;
                 more |= !at_end;
-                if at_end && Instant::now() >= until {
+                if at_end && Instant::now() >= old.until {
                     self.close_retired(old)?;
                 } else {
-                    self.retired = Some((old, until));
+                    self.retired = Some(old);
                 }
             }
             if let Some(mut t) = self.current.take() {
-                let r = self.pump(&mut t, true);
+                let r = self.pump(&mut t, Side::Current);
                 self.current = Some(t);
                 more |= !r?;
             }
@@ -480,9 +553,8 @@ impl Watcher<'_> {
     }
 
     /// Reads `t` from its position until the end of the file (or the read budget), handing
-    /// over complete lines. `current` says whether the lines advance the checkpoint (false
-    /// for late lines of a rotated file). Returns true when it stopped at the end.
-    fn pump(&mut self, t: &mut Tail, current: bool) -> Result<bool, Flow> {
+    /// over complete lines. Returns true when it stopped at the end.
+    fn pump(&mut self, t: &mut Tail, side: Side) -> Result<bool, Flow> {
         let mut items = Vec::new();
         let mut budget = READ_BUDGET;
         loop {
@@ -491,7 +563,7 @@ impl Watcher<'_> {
             }
             if budget == 0 {
                 // Pushed now so that a batch never mixes lines of two files.
-                self.flush(t, current)?;
+                self.flush(t, side)?;
                 return Ok(false);
             }
             let n = match t.file.read_at(&mut self.buf, t.pos) {
@@ -506,8 +578,8 @@ impl Watcher<'_> {
                 }
             };
             if n == 0 {
-                self.flush(t, current)?;
-                if current {
+                self.flush(t, side)?;
+                if matches!(side, Side::Current) {
                     let size = t
                         .file
                         .metadata()
@@ -532,26 +604,26 @@ impl Watcher<'_> {
                 let end = base + after as u64;
                 items.push(to_item(wrapper, piece, end, max, path));
             });
-            self.hand_over(t, current, &mut items)?;
+            self.hand_over(t, side, &mut items)?;
         }
     }
 
     /// Adds lines to the batch (pushing it when full) and dead-letters over-long lines, in
     /// file order.
-    fn hand_over(&mut self, t: &Tail, current: bool, items: &mut Vec<Item>) -> Result<(), Flow> {
+    fn hand_over(&mut self, t: &Tail, side: Side, items: &mut Vec<Item>) -> Result<(), Flow> {
         for item in items.drain(..) {
             match item {
                 Item::Line { body, end } => {
                     self.pending.push(Message::new(body));
                     self.pending_end = end;
                     if self.pending.len() >= self.batch_size {
-                        self.flush(t, current)?;
+                        self.flush(t, side)?;
                     }
                 }
                 Item::TooLong { body, reason, end } => {
-                    self.flush(t, current)?;
+                    self.flush(t, side)?;
                     log::warn!("{}, ending at byte {end}: {reason}", t.path.display());
-                    let at = if current { self.position(t, end) } else { None };
+                    let at = self.end_at(t, side, end);
                     self.dead_letter(body, &reason, at)?;
                 }
             }
@@ -561,24 +633,24 @@ impl Watcher<'_> {
 
     /// Where the checkpoint may move after a line of `t` ending at `end`; None when the file
     /// no longer has those bytes (truncated meanwhile: the truncation moves it instead).
-    fn position(&self, t: &Tail, end: u64) -> Option<Position> {
-        checkpoint::position_in(&t.file, end).ok()
+    fn end_at(&self, t: &Tail, side: Side, end: u64) -> Option<End> {
+        let position = checkpoint::position_in(&t.file, end).ok()?;
+        Some(match side {
+            Side::Current => End::Main(position),
+            Side::Rotated { until } => End::Rotated(Rotated { until, position }),
+        })
     }
 
     /// Pushes the batch being filled.
-    fn flush(&mut self, t: &Tail, current: bool) -> Result<(), Flow> {
+    fn flush(&mut self, t: &Tail, side: Side) -> Result<(), Flow> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.pending);
         let n = batch.len() as u64;
-        let at = if current {
-            self.position(t, self.pending_end)
-        } else {
-            None
-        };
+        let at = self.end_at(t, side, self.pending_end);
         self.send(batch, at)?;
-        if !current {
+        if let Side::Rotated { .. } = side {
             self.stats.late_lines += n;
             log::info!(
                 "{} lines were added to the rotated file {} after the switch to the new one; sent them too",
@@ -590,16 +662,11 @@ impl Watcher<'_> {
     }
 
     /// Pushes one batch; see [`Handover::send`].
-    fn send(&mut self, batch: Vec<Message>, end: Option<Position>) -> Result<(), Flow> {
+    fn send(&mut self, batch: Vec<Message>, end: Option<End>) -> Result<(), Flow> {
         self.out.send(batch, end).map_err(Flow::from)
     }
 
-    fn dead_letter(
-        &mut self,
-        body: String,
-        reason: &str,
-        end: Option<Position>,
-    ) -> Result<(), Flow> {
+    fn dead_letter(&mut self, body: String, reason: &str, end: Option<End>) -> Result<(), Flow> {
         self.out.dead_letter(body, reason, end).map_err(Flow::from)
     }
 
@@ -607,7 +674,7 @@ impl Watcher<'_> {
     /// before it is finished.
     fn mark(&mut self, file: &File, at: u64) {
         if let Ok(p) = checkpoint::position_in(file, at) {
-            self.out.mark(p);
+            self.out.mark(End::Main(p));
         }
     }
 
@@ -696,7 +763,7 @@ impl Watcher<'_> {
         };
         // Lines written to the old file between the rename and now are read here.
         loop {
-            match self.pump(&mut old, true) {
+            match self.pump(&mut old, Side::Current) {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(f) => {
@@ -729,18 +796,35 @@ impl Watcher<'_> {
             new.ino
         );
         self.stats.rotations += 1;
-        if let Some((older, _)) = self.retired.take() {
+        if let Some(older) = self.retired.take() {
             self.close_retired(older)?;
         }
         self.begin_at(new, 0, true)?;
-        self.retired = Some((old, Instant::now() + ROTATED_GRACE));
+        // From here the old file's late lines move a checkpoint entry of their own.
+        let until_unix = unix_now() + ROTATED_GRACE.as_secs();
+        let line_end = old.pos - old.splitter.pending_bytes();
+        if let Ok(position) = checkpoint::position_in(&old.file, line_end) {
+            self.out.mark(End::Rotated(Rotated {
+                until: until_unix,
+                position,
+            }));
+        }
+        self.retired = Some(Retired {
+            tail: old,
+            until: Instant::now() + ROTATED_GRACE,
+            until_unix,
+        });
         Ok(())
     }
 
     /// Reads a rotated file one last time and closes it; a last line without its newline is
     /// sent as it is (no writer will finish it now).
-    fn close_retired(&mut self, mut old: Tail) -> Result<(), Flow> {
-        while !self.pump(&mut old, false)? {}
+    fn close_retired(&mut self, retired: Retired) -> Result<(), Flow> {
+        let side = Side::Rotated {
+            until: retired.until_unix,
+        };
+        let mut old = retired.tail;
+        while !self.pump(&mut old, side)? {}
         let held = old.splitter.pending_bytes();
         if let Some(piece) = old.splitter.finish() {
             log::warn!(
@@ -755,10 +839,11 @@ impl Watcher<'_> {
                 &old.path,
             );
             let mut items = vec![item];
-            self.hand_over(&old, false, &mut items)?;
-            self.flush(&old, false)?;
+            self.hand_over(&old, side, &mut items)?;
+            self.flush(&old, side)?;
         }
         old.splitter.clear();
+        self.out.mark(End::RotatedClosed);
         if let (Some(ino), Some(wd)) = (&self.inotify, old.wd) {
             ino.remove(wd);
         }
@@ -817,20 +902,22 @@ impl Watcher<'_> {
         {
             return;
         }
-        let Some(p) = self.out.progress.committed() else {
+        let c = self.out.progress.committed();
+        let Some(main) = &c.main else {
             return;
         };
-        if self.written.as_ref() == Some(&p) {
+        if self.written.as_ref() == Some(&c) {
             return;
         }
         self.last_checkpoint = Some(Instant::now());
-        match checkpoint::store(&self.settings.checkpoint, &self.settings.logfile, &p) {
+        let (ck, log) = (&self.settings.checkpoint, &self.settings.logfile);
+        match checkpoint::store(ck, log, main, c.rotated.as_ref()) {
             Ok(()) => {
                 if self.checkpoint_failing {
                     log::info!("checkpoint written again");
                     self.checkpoint_failing = false;
                 }
-                self.written = Some(p);
+                self.written = Some(c);
                 self.stats.checkpoints += 1;
             }
             Err(e) => {
@@ -845,11 +932,12 @@ impl Watcher<'_> {
     /// The first checkpoint write: failing here means a misconfigured state folder, which
     /// is better reported at once than discovered after a crash.
     fn write_checkpoint_or_fail(&mut self) -> Result<(), Flow> {
-        if let Some(p) = self.out.progress.committed() {
-            checkpoint::store(&self.settings.checkpoint, &self.settings.logfile, &p)
-                .map_err(WatchError::Checkpoint)?;
+        let c = self.out.progress.committed();
+        if let Some(main) = &c.main {
+            let (ck, log) = (&self.settings.checkpoint, &self.settings.logfile);
+            checkpoint::store(ck, log, main, c.rotated.as_ref()).map_err(WatchError::Checkpoint)?;
             self.last_checkpoint = Some(Instant::now());
-            self.written = Some(p);
+            self.written = Some(c);
             self.stats.checkpoints += 1;
         }
         Ok(())
@@ -906,6 +994,13 @@ fn piece_text(wrapper: &mut Wrapper, piece: Piece<'_>) -> String {
         Piece::Line(l) => wrapper.wrap(l, || "an unfinished line".into()),
         Piece::TooLong { head, .. } => wrapper.wrap(head, || "an unfinished line".into()),
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// With `start_at = end`: the end of the file, or the start of the line being written there

@@ -8,7 +8,7 @@
 //! longest run of finished segments from the start, so a segment finished early never moves it
 //! past one still in flight.
 
-use super::checkpoint::Position;
+use super::checkpoint::{Position, Rotated};
 use crate::queue::Lineage;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,12 +21,31 @@ enum State {
     Abandoned,
 }
 
+/// What finishing a segment (and everything before it) tells the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The followed file is handed over up to here.
+    Main(Position),
+    /// The rotated file, still read for late lines, is handed over up to here.
+    Rotated(Rotated),
+    /// The rotated file is closed: nothing more to remember about it.
+    RotatedClosed,
+}
+
+/// What the checkpoint may say: the end of the finished run, for the followed file and for
+/// the rotated one still being read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Committed {
+    pub(crate) main: Option<Position>,
+    pub(crate) rotated: Option<Rotated>,
+}
+
 #[derive(Debug)]
 struct Segment {
     seq: u64,
-    /// Where the checkpoint may move once this and everything before it is finished; None for
-    /// lines that do not advance it (late lines read from a rotated file).
-    end: Option<Position>,
+    /// Where the checkpoint may move once this and everything before it is finished; None
+    /// for segments that do not move it (lines read from standard input).
+    end: Option<End>,
     state: State,
 }
 
@@ -35,8 +54,8 @@ struct Inner {
     next_seq: u64,
     /// Unfinished segments and finished ones behind an unfinished one, in order.
     open: VecDeque<Segment>,
-    /// End of the finished run: what the checkpoint may say.
-    committed: Option<Position>,
+    /// End of the finished run.
+    committed: Committed,
 }
 
 /// Shared between the watcher and the completion guards travelling with messages.
@@ -58,7 +77,7 @@ impl Drop for Guard {
 }
 
 impl Progress {
-    pub(crate) fn new(start: Option<Position>) -> Self {
+    pub(crate) fn new(start: Committed) -> Self {
         Progress(Arc::new(Mutex::new(Inner {
             next_seq: 0,
             open: VecDeque::new(),
@@ -73,7 +92,7 @@ impl Progress {
     }
 
     /// Starts a segment ending at `end`; returns its number.
-    pub(crate) fn open(&self, end: Option<Position>) -> u64 {
+    pub(crate) fn open(&self, end: Option<End>) -> u64 {
         let mut g = self.lock();
         let seq = g.next_seq;
         g.next_seq += 1;
@@ -119,15 +138,18 @@ impl Progress {
         }
         while g.open.front().is_some_and(|s| s.state == State::Done) {
             if let Some(s) = g.open.pop_front() {
-                if s.end.is_some() {
-                    g.committed = s.end;
+                match s.end {
+                    Some(End::Main(p)) => g.committed.main = Some(p),
+                    Some(End::Rotated(r)) => g.committed.rotated = Some(r),
+                    Some(End::RotatedClosed) => g.committed.rotated = None,
+                    None => {}
                 }
             }
         }
     }
 
     /// How far the checkpoint may say the log is handed over.
-    pub(crate) fn committed(&self) -> Option<Position> {
+    pub(crate) fn committed(&self) -> Committed {
         self.lock().committed.clone()
     }
 
@@ -141,8 +163,8 @@ impl Progress {
 mod tests {
     use super::*;
 
-    fn at(offset: u64) -> Option<Position> {
-        Some(Position {
+    fn pos(offset: u64) -> Position {
+        Position {
             dev: 1,
             ino: 2,
             offset,
@@ -150,16 +172,27 @@ mod tests {
             head_sha256: String::new(),
             tail_len: 0,
             tail_sha256: String::new(),
-        })
+        }
+    }
+
+    fn at(offset: u64) -> Committed {
+        Committed {
+            main: Some(pos(offset)),
+            rotated: None,
+        }
+    }
+
+    fn main(offset: u64) -> Option<End> {
+        Some(End::Main(pos(offset)))
     }
 
     #[test]
     fn out_of_order_completion_never_passes_an_unfinished_segment() {
         let p = Progress::new(at(0));
-        let a = p.open(at(10));
-        let b = p.open(at(20));
+        let a = p.open(main(10));
+        let b = p.open(main(20));
         let c = p.open(None);
-        let d = p.open(at(40));
+        let d = p.open(main(40));
         let (ga, gb, gc, gd) = (p.guard(a), p.guard(b), p.guard(c), p.guard(d));
         let gb2 = gb.clone();
         drop((gd, gb));
@@ -179,14 +212,32 @@ mod tests {
 
     #[test]
     fn an_abandoned_segment_holds_the_checkpoint_back_for_good() {
-        let p = Progress::new(None);
-        let a = p.open(at(5));
-        let b = p.open(at(9));
+        let p = Progress::new(Committed::default());
+        let a = p.open(main(5));
+        let b = p.open(main(9));
         let ga = p.guard(a);
         p.abandon(a);
         drop(ga);
         p.finish(b);
-        assert_eq!(p.committed(), None);
+        assert_eq!(p.committed(), Committed::default());
         assert_eq!(p.unfinished(), 2);
+    }
+
+    #[test]
+    fn the_rotated_file_is_remembered_until_it_is_closed() {
+        let p = Progress::new(at(0));
+        let r = Rotated {
+            until: 99,
+            position: pos(7),
+        };
+        for end in [main(3), Some(End::Rotated(r.clone())), main(5)] {
+            let s = p.open(end);
+            p.finish(s);
+        }
+        assert_eq!(p.committed().main, Some(pos(5)));
+        assert_eq!(p.committed().rotated, Some(r));
+        let s = p.open(Some(End::RotatedClosed));
+        p.finish(s);
+        assert_eq!(p.committed(), at(5));
     }
 }

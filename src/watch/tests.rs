@@ -448,6 +448,71 @@ fn rename_rotation_loses_nothing_written_to_the_old_file() {
 }
 
 #[test]
+fn late_lines_of_a_rotated_file_written_while_stopped_are_read_after_a_restart() {
+    let h = Harness::new("beginning");
+    let r = h.start(false);
+    let mut writer = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&h.log)
+        .unwrap();
+    writer.write_all(numbered(0, 5).as_bytes()).unwrap();
+    h.wait_lines(5);
+    std::fs::rename(&h.log, h.dir.path().join("access.log.1")).unwrap();
+    h.append(numbered(5, 8).as_bytes());
+    h.wait_lines(8);
+    writer.write_all(numbered(8, 10).as_bytes()).unwrap();
+    h.wait_lines(10);
+    r.stop();
+    let c = match checkpoint::load(&h.ck) {
+        Loaded::Found { checkpoint, .. } => checkpoint,
+        other => panic!("{other:?}"),
+    };
+    let rotated = c.rotated.expect("the rotated file is in the checkpoint");
+    assert_eq!(
+        rotated.position.offset,
+        (numbered(0, 5).len() + numbered(8, 10).len()) as u64
+    );
+    // The web server still finishes requests into the old file while the watcher is down.
+    writer.write_all(numbered(10, 13).as_bytes()).unwrap();
+    let r = h.start(false);
+    h.wait_lines(13);
+    h.append(numbered(13, 15).as_bytes());
+    h.wait_lines(15);
+    settle();
+    let stats = r.stop();
+    let mut got = h.lines();
+    got.sort_by_key(|l| l[5..].parse::<u32>().unwrap());
+    expect_numbered(&got, 0, 15);
+    assert_eq!(stats.late_lines, 3);
+}
+
+#[test]
+fn a_rotated_file_gone_while_stopped_is_reported() {
+    let h = Harness::new("beginning");
+    let r = h.start(false);
+    h.append(numbered(0, 2).as_bytes());
+    h.wait_lines(2);
+    let old = h.dir.path().join("access.log.1");
+    std::fs::rename(&h.log, &old).unwrap();
+    h.append(numbered(2, 4).as_bytes());
+    h.wait_lines(4);
+    r.stop();
+    std::fs::remove_file(&old).unwrap();
+    let r = h.start(false);
+    h.append(numbered(4, 5).as_bytes());
+    expect_numbered(&h.wait_lines(5), 0, 5);
+    r.stop();
+    let warned = logged(log::Level::Warn, "is no longer in the folder");
+    assert!(warned.iter().any(|w| w.contains(&h.tag())), "{warned:?}");
+    // Forgotten in the next checkpoint.
+    match checkpoint::load(&h.ck) {
+        Loaded::Found { checkpoint, .. } => assert_eq!(checkpoint.rotated, None),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn copytruncate_starts_the_file_again() {
     let h = Harness::new("beginning");
     let r = h.start(false);
