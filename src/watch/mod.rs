@@ -653,8 +653,9 @@ impl Watcher<'_> {
         if let Side::Rotated { .. } = side {
             self.stats.late_lines += n;
             log::info!(
-                "{} lines were added to the rotated file {} after the switch to the new one; sent them too",
+                "{} lines were added to the rotated file (inode {}, opened as {}) after the switch to the new one; sent them too",
                 n,
+                t.ino,
                 t.path.display()
             );
         }

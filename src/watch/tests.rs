@@ -229,8 +229,8 @@ impl Running {
         self.shutdown.trigger();
         while !self.handle.is_finished() {
             assert!(
-                t.elapsed() < Duration::from_secs(3),
-                "the watcher did not stop within 3 s of shutdown"
+                t.elapsed() < Duration::from_millis(4500),
+                "the watcher did not stop within 4.5 s of shutdown"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
