@@ -257,6 +257,45 @@ fn the_push_command_replays_a_file_and_exits_0() {
 }
 
 #[test]
+fn the_push_command_on_a_pipe_sends_promptly_and_drains_it_on_sigterm() {
+    let redis = RedisServer::start();
+    let dir = temp_dir();
+    let cfg = dir.path().join("loglines.cfg");
+    section(
+        &cfg,
+        &config_text(
+            redis.port(),
+            &dir.path().join("u.log"),
+            &dir.path().join("c"),
+            500,
+        ),
+    );
+    let mut child = Command::new(binary())
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "push",
+            "--section",
+            "logger_watch",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(numbered(0, 3).as_bytes()).unwrap();
+    // Three lines, a batch of 500: they must not wait for more.
+    assert!(wait_until(WAIT, || queue_lines(&redis, "lines").len() == 3));
+    pipe.write_all(numbered(3, 10).as_bytes()).unwrap();
+    support::send_signal(child.id(), libc::SIGTERM);
+    let t = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(status.code(), Some(0));
+    expect_numbered(&queue_lines(&redis, "lines"), 0, 10);
+    drop(pipe);
+}
+
+#[test]
 fn the_watch_command_stops_on_sigterm_with_exit_0_and_a_checkpoint() {
     let redis = RedisServer::start();
     let dir = temp_dir();
