@@ -5,9 +5,15 @@
 //! several problems prints one line per problem).
 
 use crate::check;
-use crate::config::Config;
+use crate::config::{Config, Role, Section, WatchSettings};
 use crate::diag;
+use crate::notify::Notifier;
+use crate::queue::redis::RedisTransport;
+use crate::queue::{Producer, Transport};
+use crate::shutdown::Shutdown;
+use crate::stats::Stats;
 use clap::{Args, Parser, Subcommand};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -50,6 +56,19 @@ pub enum Command {
     Status(crate::status::StatusArgs),
     /// Inspect and repair one queue.
     Queue(crate::queuecmd::QueueArgs),
+    /// Follow a section's log file and push its lines to its queue (the watcher role).
+    Watch {
+        /// The `logger_*` section with `command = loglines watch`.
+        #[arg(long)]
+        section: String,
+    },
+    /// Push lines from standard input as that section's watcher would (piped logs, replays).
+    Push {
+        /// The `logger_*` section with `command = loglines watch` whose queue and service
+        /// name to use.
+        #[arg(long)]
+        section: String,
+    },
     /// Generate, enable, disable and list supervisord programs (docs/supervisor.md).
     Supervisor(crate::supervisor::SupervisorArgs),
     /// Run a broker section: copy each message to every fan-out queue (over Redis).
@@ -142,6 +161,8 @@ pub fn main() -> i32 {
         Command::Check => check::run(&cli.global),
         Command::Status(a) => crate::status::run(&cli.global, a),
         Command::Queue(a) => crate::queuecmd::run(&cli.global, a),
+        Command::Watch { section } => run_watch(&cli.global, section),
+        Command::Push { section } => run_push(&cli.global, section),
         Command::Supervisor(args) => crate::supervisor::run(&cli.global, args),
         Command::Broker(a) => {
             crate::roles::run_consumer_role(&cli.global, "broker", &a.section, a.process_num)
@@ -167,4 +188,100 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+/// A watch section by name, or a configuration failure naming the ones there are.
+fn watch_section(config: &Config, name: &str) -> Result<(Section, WatchSettings), Failure> {
+    let found = config.section(name).and_then(|s| match &s.role {
+        Role::Watch(w) => Some((s.clone(), w.clone())),
+        _ => None,
+    });
+    found.ok_or_else(|| {
+        let known: Vec<String> = config
+            .sections
+            .iter()
+            .filter(|s| matches!(s.role, Role::Watch(_)))
+            .map(|s| s.name.clone())
+            .collect();
+        Failure::Config(vec![format!(
+            "{}: no watch section [{name}]; expected one with `command = loglines watch`{}",
+            config.path.display(),
+            if known.is_empty() {
+                String::new()
+            } else {
+                format!(", such as {}", known.join(", "))
+            }
+        )])
+    })
+}
+
+/// The section's producer for `queue` and its notifier, on the section's Redis (the separate
+/// role processes use Redis).
+fn redis_producer(
+    config: &Config,
+    section: &Section,
+    queue: &str,
+    shutdown: &Shutdown,
+) -> Result<(Box<dyn Producer>, Notifier), Failure> {
+    let fail = |e: crate::queue::QueueError| {
+        Failure::Runtime(anyhow::anyhow!("section [{}]: {e}", section.name))
+    };
+    let t = RedisTransport::connect(config.redis_for(section), shutdown.clone()).map_err(fail)?;
+    let notify_queue = match &section.notify.queue {
+        Some(q) => Some(t.producer(q).map_err(fail)?),
+        None => None,
+    };
+    let notifier = Notifier::new(&section.name, section.notify.clone(), notify_queue);
+    Ok((t.producer(queue).map_err(fail)?, notifier))
+}
+
+fn signals() -> Result<Shutdown, Failure> {
+    Shutdown::on_signals()
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot install signal handlers: {e}")))
+}
+
+/// `loglines watch --section NAME`.
+fn run_watch(g: &Global, name: &str) -> Result<i32, Failure> {
+    let config = load_config(g)?;
+    let (section, settings) = watch_section(&config, name)?;
+    let shutdown = signals()?;
+    let (producer, mut notifier) = redis_producer(&config, &section, &settings.pushto, &shutdown)?;
+    let stats = Stats::new();
+    crate::watch::run(
+        &section,
+        &settings,
+        producer,
+        &shutdown,
+        &mut notifier,
+        &stats,
+    )
+    .map_err(|e| Failure::Runtime(anyhow::anyhow!("section [{name}]: {e}")))?;
+    Ok(0)
+}
+
+/// `loglines push --section NAME`.
+fn run_push(g: &Global, name: &str) -> Result<i32, Failure> {
+    let config = load_config(g)?;
+    let (section, settings) = watch_section(&config, name)?;
+    let shutdown = signals()?;
+    let (producer, mut notifier) = redis_producer(&config, &section, &settings.pushto, &shutdown)?;
+    // A descriptor of our own, read directly: Stdin's buffer would hide waiting input from
+    // the readiness checks that decide when to push a partial batch.
+    let stdin = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot use standard input: {e}")))?;
+    let stats = Stats::new();
+    crate::push::run(
+        &section,
+        &settings,
+        producer,
+        stdin,
+        &shutdown,
+        &mut notifier,
+        &stats,
+    )
+    .map_err(|e| Failure::Runtime(anyhow::anyhow!("section [{name}]: {e}")))?;
+    Ok(0)
 }

@@ -1,0 +1,482 @@
+//! `loglines push`: log lines from standard input instead of a followed file, for Apache's
+//! piped logging (`CustomLog "|/usr/bin/loglines push --section NAME" combined`) and for
+//! replaying old logs (`loglines push --section NAME < access.log.1`).
+//!
+//! The same wrapping, batching and dead-lettering of over-long lines as `loglines watch`, but
+//! no checkpoint: the input is consumed once. A partial batch is pushed as soon as no more
+//! input is immediately available, so piped lines are not held back waiting for a full batch.
+//! On SIGTERM/SIGINT whatever is already in the pipe is still read and pushed (briefly), since
+//! nobody could read it again afterwards.
+
+use crate::config::{Section, WatchSettings};
+use crate::notify::Notifier;
+use crate::queue::{Message, Producer, QueueError};
+use crate::shutdown::Shutdown;
+use crate::stats::Stats;
+use crate::watch::handover::{Handover, Refused};
+use crate::watch::lines::{self, LineSplitter, Piece, Wrapper};
+use std::fmt;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+const READ_CHUNK: usize = 64 * 1024;
+/// How long to wait for input before looking at the shutdown flag again.
+const WAKE_EVERY: Duration = Duration::from_millis(250);
+/// After a shutdown request, how long input already waiting in the pipe is still read.
+const DRAIN_LIMIT: Duration = Duration::from_secs(3);
+/// With a completion-tracking transport, how long to wait at the end for lines in flight
+/// once shutdown is requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// "No limit" for waits that end at shutdown anyway (a year: far, yet safe to add to now).
+const UNTIL_SHUTDOWN: Duration = Duration::from_secs(365 * 86_400);
+
+/// How the read loop ended early.
+enum Halt {
+    Refused(Refused),
+    Read(io::Error),
+}
+
+impl From<Refused> for Halt {
+    fn from(r: Refused) -> Self {
+        Halt::Refused(r)
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PushStats {
+    /// Lines pushed (empty lines included).
+    pub lines: u64,
+    pub batches: u64,
+    pub dead_lettered: u64,
+    pub invalid_utf8: u64,
+    /// Bytes read from the input.
+    pub bytes: u64,
+    /// False when shutdown came before the end of the input.
+    pub reached_end: bool,
+}
+
+/// Why `loglines push` stopped with an error. Messages say what to fix.
+#[derive(Debug)]
+pub enum PushError {
+    Read(io::Error),
+    Queue(QueueError),
+}
+
+impl fmt::Display for PushError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PushError::Read(e) => write!(
+                f,
+                "cannot read standard input: {e}; give the log on stdin (`loglines push --section NAME < FILE`)"
+            ),
+            PushError::Queue(e) => write!(f, "cannot push to the queue: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PushError {}
+
+/// Reads `input` to its end (or until shutdown), pushing its lines through `producer` with
+/// `settings`' service name, batch size and line limit; dead letters are told to `notifier`,
+/// counts kept in `stats` as the watcher does.
+pub fn run<R: Read + AsRawFd>(
+    section: &Section,
+    settings: &WatchSettings,
+    producer: Box<dyn Producer>,
+    mut input: R,
+    shutdown: &Shutdown,
+    notifier: &mut Notifier,
+    stats: &Stats,
+) -> Result<PushStats, PushError> {
+    let fd = input.as_raw_fd();
+    let batch_size = section.batch_size.max(1);
+    let max = settings.max_line_bytes;
+    let mut out = Handover::new(
+        producer,
+        &settings.pushto,
+        &section.name,
+        shutdown,
+        notifier,
+        stats,
+    );
+    let mut wrapper = Wrapper::new(&settings.servicename);
+    let mut splitter = LineSplitter::new(max);
+    let mut counts = PushStats::default();
+    let bar = progress_bar(fd);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut batch: Vec<Message> = Vec::with_capacity(batch_size);
+    let mut draining: Option<Instant> = None;
+    let mut line_no = 0u64;
+
+    let result: Result<(), Halt> = (|| {
+        loop {
+            if shutdown.is_set() && draining.is_none() {
+                log::info!("stopping: pushing what is already waiting on standard input");
+                draining = Some(Instant::now());
+            }
+            if !readable(fd, Duration::ZERO) {
+                // Nothing more right now: send what we have instead of waiting for a full
+                // batch, then sleep until input comes.
+                send(&mut out, &mut batch)?;
+                if draining.is_some() {
+                    return Ok(());
+                }
+                if !readable(fd, WAKE_EVERY) {
+                    continue;
+                }
+            }
+            if draining.is_some_and(|t| t.elapsed() > DRAIN_LIMIT) {
+                return Ok(send(&mut out, &mut batch)?);
+            }
+            let n = match input.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    send(&mut out, &mut batch)?;
+                    return Err(Halt::Read(e));
+                }
+            };
+            if let Some(b) = &bar {
+                b.inc(n as u64);
+            }
+            counts.bytes += n as u64;
+            let mut items: Vec<(String, Option<String>)> = Vec::new();
+            if n == 0 {
+                if let Some(piece) = splitter.finish() {
+                    line_no += 1;
+                    items.push(item(&mut wrapper, piece, line_no, max));
+                }
+                splitter.clear();
+            } else {
+                splitter.feed(&buf[..n], |piece, _| {
+                    line_no += 1;
+                    items.push(item(&mut wrapper, piece, line_no, max));
+                });
+            }
+            for (body, too_long) in items {
+                match too_long {
+                    None => {
+                        batch.push(Message::new(body));
+                        if batch.len() >= batch_size {
+                            send(&mut out, &mut batch)?;
+                        }
+                    }
+                    Some(reason) => {
+                        send(&mut out, &mut batch)?;
+                        log::warn!("standard input, line {line_no}: {reason}");
+                        out.dead_letter(body, &reason, None)?;
+                    }
+                }
+            }
+            if n == 0 {
+                send(&mut out, &mut batch)?;
+                counts.reached_end = true;
+                return Ok(());
+            }
+            wrapper.summarise(false);
+        }
+    })();
+
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let failed = match result {
+        Ok(()) | Err(Halt::Refused(Refused::Stop)) => None,
+        Err(Halt::Refused(Refused::Failed(e))) => Some(PushError::Queue(e)),
+        Err(Halt::Read(e)) => Some(PushError::Read(e)),
+    };
+    // "Pushed" means finished for a tracking transport: wait for that, and once shutdown is
+    // requested only a little longer.
+    if !out.durable()
+        && !out.wait_finished(UNTIL_SHUTDOWN, true)
+        && !out.wait_finished(SHUTDOWN_GRACE, false)
+    {
+        log::warn!(
+            "stopped before every line was finished downstream; those lines were not delivered"
+        );
+    }
+    wrapper.summarise(true);
+    counts.lines = out.lines;
+    counts.batches = out.batches;
+    counts.dead_lettered = out.dead_lettered;
+    counts.invalid_utf8 = wrapper.invalid;
+    log::info!(
+        "push {}: {} lines sent in {} batches, {} dead-lettered, {} with invalid UTF-8{}",
+        section.name,
+        counts.lines,
+        counts.batches,
+        counts.dead_lettered,
+        counts.invalid_utf8,
+        if counts.reached_end {
+            ""
+        } else {
+            "; stopped before the end of the input"
+        }
+    );
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(counts),
+    }
+}
+
+fn send(out: &mut Handover<'_>, batch: &mut Vec<Message>) -> Result<(), Refused> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    out.send(std::mem::take(batch), None)
+}
+
+/// A piece as (message text, reason to dead-letter it if it is too long).
+fn item(
+    wrapper: &mut Wrapper,
+    piece: Piece<'_>,
+    line_no: u64,
+    max: usize,
+) -> (String, Option<String>) {
+    match piece {
+        Piece::Line(l) => (
+            wrapper.wrap(l, || format!("standard input, line {line_no}")),
+            None,
+        ),
+        Piece::TooLong { len, head } => (
+            wrapper.wrap(head, || format!("standard input, line {line_no}")),
+            Some(lines::too_long_reason(len, max, head.len())),
+        ),
+    }
+}
+
+/// True when `fd` has input (or end of input, or an error) within `timeout`. A signal ends
+/// the wait early, which only means one more look at the shutdown flag.
+fn readable(fd: RawFd, timeout: Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd, count 1.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    n > 0
+}
+
+/// A progress bar over the rest of the input, only when it is a regular file (its size is
+/// known) and stderr is a terminal (someone is watching a replay).
+fn progress_bar(fd: RawFd) -> Option<indicatif::ProgressBar> {
+    // SAFETY: isatty only inspects the descriptor.
+    if unsafe { libc::isatty(libc::STDERR_FILENO) } != 1 {
+        return None;
+    }
+    // SAFETY: fstat writes into a zeroed struct we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return None;
+    }
+    // SAFETY: lseek with SEEK_CUR and offset 0 only reports the position.
+    let at = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }.max(0) as u64;
+    let len = (st.st_size as u64).saturating_sub(at);
+    let bar = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .ok()?;
+    bar.set_style(style);
+    Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::io::Write;
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+
+    /// What the recording producer saw.
+    #[derive(Default)]
+    struct Seen {
+        pushes: Vec<Vec<String>>,
+        dead: Vec<(String, String)>,
+        held: Vec<Message>,
+    }
+
+    struct Recording {
+        seen: Arc<Mutex<Seen>>,
+        tracks: bool,
+    }
+
+    impl Producer for Recording {
+        fn push(&mut self, batch: Vec<Message>) -> crate::queue::QResult<()> {
+            let mut s = self.seen.lock().unwrap();
+            s.pushes
+                .push(batch.iter().map(|m| m.body.clone()).collect());
+            if self.tracks {
+                s.held.extend(batch);
+            }
+            Ok(())
+        }
+        fn dead_letter(
+            &mut self,
+            item: Message,
+            reason: &str,
+            _: &str,
+        ) -> crate::queue::QResult<()> {
+            self.seen
+                .lock()
+                .unwrap()
+                .dead
+                .push((item.body, reason.into()));
+            Ok(())
+        }
+        fn tracks_completion(&self) -> bool {
+            self.tracks
+        }
+    }
+
+    fn section(batch: usize, max: usize) -> (Section, WatchSettings) {
+        let text = format!(
+            "[logger_in]\ncommand = loglines watch\nlogfile = /tmp/x.log\npushto = q\nservicename = svc\nbatch_size = {batch}\nmax_line_bytes = {max}\n"
+        );
+        let c = Config::from_str(Path::new("/tmp/loglines.cfg"), &text).unwrap();
+        let s = c.section("logger_in").unwrap().clone();
+        let crate::config::Role::Watch(w) = s.role.clone() else {
+            panic!("not a watch section")
+        };
+        (s, w)
+    }
+
+    fn logline(body: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["logline"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn a_file_on_stdin_is_pushed_in_full_batches_with_the_last_line_unterminated() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("old.log");
+        let mut text = String::new();
+        for i in 0..25 {
+            text.push_str(&format!("line {i}\r\n"));
+        }
+        text.push_str("last without newline");
+        std::fs::write(&f, &text).unwrap();
+        let (s, w) = section(10, 1024);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let p = Recording {
+            seen: seen.clone(),
+            tracks: false,
+        };
+        let counts = run(
+            &s,
+            &w,
+            Box::new(p),
+            std::fs::File::open(&f).unwrap(),
+            &Shutdown::new(),
+            &mut Notifier::disabled("logger_in"),
+            &Stats::new(),
+        )
+        .unwrap();
+        assert_eq!(counts.lines, 26);
+        assert!(counts.reached_end);
+        let seen = seen.lock().unwrap();
+        let sizes: Vec<usize> = seen.pushes.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![10, 10, 6]);
+        let all: Vec<String> = seen.pushes.iter().flatten().map(|b| logline(b)).collect();
+        assert_eq!(all[0], "line 0");
+        assert_eq!(all[24], "line 24");
+        assert_eq!(all[25], "last without newline");
+        assert!(seen.pushes[0][0].starts_with(r#"{"service":"svc","logline":"#));
+    }
+
+    #[test]
+    fn piped_lines_are_pushed_promptly_and_long_lines_dead_lettered() {
+        let (r, mut wr) = std::io::pipe().unwrap();
+        let (s, w) = section(500, 300);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let p = Recording {
+            seen: seen.clone(),
+            tracks: false,
+        };
+        let shutdown = Shutdown::new();
+        let sd = shutdown.clone();
+        let h = std::thread::spawn(move || {
+            run(
+                &s,
+                &w,
+                Box::new(p),
+                r,
+                &sd,
+                &mut Notifier::disabled("logger_in"),
+                &Stats::new(),
+            )
+        });
+        wr.write_all(b"first\n").unwrap();
+        let pushed = |n: usize| {
+            let end = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < end {
+                if seen.lock().unwrap().pushes.iter().flatten().count() >= n {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            false
+        };
+        assert!(pushed(1), "a single line is not held back for a full batch");
+        let long = "z".repeat(1000);
+        wr.write_all(format!("{long}\nafter\n").as_bytes()).unwrap();
+        assert!(pushed(2));
+        drop(wr);
+        let counts = h.join().unwrap().unwrap();
+        assert!(counts.reached_end);
+        assert_eq!((counts.lines, counts.dead_lettered), (2, 1));
+        let seen = seen.lock().unwrap();
+        let (body, reason) = &seen.dead[0];
+        assert!(
+            reason.contains("1000 bytes") && reason.contains("(300)"),
+            "{reason}"
+        );
+        assert_eq!(logline(body).len(), 1000.min(lines::DEAD_HEAD_BYTES));
+        assert_eq!(logline(&seen.pushes.last().unwrap()[0]), "after");
+    }
+
+    #[test]
+    fn with_a_tracking_transport_it_returns_only_when_every_line_is_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("old.log");
+        std::fs::write(&f, "a\nb\nc\n").unwrap();
+        let (s, w) = section(2, 1024);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let p = Recording {
+            seen: seen.clone(),
+            tracks: true,
+        };
+        let seen2 = seen.clone();
+        let consumer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let held: Vec<Message> = std::mem::take(&mut seen2.lock().unwrap().held);
+            assert!(held.iter().all(|m| m.lineage.is_tracked()));
+            let at = Instant::now();
+            drop(held);
+            at
+        });
+        let counts = run(
+            &s,
+            &w,
+            Box::new(p),
+            std::fs::File::open(&f).unwrap(),
+            &Shutdown::new(),
+            &mut Notifier::disabled("logger_in"),
+            &Stats::new(),
+        )
+        .unwrap();
+        let returned = Instant::now();
+        let released = consumer.join().unwrap();
+        assert_eq!(counts.lines, 3);
+        assert!(
+            returned >= released,
+            "run returned before the lines were finished"
+        );
+    }
+}
