@@ -5,15 +5,9 @@
 //! several problems prints one line per problem).
 
 use crate::check;
-use crate::config::{Config, Role, Section, WatchSettings};
+use crate::config::Config;
 use crate::diag;
-use crate::notify::Notifier;
-use crate::queue::redis::RedisTransport;
-use crate::queue::{Producer, Transport};
-use crate::shutdown::Shutdown;
-use crate::stats::Stats;
 use clap::{Args, Parser, Subcommand};
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -77,8 +71,8 @@ pub enum Command {
     Worker(RoleArgs),
     /// Run a file-logger section: append each message's log line to a file (over Redis).
     Filelog(RoleArgs),
-    //RUN0
-    //RUN
+    /// Run every section of the file as threads of one process, no Redis needed.
+    Run(crate::run::RunArgs),
 }
 
 /// Which section a role process runs, and which of its processes this is.
@@ -154,15 +148,20 @@ pub fn main() -> i32 {
     };
     let service = matches!(
         cli.command,
-        Command::Broker(_) | Command::Worker(_) | Command::Filelog(_)
+        Command::Broker(_)
+            | Command::Worker(_)
+            | Command::Filelog(_)
+            | Command::Run(_)
+            | Command::Watch { .. }
+            | Command::Push { .. }
     );
     init_logging(&cli.global, service);
     let result = match &cli.command {
         Command::Check => check::run(&cli.global),
         Command::Status(a) => crate::status::run(&cli.global, a),
         Command::Queue(a) => crate::queuecmd::run(&cli.global, a),
-        Command::Watch { section } => run_watch(&cli.global, section),
-        Command::Push { section } => run_push(&cli.global, section),
+        Command::Watch { section } => crate::roles::run_watch(&cli.global, section, false),
+        Command::Push { section } => crate::roles::run_watch(&cli.global, section, true),
         Command::Supervisor(args) => crate::supervisor::run(&cli.global, args),
         Command::Broker(a) => {
             crate::roles::run_consumer_role(&cli.global, "broker", &a.section, a.process_num)
@@ -173,7 +172,7 @@ pub fn main() -> i32 {
         Command::Filelog(a) => {
             crate::roles::run_consumer_role(&cli.global, "filelog", &a.section, a.process_num)
         }
-        //RUN2
+        Command::Run(a) => crate::run::run(&cli.global, a),
     };
     match result {
         Ok(code) => code,
@@ -188,100 +187,4 @@ pub fn main() -> i32 {
             1
         }
     }
-}
-
-/// A watch section by name, or a configuration failure naming the ones there are.
-fn watch_section(config: &Config, name: &str) -> Result<(Section, WatchSettings), Failure> {
-    let found = config.section(name).and_then(|s| match &s.role {
-        Role::Watch(w) => Some((s.clone(), w.clone())),
-        _ => None,
-    });
-    found.ok_or_else(|| {
-        let known: Vec<String> = config
-            .sections
-            .iter()
-            .filter(|s| matches!(s.role, Role::Watch(_)))
-            .map(|s| s.name.clone())
-            .collect();
-        Failure::Config(vec![format!(
-            "{}: no watch section [{name}]; expected one with `command = loglines watch`{}",
-            config.path.display(),
-            if known.is_empty() {
-                String::new()
-            } else {
-                format!(", such as {}", known.join(", "))
-            }
-        )])
-    })
-}
-
-/// The section's producer for `queue` and its notifier, on the section's Redis (the separate
-/// role processes use Redis).
-fn redis_producer(
-    config: &Config,
-    section: &Section,
-    queue: &str,
-    shutdown: &Shutdown,
-) -> Result<(Box<dyn Producer>, Notifier), Failure> {
-    let fail = |e: crate::queue::QueueError| {
-        Failure::Runtime(anyhow::anyhow!("section [{}]: {e}", section.name))
-    };
-    let t = RedisTransport::connect(config.redis_for(section), shutdown.clone()).map_err(fail)?;
-    let notify_queue = match &section.notify.queue {
-        Some(q) => Some(t.producer(q).map_err(fail)?),
-        None => None,
-    };
-    let notifier = Notifier::new(&section.name, section.notify.clone(), notify_queue);
-    Ok((t.producer(queue).map_err(fail)?, notifier))
-}
-
-fn signals() -> Result<Shutdown, Failure> {
-    Shutdown::on_signals()
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot install signal handlers: {e}")))
-}
-
-/// `loglines watch --section NAME`.
-fn run_watch(g: &Global, name: &str) -> Result<i32, Failure> {
-    let config = load_config(g)?;
-    let (section, settings) = watch_section(&config, name)?;
-    let shutdown = signals()?;
-    let (producer, mut notifier) = redis_producer(&config, &section, &settings.pushto, &shutdown)?;
-    let stats = Stats::new();
-    crate::watch::run(
-        &section,
-        &settings,
-        producer,
-        &shutdown,
-        &mut notifier,
-        &stats,
-    )
-    .map_err(|e| Failure::Runtime(anyhow::anyhow!("section [{name}]: {e}")))?;
-    Ok(0)
-}
-
-/// `loglines push --section NAME`.
-fn run_push(g: &Global, name: &str) -> Result<i32, Failure> {
-    let config = load_config(g)?;
-    let (section, settings) = watch_section(&config, name)?;
-    let shutdown = signals()?;
-    let (producer, mut notifier) = redis_producer(&config, &section, &settings.pushto, &shutdown)?;
-    // A descriptor of our own, read directly: Stdin's buffer would hide waiting input from
-    // the readiness checks that decide when to push a partial batch.
-    let stdin = std::io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .map(std::fs::File::from)
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot use standard input: {e}")))?;
-    let stats = Stats::new();
-    crate::push::run(
-        &section,
-        &settings,
-        producer,
-        stdin,
-        &shutdown,
-        &mut notifier,
-        &stats,
-    )
-    .map_err(|e| Failure::Runtime(anyhow::anyhow!("section [{name}]: {e}")))?;
-    Ok(0)
 }

@@ -19,6 +19,7 @@ pub mod queue;
 pub mod queuecmd;
 pub mod robots;
 pub mod roles;
+pub mod run;
 pub mod shutdown;
 pub mod stats;
 pub mod status;

@@ -14,6 +14,7 @@ use crate::queue::{ConsumerId, Transport};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use anyhow::anyhow;
+use std::os::fd::AsFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -143,5 +144,50 @@ pub fn run_consumer_role(
         Role::Watch(_) | Role::Process => unreachable!("find_section checked the role"),
     };
     result.map_err(Failure::Runtime)?;
+    Ok(0)
+}
+
+/// `loglines watch --section NAME` (follow the section's log file), or with `stdin`
+/// `loglines push --section NAME` (read lines from standard input instead).
+pub fn run_watch(g: &Global, section: &str, stdin: bool) -> Result<i32, Failure> {
+    let cfg = load_config(g)?;
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
+    let sec = find_section(&cfg, section, "watch")?;
+    let Role::Watch(settings) = &sec.role else {
+        unreachable!("find_section checked the role")
+    };
+    let shutdown = Shutdown::on_signals()
+        .map_err(|e| Failure::Runtime(anyhow!("cannot install signal handlers: {e}")))?;
+    let transport = connect(&cfg, sec, &shutdown)?;
+    let producer = transport
+        .producer(&settings.pushto)
+        .map_err(|e| Failure::Runtime(anyhow!("{e}")))?;
+    let mut notifier = notifier_for(sec, &transport)?;
+    let stats = Stats::new();
+    let fail = |e: &dyn std::fmt::Display| Failure::Runtime(anyhow!("section [{section}]: {e}"));
+    if stdin {
+        // A descriptor of our own, read directly: Stdin's buffer would hide waiting input from
+        // the readiness checks that decide when to push a partial batch.
+        let input = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::fs::File::from)
+            .map_err(|e| Failure::Runtime(anyhow!("cannot use standard input: {e}")))?;
+        crate::push::run(
+            sec,
+            settings,
+            producer,
+            input,
+            &shutdown,
+            &mut notifier,
+            &stats,
+        )
+        .map_err(|e| fail(&e))?;
+    } else {
+        crate::watch::run(sec, settings, producer, &shutdown, &mut notifier, &stats)
+            .map_err(|e| fail(&e))?;
+    }
     Ok(0)
 }

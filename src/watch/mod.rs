@@ -150,6 +150,22 @@ pub fn run(
     notifier: &mut Notifier,
     stats: &Stats,
 ) -> Result<WatchStats, WatchError> {
+    run_until(
+        section, settings, producer, shutdown, notifier, stats, false,
+    )
+}
+
+/// [`run`], or with `until_eof` (`loglines run --once`): read from the checkpoint to the end
+/// of the file, wait until every line read is finished, write the checkpoint and return.
+pub fn run_until(
+    section: &Section,
+    settings: &WatchSettings,
+    producer: Box<dyn Producer>,
+    shutdown: &Shutdown,
+    notifier: &mut Notifier,
+    stats: &Stats,
+    until_eof: bool,
+) -> Result<WatchStats, WatchError> {
     let inotify = match Inotify::new() {
         Ok(i) => Some(i),
         Err(e) => {
@@ -189,6 +205,7 @@ pub fn run(
         buf: vec![0; READ_CHUNK],
         pending: Vec::new(),
         pending_end: 0,
+        until_eof,
     };
     log::info!(
         "watching {} (section {}): lines go to queue `{}` in batches of up to {}",
@@ -279,6 +296,8 @@ struct Watcher<'a> {
     pending: Vec<Message>,
     /// Offset after the last line in `pending`.
     pending_end: u64,
+    /// Stop at the end of the file once everything read is finished (`run --once`).
+    until_eof: bool,
 }
 
 impl Watcher<'_> {
@@ -548,6 +567,13 @@ impl Watcher<'_> {
             self.check_path()?;
             self.maybe_checkpoint(false);
             self.wrapper.summarise(false);
+            if self.until_eof && !more && self.retired.is_none() {
+                // Everything up to the end is handed over: wait until it is finished (or
+                // shutdown), then stop; finish() writes the checkpoint.
+                self.out
+                    .wait_finished(Duration::from_secs(365 * 86_400), true);
+                return Ok(());
+            }
             look = more || self.wait();
         }
     }

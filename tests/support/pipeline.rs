@@ -1,0 +1,294 @@
+//! A whole loglines pipeline for end-to-end tests: a config file in a temporary folder, a real
+//! redis-server, a real tracker stand-in, and the role processes of the built binary, which a
+//! test can kill and restart at will.
+
+use super::redis::RedisServer;
+use super::tracker::Tracker;
+use super::{crate_root, stop_child, temp_dir, wait_until};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The roles of the example topology and how many processes each runs.
+pub const ROLES: &[(&str, &str)] = &[
+    ("worker_pirus2", "worker"),
+    ("logger_articlelogger", "filelog"),
+    ("logger_otherlogger", "filelog"),
+    ("worker_broker", "broker"),
+    ("logger_watch", "watch"),
+];
+
+/// Options for the generated configuration.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub plugin: String,
+    pub workers: u32,
+    pub pauseonfail: u32,
+    pub batch_size: Option<u32>,
+    /// Extra lines for the [irus] (or other plugin) section.
+    pub plugin_section: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            plugin: "irus".into(),
+            workers: 3,
+            pauseonfail: 2,
+            batch_size: None,
+            plugin_section: "repository = repo.example.ac.uk\n".into(),
+        }
+    }
+}
+
+/// The configuration text for the pipeline in `dir`.
+pub fn config_text(redis_url: Option<&str>, tracker_url: &str, o: &Options) -> String {
+    let root = crate_root().display();
+    let batch = o
+        .batch_size
+        .map(|b| format!("batch_size = {b}\n"))
+        .unwrap_or_default();
+    let redis = redis_url
+        .map(|u| format!("[redis]\nurl = {u}\nheartbeat_ttl = 3\n\n"))
+        .unwrap_or_default();
+    format!(
+        "{redis}[loglines]\nstate_dir = state\n\n\
+         [logger_watch]\ncommand = loglines watch\nlogfile = access.log\npushto = loglines\n\
+         servicename = repo.example.ac.uk\nstart_at = beginning\n{batch}\n\
+         [worker_broker]\ncommand = loglines broker\nlistento = loglines\nfanout = pirus2\nnumprocs = 1\n{batch}\n\
+         [worker_pirus2]\ncommand = loglines worker\nlistento = pirus2\nnumprocs = {workers}\n\
+         repository_plugin = {root}/lua_plugins/{plugin}.lua\nendpoint_url = {tracker_url}\n\
+         pauseonfail = {pause}\ntimeout = 5\nconnect_timeout = 2\nsuccess_queue = articlelog\nother_queue = otherlog\n{batch}\n\
+         [{plugin}]\n{plugin_section}\n\
+         [logger_articlelogger]\ncommand = loglines filelog\nlistento = articlelog\nlogfile = logs/articles.log\n{batch}\n\
+         [logger_otherlogger]\ncommand = loglines filelog\nlistento = otherlog\nlogfile = logs/other.log\n{batch}",
+        workers = o.workers,
+        plugin = o.plugin,
+        pause = o.pauseonfail,
+        plugin_section = o.plugin_section,
+    )
+}
+
+/// A running (or runnable) pipeline.
+pub struct Pipeline {
+    pub dir: tempfile::TempDir,
+    pub redis: Option<RedisServer>,
+    pub tracker: Tracker,
+    pub config: PathBuf,
+    pub options: Options,
+    procs: HashMap<(String, u32), Child>,
+}
+
+impl Pipeline {
+    /// A pipeline over a fresh redis-server.
+    pub fn redis(options: Options) -> Pipeline {
+        let redis = RedisServer::start_with(true);
+        let tracker = Tracker::start();
+        let dir = temp_dir();
+        let config = dir.path().join("loglines.cfg");
+        std::fs::write(
+            &config,
+            config_text(Some(&redis.url()), &tracker.url(), &options),
+        )
+        .unwrap();
+        Pipeline {
+            dir,
+            redis: Some(redis),
+            tracker,
+            config,
+            options,
+            procs: HashMap::new(),
+        }
+    }
+
+    /// A pipeline for `loglines run` (no Redis).
+    pub fn embedded(options: Options) -> Pipeline {
+        let tracker = Tracker::start();
+        let dir = temp_dir();
+        let config = dir.path().join("loglines.cfg");
+        std::fs::write(&config, config_text(None, &tracker.url(), &options)).unwrap();
+        Pipeline {
+            dir,
+            redis: None,
+            tracker,
+            config,
+            options,
+            procs: HashMap::new(),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.path("access.log")
+    }
+
+    /// Appends text to the watched log.
+    pub fn append(&self, text: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// A command running the built binary with this pipeline's config.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_loglines"));
+        c.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.dir.path());
+        c.env_remove("RUST_LOG");
+        c
+    }
+
+    /// Starts one role process, its output in `out/<section>-<n>.log`.
+    pub fn start(&mut self, section: &str, n: u32) {
+        let role = ROLES
+            .iter()
+            .find(|(s, _)| *s == section)
+            .map(|(_, r)| *r)
+            .expect("known section");
+        std::fs::create_dir_all(self.path("out")).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(&format!("out/{section}-{n}.log")))
+            .unwrap();
+        let mut cmd = self.command(&[role, "--section", section]);
+        if role != "watch" {
+            cmd.args(["--process-num", &n.to_string()]);
+        }
+        let child = cmd
+            .arg("-v")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("start loglines");
+        self.procs.insert((section.to_string(), n), child);
+    }
+
+    /// Starts every role process.
+    pub fn start_all(&mut self) {
+        for (section, _) in ROLES {
+            let n = if *section == "worker_pirus2" {
+                self.options.workers
+            } else {
+                1
+            };
+            for i in 0..n {
+                self.start(section, i);
+            }
+        }
+    }
+
+    /// Every (section, process number) that is started.
+    pub fn processes(&self) -> Vec<(String, u32)> {
+        let mut v: Vec<(String, u32)> = self.procs.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// SIGKILLs one process and starts it again.
+    pub fn kill_and_restart(&mut self, section: &str, n: u32) {
+        if let Some(mut c) = self.procs.remove(&(section.to_string(), n)) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.start(section, n);
+    }
+
+    /// Stops every process with SIGTERM (SIGKILL after 10 s); returns the exit codes.
+    pub fn stop_all(&mut self) -> Vec<(String, Option<i32>)> {
+        let mut out = Vec::new();
+        for ((s, n), mut c) in self.procs.drain() {
+            let status = stop_child(&mut c, libc::SIGTERM, Duration::from_secs(10));
+            out.push((format!("{s}:{n}"), status.code()));
+        }
+        out
+    }
+
+    /// The lines of a file in the folder (empty when it does not exist yet).
+    pub fn lines_of(&self, rel: &str) -> Vec<String> {
+        std::fs::read_to_string(self.path(rel))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits until both file loggers together hold at least `n` lines.
+    pub fn wait_for_filed(&self, n: usize, timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            self.lines_of("logs/articles.log").len() + self.lines_of("logs/other.log").len() >= n
+        })
+    }
+
+    /// Everything the role processes wrote to stderr, for failure messages.
+    pub fn outputs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.path("out")) {
+            let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+            files.sort();
+            for f in files {
+                let text = std::fs::read_to_string(&f).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                s.push_str(&format!(
+                    "--- {}\n",
+                    f.file_name().unwrap().to_string_lossy()
+                ));
+                for l in tail.into_iter().rev() {
+                    s.push_str(l);
+                    s.push('\n');
+                }
+            }
+        }
+        s
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        for (_, mut c) in self.procs.drain() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Counts how often each number occurs; returns (missing numbers, duplicated numbers).
+pub fn tally(
+    expected: impl Iterator<Item = u64>,
+    seen: impl Iterator<Item = u64>,
+) -> (Vec<u64>, Vec<u64>) {
+    let mut count: HashMap<u64, u32> = HashMap::new();
+    for n in seen {
+        *count.entry(n).or_default() += 1;
+    }
+    let mut missing = Vec::new();
+    let mut dups = Vec::new();
+    for n in expected {
+        match count.get(&n) {
+            None => missing.push(n),
+            Some(c) if *c > 1 => dups.push(n),
+            _ => {}
+        }
+    }
+    (missing, dups)
+}
+
+/// A file under the crate's tests/data.
+pub fn data(name: &str) -> PathBuf {
+    crate_root().join("tests/data").join(name)
+}
+
+/// True when `p` exists and is non-empty.
+pub fn non_empty(p: &Path) -> bool {
+    std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false)
+}
