@@ -46,6 +46,8 @@ pub struct Global {
 pub enum Command {
     /// Validate the configuration and show what it sets up.
     Check,
+    /// Run a plugin over sample log lines and show what it would send (nothing is sent).
+    TestPlugin(crate::testplugin::TestPluginArgs),
 }
 
 /// Why a command failed, deciding the exit code.
@@ -107,6 +109,7 @@ pub fn main() -> i32 {
     init_logging(&cli.global);
     let result = match &cli.command {
         Command::Check => check::run(&cli.global),
+        Command::TestPlugin(a) => crate::testplugin::run(&cli.global, a),
     };
     match result {
         Ok(code) => code,

@@ -13,3 +13,4 @@ pub mod openurl;
 pub mod plugin;
 pub mod robots;
 pub mod shutdown;
+pub mod testplugin;

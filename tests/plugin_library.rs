@@ -40,7 +40,10 @@ fn json_decode_and_encode() {
         assert(json.encode({}) == "{}")
     "#);
     let e = fails("loglines.json.decode('{\"a\": }')");
-    assert!(e.contains("json.decode: expected value at line 1 column 7"), "{e}");
+    assert!(
+        e.contains("json.decode: expected value at line 1 column 7"),
+        "{e}"
+    );
     let e = fails("loglines.json.decode('{\"a\": 1} {}')");
     assert!(e.contains("json.decode: trailing characters"), "{e}");
     let e = fails("loglines.json.encode({f = print})");
@@ -139,7 +142,10 @@ fn is_robot_uses_the_counter_list_or_a_configured_one() {
         ..plugin_util::spec(&p)
     };
     let e = Plugin::load(spec).unwrap_err().to_string();
-    assert!(e.contains("cannot read robots list") && e.contains("missing.json"), "{e}");
+    assert!(
+        e.contains("cannot read robots list") && e.contains("missing.json"),
+        "{e}"
+    );
 }
 
 #[test]
