@@ -358,8 +358,12 @@ fn summary(out: &mut dyn Write, json: bool, c: Counts, rate: f64) -> std::io::Re
 /// `loglines test-plugin`.
 pub fn run(g: &Global, args: &TestPluginArgs) -> Result<i32, Failure> {
     let s = setup(g, args, config_given())?;
-    let mut plugin =
-        Plugin::load(s.spec.clone()).map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
+    let mut plugin = Plugin::load(s.spec.clone()).map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "cannot load {}: {e}",
+            args.plugin.display()
+        ))
+    })?;
 
     let (mut input, size): (Box<dyn BufRead>, Option<u64>) = if args.sample == Path::new("-") {
         (Box::new(BufReader::new(std::io::stdin())), None)
