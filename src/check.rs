@@ -184,6 +184,49 @@ pub fn run(g: &Global) -> Result<i32, Failure> {
         }
     }
     print!("{}", redis_report(&cfg));
+    let (report, problems) = plugin_report(&cfg);
+    print!("{report}");
+    if !problems.is_empty() {
+        return Err(Failure::Config(problems));
+    }
     println!("\nconfiguration is valid");
     Ok(0)
+}
+
+/// Loads every worker's plugin (running its top-level code and `init` with this
+/// configuration), so that a plugin that would fail on the first message fails here instead.
+/// Returns the report and one line per plugin that cannot be loaded.
+pub fn plugin_report(cfg: &Config) -> (String, Vec<String>) {
+    let mut out = String::new();
+    let mut problems = Vec::new();
+    let workers: Vec<&str> = cfg
+        .sections
+        .iter()
+        .filter(|s| matches!(s.role, Role::Worker(_)))
+        .map(|s| s.name.as_str())
+        .collect();
+    if workers.is_empty() {
+        return (out, problems);
+    }
+    let _ = writeln!(out, "\nPlugins:");
+    for name in workers {
+        let Some(spec) = crate::plugin::PluginSpec::for_worker(cfg, name) else {
+            continue;
+        };
+        let shown = rel(cfg, &spec.path);
+        match crate::plugin::Plugin::load(spec) {
+            Ok(p) => {
+                let _ = writeln!(
+                    out,
+                    "  [{name}] {shown}: loaded ({} KiB)",
+                    p.used_memory() / 1024
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "  [{name}] {shown}: cannot be loaded");
+                problems.push(format!("[{name}] repository_plugin {shown}: {e}"));
+            }
+        }
+    }
+    (out, problems)
 }

@@ -73,6 +73,8 @@ pub enum Command {
     Filelog(RoleArgs),
     /// Run every section of the file as threads of one process, no Redis needed.
     Run(crate::run::RunArgs),
+    /// Run a plugin over sample log lines and show what it would send (nothing is sent).
+    TestPlugin(crate::testplugin::TestPluginArgs),
 }
 
 /// Which section a role process runs, and which of its processes this is.
@@ -173,6 +175,7 @@ pub fn main() -> i32 {
             crate::roles::run_consumer_role(&cli.global, "filelog", &a.section, a.process_num)
         }
         Command::Run(a) => crate::run::run(&cli.global, a),
+        Command::TestPlugin(a) => crate::testplugin::run(&cli.global, a),
     };
     match result {
         Ok(code) => code,

@@ -24,6 +24,7 @@ pub mod shutdown;
 pub mod stats;
 pub mod status;
 pub mod supervisor;
+pub mod testplugin;
 pub mod tracker;
 pub mod watch;
 pub mod worker;

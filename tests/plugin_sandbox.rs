@@ -403,7 +403,7 @@ fn a_nil_from_parseline_skips_get_openurl_params() {
     );
     assert_eq!(p.process("{}").unwrap(), Outcome::NotEligible);
     let ex = p.explain("{}");
-    assert_eq!(ex.parsed.as_deref(), Some("null"));
+    assert_eq!(ex.parsed, Some(Ok(serde_json::Value::Null)));
     assert_eq!(ex.reason.as_deref(), Some("not mine"));
     assert!(matches!(ex.outcome, Ok(Outcome::NotEligible)));
 }

@@ -106,8 +106,11 @@ impl HttpClient {
                 "http_get: `{url}` is not an http:// or https:// URL"
             ));
         }
-        if let Some(hit) = self.cached(url) {
-            return Ok(hit);
+        // `cache = 0` asks for a fresh answer: it neither reads nor fills the cache.
+        if !ttl.is_zero() {
+            if let Some(hit) = self.cached(url) {
+                return Ok(hit);
+            }
         }
         let mut resp = self
             .agent()

@@ -91,9 +91,9 @@ pub enum Outcome {
 /// renders `pl` as JSON, which costs time; workers use [`Plugin::process`].
 #[derive(Debug)]
 pub struct Explained {
-    /// What `parseline` returned, as JSON text (`null` for nil); None when `parseline` raised.
-    /// When it cannot be shown as JSON, a note saying why, in angle brackets.
-    pub parsed: Option<String>,
+    /// What `parseline` returned, as JSON (`null` for nil); None when `parseline` raised;
+    /// `Some(Err(why))` when the value cannot be shown as JSON (a function in it, ...).
+    pub parsed: Option<Result<serde_json::Value, String>>,
     /// The outcome, or the error either hook raised.
     pub outcome: Result<Outcome, PluginError>,
     /// The reason a hook gave (its second return value) for a line that is not eligible.
@@ -428,10 +428,7 @@ impl Plugin {
                 }
             }
         };
-        let parsed = Some(match convert::lua_to_json(&pl) {
-            Ok(j) => j.to_string(),
-            Err(e) => format!("<not shown as JSON: {e}>"),
-        });
+        let parsed = Some(convert::lua_to_json(&pl));
         if matches!(pl, Value::Nil | Value::Boolean(false)) {
             return Explained {
                 parsed,
