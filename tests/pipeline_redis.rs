@@ -105,7 +105,12 @@ fn check_generated(p: &Pipeline, n: u64, every: u64) -> (usize, usize) {
     let articles = p.lines_of("logs/articles.log");
     let other = p.lines_of("logs/other.log");
     // Only requests the tracker accepted count; a 503 or a refused one was retried.
-    let requests: Vec<_> = p.tracker.requests().into_iter().filter(|r| r.status == 200).collect();
+    let requests: Vec<_> = p
+        .tracker
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .collect();
     let downloads = (0..n).filter(|i| i % every == 0);
     let others = (0..n).filter(|i| i % every != 0);
     let (m1, d1) = tally(
