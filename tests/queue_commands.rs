@@ -200,7 +200,7 @@ fn status_watch_refreshes_until_interrupted() {
 fn embedded_dead_letters_can_be_listed_and_requeued_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 1);
-    let state = dir.path().join("state");
+    let state = dir.path().join("state/dead");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(
         state.join("incoming.dead.jsonl"),

@@ -353,3 +353,11 @@ pub struct GeneralSettings {
     /// The supervisor/ folder the generator writes into.
     pub supervisor_dir: PathBuf,
 }
+
+impl GeneralSettings {
+    /// Where `loglines run` files dead letters (`<queue>.dead.jsonl`) and where the `status`
+    /// and `queue` commands look for them: one place, next to the checkpoints.
+    pub fn dead_letter_dir(&self) -> PathBuf {
+        self.state_dir.join("dead")
+    }
+}

@@ -2,6 +2,7 @@
 //! redis-server, a real tracker stand-in, and the role processes of the built binary, which a
 //! test can kill and restart at will.
 
+use super::loggen::number_of;
 use super::redis::RedisServer;
 use super::tracker::Tracker;
 use super::{crate_root, stop_child, temp_dir, wait_until};
@@ -45,6 +46,21 @@ impl Default for Options {
 /// The configuration text for the pipeline in `dir`.
 pub fn config_text(redis_url: Option<&str>, tracker_url: &str, o: &Options) -> String {
     let root = crate_root().display();
+    // A plugin is named by its stem (lua_plugins/NAME.lua) or given as a path.
+    let (plugin_file, plugin) = match o.plugin.strip_suffix(".lua") {
+        Some(path) => (
+            o.plugin.clone(),
+            Path::new(path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+        ),
+        None => (
+            format!("{root}/lua_plugins/{}.lua", o.plugin),
+            o.plugin.clone(),
+        ),
+    };
     let batch = o
         .batch_size
         .map(|b| format!("batch_size = {b}\n"))
@@ -58,13 +74,12 @@ pub fn config_text(redis_url: Option<&str>, tracker_url: &str, o: &Options) -> S
          servicename = repo.example.ac.uk\nstart_at = beginning\n{batch}\n\
          [worker_broker]\ncommand = loglines broker\nlistento = loglines\nfanout = pirus2\nnumprocs = 1\n{batch}\n\
          [worker_pirus2]\ncommand = loglines worker\nlistento = pirus2\nnumprocs = {workers}\n\
-         repository_plugin = {root}/lua_plugins/{plugin}.lua\nendpoint_url = {tracker_url}\n\
+         repository_plugin = {plugin_file}\nendpoint_url = {tracker_url}\n\
          pauseonfail = {pause}\ntimeout = 5\nconnect_timeout = 2\nsuccess_queue = articlelog\nother_queue = otherlog\n{batch}\n\
          [{plugin}]\n{plugin_section}\n\
          [logger_articlelogger]\ncommand = loglines filelog\nlistento = articlelog\nlogfile = logs/articles.log\n{batch}\n\
          [logger_otherlogger]\ncommand = loglines filelog\nlistento = otherlog\nlogfile = logs/other.log\n{batch}",
         workers = o.workers,
-        plugin = o.plugin,
         pause = o.pauseonfail,
         plugin_section = o.plugin_section,
     )
@@ -281,6 +296,111 @@ pub fn tally(
         }
     }
     (missing, dups)
+}
+
+/// What the tracker must receive and where each line must be filed, computed with the plugin
+/// itself run line by line as the worker does: (request targets, lines for articles.log, lines
+/// for other.log).
+pub fn expected(p: &Pipeline, log: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    use loglines::config::{Config, Role};
+    use loglines::plugin::{Outcome, Plugin, PluginSpec};
+    let cfg = Config::load(&p.config).unwrap();
+    let Role::Worker(ws) = &cfg.section("worker_pirus2").unwrap().role else {
+        panic!("worker section")
+    };
+    let mut plugin = Plugin::load(PluginSpec::for_worker(&cfg, "worker_pirus2").unwrap()).unwrap();
+    let (mut urls, mut sent, mut other) = (Vec::new(), Vec::new(), Vec::new());
+    for line in log.lines() {
+        let msg = serde_json::json!({"service": "repo.example.ac.uk", "logline": line}).to_string();
+        match plugin.process(&msg).unwrap() {
+            Outcome::Eligible(params) => {
+                let url = loglines::worker::event_url(ws, params);
+                urls.push(url[url.find("/counter/").unwrap()..].to_string());
+                sent.push(line.to_string());
+            }
+            Outcome::NotEligible => other.push(line.to_string()),
+        }
+    }
+    (urls, sent, other)
+}
+
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Checks the generated lines `0..n` all arrived: every download accepted by the tracker and
+/// in articles.log, every other line in other.log. Returns the duplicate counts (tracker,
+/// other.log).
+pub fn check_generated(p: &Pipeline, n: u64, every: u64) -> (usize, usize) {
+    // Only requests the tracker accepted count; a 503 or a refused one was retried.
+    let requests: Vec<_> = p
+        .tracker
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .collect();
+    let downloads = (0..n).filter(|i| i % every == 0);
+    let others = (0..n).filter(|i| i % every != 0);
+    let (m1, d1) = tally(
+        downloads.clone(),
+        requests.iter().filter_map(|r| number_of(&r.target)),
+    );
+    let (m2, _) = tally(
+        downloads,
+        p.lines_of("logs/articles.log")
+            .iter()
+            .filter_map(|l| number_of(l)),
+    );
+    let (m3, d3) = tally(
+        others,
+        p.lines_of("logs/other.log")
+            .iter()
+            .filter_map(|l| number_of(l)),
+    );
+    assert!(
+        m1.is_empty(),
+        "{} downloads never reached the tracker, e.g. {:?}\n{}",
+        m1.len(),
+        &m1[..m1.len().min(10)],
+        p.outputs()
+    );
+    assert!(
+        m2.is_empty(),
+        "{} downloads missing from articles.log, e.g. {:?}",
+        m2.len(),
+        &m2[..m2.len().min(10)]
+    );
+    assert!(
+        m3.is_empty(),
+        "{} lines missing from other.log, e.g. {:?}",
+        m3.len(),
+        &m3[..m3.len().min(10)]
+    );
+    (d1.len(), d3.len())
+}
+
+/// Waits until every generated line 0..n has arrived where it must (duplicates do not count,
+/// so a count of lines is not enough after kills).
+pub fn wait_complete(p: &Pipeline, n: u64, every: u64, timeout: Duration) -> bool {
+    wait_until(timeout, || {
+        // Reading 50,000 lines is not free: look a few times a second, not every 10 ms.
+        std::thread::sleep(Duration::from_millis(300));
+        let filed: std::collections::HashSet<u64> = p
+            .lines_of("logs/articles.log")
+            .iter()
+            .chain(p.lines_of("logs/other.log").iter())
+            .filter_map(|l| number_of(l))
+            .collect();
+        let sent: std::collections::HashSet<u64> = p
+            .tracker
+            .requests()
+            .iter()
+            .filter(|r| r.status == 200)
+            .filter_map(|r| number_of(&r.target))
+            .collect();
+        (0..n).all(|i| filed.contains(&i) && (i % every != 0 || sent.contains(&i)))
+    })
 }
 
 /// A file under the crate's tests/data.
