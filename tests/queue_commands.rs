@@ -1,15 +1,15 @@
 //! `loglines status`, `loglines queue peek|dead|requeue-dead|purge` and the Redis line of
 //! `loglines check`, run as the built binary against a real redis-server and a temp config.
 
-mod common_redis;
+mod support;
 
-use common_redis::TestRedis;
 use loglines::queue::redis::RedisTransport;
 use loglines::queue::{ConsumerId, Message, Transport};
 use loglines::shutdown::Shutdown;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
+use support::redis::RedisServer;
 
 fn config(dir: &Path, port: u16) -> PathBuf {
     std::fs::write(dir.join("access.log"), "").unwrap();
@@ -58,7 +58,7 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn status_peek_requeue_dead_and_purge_against_real_redis() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), r.port());
     let t = RedisTransport::connect(&r.settings(30), Shutdown::new()).unwrap();
@@ -162,7 +162,7 @@ fn an_unreachable_redis_is_a_warning_for_check_and_a_failure_for_status() {
 
 #[test]
 fn status_watch_refreshes_until_interrupted() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), r.port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_loglines"))
