@@ -7,7 +7,7 @@ use loglines::queue::redis::RedisTransport;
 use loglines::queue::{ConsumerId, Message, Transport};
 use loglines::shutdown::Shutdown;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 use support::redis::RedisServer;
 
@@ -27,7 +27,7 @@ fn config(dir: &Path, port: u16) -> PathBuf {
 }
 
 fn loglines(cfg: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loglines"))
+    let mut child = support::bin::loglines()
         .arg("-c")
         .arg(cfg)
         .args(args)
@@ -165,7 +165,7 @@ fn status_watch_refreshes_until_interrupted() {
     let r = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), r.port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loglines"))
+    let mut child = support::bin::loglines()
         .arg("-c")
         .arg(&cfg)
         .args(["status", "--json", "--watch", "1"])

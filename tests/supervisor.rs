@@ -6,76 +6,18 @@
 //! rewrites them. The temporary folder is replaced by `@DIR@` and programs run
 //! `--loglines-bin /usr/local/bin/loglines`, so the goldens hold no machine-specific path.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use support::bin::{loglines, text};
+use support::project::Project;
 
 const BIN: &str = "/usr/local/bin/loglines";
 
-/// A temporary folder with a loglines.cfg and the plugin files configs may name.
-struct Project {
-    dir: tempfile::TempDir,
-}
-
+// The folder, `run` and `ok` are the shared support::project::Project; these methods read what
+// `generate` wrote.
 impl Project {
-    fn new(cfg: &str) -> Project {
-        let dir = tempfile::Builder::new()
-            .prefix("loglines-sv-")
-            .tempdir()
-            .unwrap();
-        std::fs::create_dir_all(dir.path().join("lua_plugins")).unwrap();
-        for p in ["irus.lua", "ora.lua", "p.lua"] {
-            std::fs::write(dir.path().join("lua_plugins").join(p), "-- a plugin\n").unwrap();
-        }
-        let p = Project { dir };
-        p.write_config(cfg);
-        p
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn cfg(&self) -> PathBuf {
-        self.path().join("loglines.cfg")
-    }
-
-    fn sv(&self) -> PathBuf {
-        self.path().join("supervisor")
-    }
-
-    fn write_config(&self, text: &str) {
-        std::fs::write(self.cfg(), text).unwrap();
-    }
-
-    /// `loglines --config DIR/loglines.cfg supervisor ARGS...`
-    fn run(&self, args: &[&str]) -> Output {
-        let cfg = self.cfg();
-        Command::new(env!("CARGO_BIN_EXE_loglines"))
-            .arg("--config")
-            .arg(&cfg)
-            .arg("supervisor")
-            .args(args)
-            .current_dir(self.path())
-            .env_remove("LOGLINES_CONFIG")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "loglines supervisor {args:?} failed:\n{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
     fn generate(&self) -> String {
         self.ok(&["generate", "--loglines-bin", BIN])
     }
@@ -119,10 +61,6 @@ impl Project {
     fn conf(&self) -> String {
         std::fs::read_to_string(self.sv().join("supervisord.conf")).unwrap()
     }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn name_of(p: &Path) -> String {
@@ -639,7 +577,7 @@ fn paths_with_spaces_are_quoted_in_commands() {
         "[worker_w]\ncommand = loglines worker\nlistento = q\nrepository_plugin = lua_plugins/p.lua\nendpoint_url = -\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_loglines"))
+    let out = loglines()
         .args([
             "--config",
             "loglines.cfg",
@@ -649,7 +587,6 @@ fn paths_with_spaces_are_quoted_in_commands() {
         ])
         .arg("/opt/log lines/loglines")
         .current_dir(&spaced)
-        .env_remove("LOGLINES_CONFIG")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -5,12 +5,13 @@
 
 mod support;
 
+use loglines::supervisor::rpc::base64;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use support::redis::{find_redis_server, Options, RedisServer};
 use support::supervisord::{
-    base64, find_supervisor_binary, parse_process_info, supervisorctl, try_get_process_details,
+    find_supervisor_binary, parse_process_info, supervisorctl, try_get_process_details,
     SupervisorConfig, Supervisord,
 };
 use support::tracker::{parse_query, Tracker};
@@ -669,7 +670,7 @@ fn supervisord_rpc_errors_are_reported() {
         sup.output_text()
     );
     let err = try_get_process_details(&cfg.url(), &cfg.user, "wrong").unwrap_err();
-    assert!(err.contains("401"), "{err}");
+    assert!(err.contains("refused the username and password"), "{err}");
 }
 
 #[test]
