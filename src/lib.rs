@@ -20,4 +20,5 @@ pub mod shutdown;
 pub mod stats;
 pub mod status;
 pub mod supervisor;
+pub mod time;
 pub mod tracker;
