@@ -451,3 +451,79 @@ fn a_producer_files_a_message_that_must_not_enter_the_queue_as_a_dead_letter() {
     assert!(v["reason"].as_str().unwrap().contains("max_line_bytes"));
     assert!(v["consumer"].as_str().unwrap().ends_with(":logger_watch"));
 }
+
+/// The scripts push at most 4,000 elements per Redis call (Lua's unpack limit); lists longer
+/// than that must still move whole and in order on every path: take, rebuilding an in-flight
+/// list after a partial ack, forward, recovery, and requeueing dead letters.
+#[test]
+fn lists_longer_than_one_lua_unpack_move_whole_and_in_order() {
+    use loglines::queue::redis::MAX_TAKE;
+    const N: u32 = 9_001;
+    let take = MAX_TAKE as u32;
+    assert!(take > 4_000, "a full take must cross a chunk boundary");
+    let r = RedisServer::start();
+    let t = transport(&r, 30);
+    t.producer("q").unwrap().push(numbered(1..=N)).unwrap();
+    let mut c = t.consumer("q", &id("h", 1)).unwrap();
+    let got = c.take(N as usize, T).unwrap();
+    assert_eq!(bodies(&got), strs(1..=take));
+    let newest_first = |list: &str| -> Vec<String> {
+        let mut v = r.lrange(list);
+        v.reverse();
+        v
+    };
+    assert_eq!(newest_first("q:inflight:h:worker_test:1"), strs(1..=take));
+
+    // Acking the newest 100 leaves a list that has to be rebuilt, not trimmed.
+    let (older, newer) = got.split_at(got.len() - 100);
+    c.ack(newer.to_vec()).unwrap();
+    assert_eq!(
+        newest_first("q:inflight:h:worker_test:1"),
+        strs(1..=take - 100)
+    );
+
+    // Forward the rest with a fan-out longer than two chunks.
+    c.forward(older.to_vec(), vec![("out".into(), numbered(1..=N))])
+        .unwrap();
+    assert!(!r.exists("q:inflight:h:worker_test:1"));
+    assert_eq!(newest_first("out"), strs(1..=N));
+
+    // A consumer that stops with a full take in flight has all of it recovered, oldest first.
+    let quick = transport(&r, 1);
+    let mut gone = quick.consumer("out", &id("gone", 1)).unwrap();
+    assert_eq!(bodies(&gone.take(N as usize, T).unwrap()), strs(1..=take));
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(1_500)); // its heartbeat expires
+    let mut b = quick.consumer("out", &id("b", 1)).unwrap();
+    assert_eq!(bodies(&b.take(N as usize, T).unwrap()), strs(1..=take));
+    assert!(!r.exists("out:inflight:gone:worker_test:1"));
+    assert_eq!(bodies(&b.take(N as usize, T).unwrap()), strs(take + 1..=N));
+
+    // Requeueing some dead letters rewrites the list of those that stay and pushes the others.
+    let letter = |i: u32, reason: &str| {
+        serde_json::json!({"message": i.to_string(), "reason": reason, "section": "s",
+                           "consumer": "c", "at": "2026-11-27T09:00:00Z"})
+        .to_string()
+    };
+    let mut cmd = redis::cmd("RPUSH");
+    cmd.arg("d:dead");
+    let (mut stay, mut back) = (Vec::new(), Vec::new());
+    for i in 1..=N {
+        if i % 2 == 0 {
+            cmd.arg(letter(i, "kept"));
+            stay.push(letter(i, "kept"));
+        } else {
+            cmd.arg(letter(i, "requeue me"));
+            back.push(i.to_string());
+        }
+    }
+    cmd.query::<()>(&mut r.conn()).unwrap();
+    let mut admin = t.admin().unwrap();
+    assert_eq!(
+        admin.requeue_dead("d", Some("requeue")).unwrap(),
+        back.len() as u64
+    );
+    assert_eq!(r.lrange("d:dead"), stay);
+    // Oldest dead letter at the consumer end: taken first.
+    assert_eq!(newest_first("d"), back);
+}
