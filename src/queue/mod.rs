@@ -228,6 +228,26 @@ pub struct DeadLetter {
     pub at: String,
 }
 
+impl DeadLetter {
+    /// A letter filed now by consumer `consumer` (its `ConsumerId` as text) of `section`.
+    pub fn filed_now(message: String, reason: &str, section: &str, consumer: String) -> Self {
+        DeadLetter {
+            message,
+            reason: reason.to_string(),
+            section: section.to_string(),
+            consumer,
+            at: utc_iso8601(std::time::SystemTime::now()),
+        }
+    }
+
+    /// A letter filed now by a producer of `section` on this machine. Producers have no
+    /// consumer id, so the letter names `HOST:SECTION`.
+    pub fn from_producer(message: String, reason: &str, section: &str) -> Self {
+        let consumer = format!("{}:{section}", ConsumerId::local_host());
+        DeadLetter::filed_now(message, reason, section, consumer)
+    }
+}
+
 /// Dead letters' `at`; kept under this name because the transports and notifications call it
 /// as `queue::utc_iso8601`.
 pub use crate::time::utc_iso8601;

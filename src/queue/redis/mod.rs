@@ -342,15 +342,7 @@ impl Producer for RedisProducer {
     }
 
     fn dead_letter(&mut self, item: Message, reason: &str, section: &str) -> QResult<()> {
-        let letter = DeadLetter {
-            message: item.body,
-            reason: reason.to_string(),
-            section: section.to_string(),
-            consumer: format!("{}:{section}", ConsumerId::local_host()),
-            at: super::utc_iso8601(SystemTime::now()),
-        };
-        let json = serde_json::to_string(&letter)
-            .map_err(|e| QueueError::Server(format!("cannot encode a dead letter: {e}")))?;
+        let json = encode_dead_letter(&DeadLetter::from_producer(item.body, reason, section))?;
         let mut cmd = redis::cmd("RPUSH");
         cmd.arg(Keys::new(&self.queue).dead).arg(json);
         self.store(cmd).map(|_| ())
@@ -898,15 +890,9 @@ impl super::Consumer for RedisConsumer {
     }
 
     fn dead_letter(&mut self, item: Message, reason: &str) -> QResult<()> {
-        let letter = DeadLetter {
-            message: item.body.clone(),
-            reason: reason.to_string(),
-            section: self.section.clone(),
-            consumer: self.name.clone(),
-            at: super::utc_iso8601(SystemTime::now()),
-        };
-        let json = serde_json::to_string(&letter)
-            .map_err(|e| QueueError::Server(format!("cannot encode a dead letter: {e}")))?;
+        let letter =
+            DeadLetter::filed_now(item.body.clone(), reason, &self.section, self.name.clone());
+        let json = encode_dead_letter(&letter)?;
         self.commit(vec![item.body], Commit::Dead(json))
     }
 
@@ -1052,6 +1038,12 @@ impl Admin for RedisAdmin {
     fn describe(&mut self) -> QResult<String> {
         Ok(format!("redis {} at {}", self.version, self.label))
     }
+}
+
+/// A dead letter as stored in the `Q:dead` list.
+fn encode_dead_letter(letter: &DeadLetter) -> QResult<String> {
+    serde_json::to_string(letter)
+        .map_err(|e| QueueError::Server(format!("cannot encode a dead letter: {e}")))
 }
 
 /// A stored dead letter; an entry that is not our JSON is shown whole as the message.
