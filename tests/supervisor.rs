@@ -11,6 +11,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use support::bin::{loglines, text};
+use support::configs::modernised_original;
 use support::project::Project;
 
 const BIN: &str = "/usr/local/bin/loglines";
@@ -79,24 +80,6 @@ fn sorted_dir(d: &Path) -> Vec<PathBuf> {
 /// The example config, as shipped.
 fn example_config() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("loglines.cfg")).unwrap()
-}
-
-/// The 2010 file with only its `command` lines and its plugin path changed.
-fn modernised_original() -> String {
-    include_str!("data/loglines-original.cfg")
-        .lines()
-        .map(|l| match l.trim() {
-            "command = ./logfilewatcher.py" => "command = loglines watch".to_string(),
-            "command = ./broker.py" => "command = loglines broker".to_string(),
-            "command = ./pirus2.py" => "command = loglines worker".to_string(),
-            "command = ./logfromqueue.py" => "command = loglines filelog".to_string(),
-            "repository_plugin = plugins.ora_utils" => {
-                "repository_plugin = lua_plugins/ora.lua".to_string()
-            }
-            _ => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Compares a snapshot with tests/golden/supervisor/CASE/, or rewrites that folder when
@@ -171,7 +154,7 @@ fn golden_files_for_the_example_config() {
 
 #[test]
 fn golden_files_for_the_2010_config() {
-    let p = Project::new(&modernised_original());
+    let p = Project::new(&modernised_original("lua_plugins/ora.lua"));
     let out = p.run(&["generate", "--loglines-bin", BIN]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let err = text(&out.stderr);

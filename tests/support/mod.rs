@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod bin;
+pub mod configs;
 pub mod loggen;
 pub mod project;
 pub mod queue;
