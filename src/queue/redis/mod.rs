@@ -448,17 +448,7 @@ impl RedisConsumer {
     /// Refreshes the heartbeat; if it had expired, our list may have been given back to the
     /// queue by another consumer, so the local account is rebuilt first.
     fn beat(&mut self) -> QResult<()> {
-        let (key, val, ttl) = (&self.alive, &self.alive_value, self.ttl);
-        let ok: Option<String> = self.link.idempotent(|c| {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(val)
-                .arg("XX")
-                .arg("EX")
-                .arg(ttl)
-                .query(c)
-        })?;
-        if ok.is_none() {
+        if !refresh_heartbeat(&mut self.link, &self.alive, &self.alive_value, self.ttl)? {
             self.expired()?;
         }
         Ok(())
@@ -773,19 +763,10 @@ impl RedisConsumer {
     }
 
     fn wait_for_room(&mut self, queue: &str) -> QResult<()> {
-        let (alive, val, ttl) = (self.alive.clone(), self.alive_value.clone(), self.ttl);
+        let (alive, val, ttl) = (&self.alive, &self.alive_value, self.ttl);
         let mut expired = false;
         wait_for_room(&mut self.link, queue, self.max_len, |link| {
-            let ok: Option<String> = link.idempotent(|c| {
-                redis::cmd("SET")
-                    .arg(&alive)
-                    .arg(&val)
-                    .arg("XX")
-                    .arg("EX")
-                    .arg(ttl)
-                    .query(c)
-            })?;
-            expired |= ok.is_none();
+            expired |= !refresh_heartbeat(link, alive, val, ttl)?;
             Ok(())
         })?;
         if expired {
@@ -793,6 +774,21 @@ impl RedisConsumer {
         }
         Ok(())
     }
+}
+
+/// Extends a consumer's heartbeat key by `ttl` seconds if it still exists (`SET XX`); false if
+/// it had expired, when other consumers may already have taken back what it held.
+fn refresh_heartbeat(link: &mut Link, key: &str, val: &str, ttl: u64) -> QResult<bool> {
+    let ok: Option<String> = link.idempotent(|c| {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(val)
+            .arg("XX")
+            .arg("EX")
+            .arg(ttl)
+            .query(c)
+    })?;
+    Ok(ok.is_some())
 }
 
 /// Reversed copy: RPUSH of the reversed list leaves the first item at the right end.
