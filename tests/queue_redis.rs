@@ -358,11 +358,7 @@ fn password_settings_are_used_and_wrong_ones_get_a_clear_error() {
 #[test]
 fn a_server_that_is_not_there_gets_a_clear_error() {
     // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let s = loglines::config::RedisSettings {
         port,
         ..Default::default()
