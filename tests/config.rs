@@ -1,9 +1,12 @@
 //! Configuration validation: every rule of the crate issue, fed a file that breaks it.
 
+mod support;
+
 use loglines::config::{Config, Endpoint, Role, StartAt};
 use loglines::diag::{Diagnostic, Severity};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use support::configs::modernised_original;
 
 /// A temporary folder holding a config file and a plugin file, so plugin-existence checks pass.
 struct Dir {
@@ -92,30 +95,14 @@ fn example_config_validates() {
     assert!(cfg.redis.contains_key("redis_test"));
 }
 
-/// The 2010 file with only its `command` lines and its plugin path changed.
-fn modernised_original() -> String {
-    let text = include_str!("data/loglines-original.cfg");
-    let root = env!("CARGO_MANIFEST_DIR");
-    text.lines()
-        .map(|l| match l.trim() {
-            "command = ./logfilewatcher.py" => "command = loglines watch".to_string(),
-            "command = ./broker.py" => "command = loglines broker".to_string(),
-            "command = ./pirus2.py" => "command = loglines worker".to_string(),
-            "command = ./logfromqueue.py" => "command = loglines filelog".to_string(),
-            "repository_plugin = plugins.ora_utils" => {
-                format!("repository_plugin = {root}/lua_plugins/ora.lua")
-            }
-            _ => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn original_2010_config_validates_after_changing_commands_and_plugin() {
     let d = Dir::new();
     let cfg = d
-        .load(&modernised_original())
+        .load(&modernised_original(&format!(
+            "{}/lua_plugins/ora.lua",
+            env!("CARGO_MANIFEST_DIR")
+        )))
         .unwrap_or_else(|e| panic!("{}", loglines::diag::render(&e)));
     let w = cfg.section("worker_pirus2").unwrap();
     let Role::Worker(ws) = &w.role else { panic!() };

@@ -9,56 +9,20 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
+use support::project::Project;
 use support::supervisord::{supervisorctl, SupervisorConfig, Supervisord};
 use support::{free_port, process_alive, send_signal, wait_until};
 
 /// Long enough for supervisord on a loaded 2-core machine; the states come much sooner.
 const STATE_WAIT: Duration = Duration::from_secs(20);
 
-struct Project {
-    dir: tempfile::TempDir,
-}
-
+// The folder, `run` and `ok` are the shared support::project::Project.
 impl Project {
-    fn new(cfg: &str) -> Project {
-        let dir = support::temp_dir();
-        std::fs::write(dir.path().join("loglines.cfg"), cfg).unwrap();
-        Project { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
     fn conf(&self) -> PathBuf {
-        self.path().join("supervisor/supervisord.conf")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_loglines"))
-            .arg("--config")
-            .arg(self.path().join("loglines.cfg"))
-            .arg("supervisor")
-            .args(args)
-            .env_remove("LOGLINES_CONFIG")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "loglines supervisor {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.sv().join("supervisord.conf")
     }
 }
 
@@ -109,7 +73,7 @@ fn http_get(port: u16, auth: Option<(&str, &str)>) -> (u16, String) {
             "Authorization",
             format!(
                 "Basic {}",
-                support::supervisord::base64(format!("{u}:{p}").as_bytes())
+                loglines::supervisor::rpc::base64(format!("{u}:{p}").as_bytes())
             ),
         );
     }

@@ -98,7 +98,10 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline over a fresh redis-server.
     pub fn redis(options: Options) -> Pipeline {
-        let redis = RedisServer::start_with(true);
+        let redis = RedisServer::start_with(super::redis::Options {
+            appendonly: true,
+            password: None,
+        });
         let tracker = Tracker::start();
         let dir = temp_dir();
         let config = dir.path().join("loglines.cfg");

@@ -1,9 +1,11 @@
 //! A real `redis-server` for tests: own free port, own temp dir, started and stopped by the test.
 //!
 //! Never touches the machine's Redis on 6379. Speaks RESP directly for readiness checks and
-//! assertions, so tests need neither `redis-cli` nor a client connection of their own.
+//! assertions, so tests need neither `redis-cli` nor a client connection of their own; the queue
+//! tests also get `RedisSettings` and `redis` crate connections pointing at it.
 
 use super::{find_executable, free_port, stop_child, temp_dir};
+use loglines::config::RedisSettings;
 use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -30,11 +32,20 @@ pub fn find_redis_server(path_var: Option<&OsStr>) -> Result<PathBuf, String> {
     find_executable("redis-server", path_var, &[]).ok_or_else(redis_server_missing_message)
 }
 
+/// How a test server is configured.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// AOF with fsync on every write, so `kill()` + `restart()` loses nothing acknowledged.
+    pub appendonly: bool,
+    /// `requirepass`: clients must AUTH (the harness does so itself for its own commands).
+    pub password: Option<String>,
+}
+
 /// A redis-server child process. Drop kills it (SIGKILL) and removes its directory.
 pub struct RedisServer {
     binary: PathBuf,
     port: u16,
-    appendonly: bool,
+    opts: Options,
     child: Option<Child>,
     // Declared last so the directory is removed after the process is gone.
     dir: tempfile::TempDir,
@@ -48,20 +59,19 @@ enum StartError {
 }
 
 impl RedisServer {
-    /// Starts a server without persistence.
+    /// Starts a server without persistence or password.
     pub fn start() -> RedisServer {
-        RedisServer::start_with(false)
+        RedisServer::start_with(Options::default())
     }
 
-    /// Starts a server; with `appendonly`, every write is fsynced to the AOF before it is
-    /// acknowledged, so `kill()` + `restart()` loses nothing that was acknowledged.
-    pub fn start_with(appendonly: bool) -> RedisServer {
+    /// Starts a server configured by `opts` (see `Options`).
+    pub fn start_with(opts: Options) -> RedisServer {
         let path = std::env::var_os("PATH");
         let binary = find_redis_server(path.as_deref()).unwrap_or_else(|m| panic!("{m}"));
         let mut server = RedisServer {
             binary,
             port: 0,
-            appendonly,
+            opts,
             child: None,
             dir: temp_dir(),
         };
@@ -81,9 +91,27 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// `redis://127.0.0.1:PORT/0`, or `redis://:PASSWORD@127.0.0.1:PORT/0` with a password.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match &self.opts.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
+    }
+
+    /// Queue settings pointing at this server (password included), with the given heartbeat ttl.
+    pub fn settings(&self, heartbeat_ttl: u64) -> RedisSettings {
+        RedisSettings {
+            name: "redis".into(),
+            host: "127.0.0.1".into(),
+            port: self.port,
+            db: 0,
+            username: None,
+            password: self.opts.password.clone(),
+            tls: false,
+            max_queue_length: 1_000_000,
+            heartbeat_ttl,
+        }
     }
 
     /// The server's working directory (AOF, log file `redis.log`).
@@ -99,6 +127,34 @@ impl RedisServer {
     /// A client from the `redis` crate for this server.
     pub fn client(&self) -> ::redis::Client {
         ::redis::Client::open(self.url()).expect("valid redis url")
+    }
+
+    /// A connected `redis` crate connection for assertions; its reads time out rather than
+    /// hang a test whose server has died.
+    pub fn conn(&self) -> ::redis::Connection {
+        let c = self
+            .client()
+            .get_connection_with_timeout(CMD_TIMEOUT)
+            .unwrap_or_else(|e| panic!("cannot connect to redis-server on {}: {e}", self.port));
+        c.set_read_timeout(Some(CMD_TIMEOUT))
+            .expect("set a read timeout");
+        c
+    }
+
+    /// The whole list at `key`, head first (`LRANGE key 0 -1`); empty if there is none.
+    pub fn lrange(&self, key: &str) -> Vec<String> {
+        match self.try_cmd(&["LRANGE", key, "0", "-1"]) {
+            Ok(Reply::Array(Some(items))) => items.iter().map(|i| i.to_string()).collect(),
+            other => panic!("LRANGE {key} on port {}: {other:?}", self.port),
+        }
+    }
+
+    /// True if `key` exists.
+    pub fn exists(&self, key: &str) -> bool {
+        match self.try_cmd(&["EXISTS", key]) {
+            Ok(Reply::Int(n)) => n == 1,
+            other => panic!("EXISTS {key} on port {}: {other:?}", self.port),
+        }
     }
 
     /// Graceful stop: SIGTERM (redis flushes the AOF), wait, SIGKILL after 10 s.
@@ -155,19 +211,22 @@ impl RedisServer {
         }
     }
 
-    /// Runs one command on a fresh connection and returns the parsed reply.
+    /// Runs one command on a fresh connection and returns the parsed reply. With a password,
+    /// the connection AUTHs first (a refused AUTH is returned as the reply, so it shows).
     pub fn try_cmd(&self, args: &[&str]) -> io::Result<Reply> {
         let stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(CMD_TIMEOUT))?;
         stream.set_write_timeout(Some(CMD_TIMEOUT))?;
-        let mut req = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            req.extend_from_slice(a.as_bytes());
-            req.extend_from_slice(b"\r\n");
+        let mut reader = BufReader::new(&stream);
+        if let Some(p) = &self.opts.password {
+            (&stream).write_all(&encode_command(&["AUTH", p]))?;
+            match read_reply(&mut reader)? {
+                Reply::Status(_) => {}
+                refused => return Ok(refused),
+            }
         }
-        (&stream).write_all(&req)?;
-        read_reply(&mut BufReader::new(stream))
+        (&stream).write_all(&encode_command(args))?;
+        read_reply(&mut reader)
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), StartError> {
@@ -183,9 +242,15 @@ impl RedisServer {
             .arg(dir)
             .arg("--logfile")
             .arg(&log)
-            .args(["--appendonly", if self.appendonly { "yes" } else { "no" }]);
-        if self.appendonly {
+            .args([
+                "--appendonly",
+                if self.opts.appendonly { "yes" } else { "no" },
+            ]);
+        if self.opts.appendonly {
             cmd.args(["--appendfsync", "always"]);
+        }
+        if let Some(p) = &self.opts.password {
+            cmd.arg("--requirepass").arg(p);
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -269,6 +334,17 @@ impl std::fmt::Display for Reply {
             }
         }
     }
+}
+
+/// A command as a RESP2 array of bulk strings.
+fn encode_command(args: &[&str]) -> Vec<u8> {
+    let mut req = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        req.extend_from_slice(a.as_bytes());
+        req.extend_from_slice(b"\r\n");
+    }
+    req
 }
 
 fn bad(msg: String) -> io::Error {

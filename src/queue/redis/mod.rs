@@ -342,15 +342,7 @@ impl Producer for RedisProducer {
     }
 
     fn dead_letter(&mut self, item: Message, reason: &str, section: &str) -> QResult<()> {
-        let letter = DeadLetter {
-            message: item.body,
-            reason: reason.to_string(),
-            section: section.to_string(),
-            consumer: format!("{}:{section}", ConsumerId::local_host()),
-            at: super::utc_iso8601(SystemTime::now()),
-        };
-        let json = serde_json::to_string(&letter)
-            .map_err(|e| QueueError::Server(format!("cannot encode a dead letter: {e}")))?;
+        let json = encode_dead_letter(&DeadLetter::from_producer(item.body, reason, section))?;
         let mut cmd = redis::cmd("RPUSH");
         cmd.arg(Keys::new(&self.queue).dead).arg(json);
         self.store(cmd).map(|_| ())
@@ -456,17 +448,7 @@ impl RedisConsumer {
     /// Refreshes the heartbeat; if it had expired, our list may have been given back to the
     /// queue by another consumer, so the local account is rebuilt first.
     fn beat(&mut self) -> QResult<()> {
-        let (key, val, ttl) = (&self.alive, &self.alive_value, self.ttl);
-        let ok: Option<String> = self.link.idempotent(|c| {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(val)
-                .arg("XX")
-                .arg("EX")
-                .arg(ttl)
-                .query(c)
-        })?;
-        if ok.is_none() {
+        if !refresh_heartbeat(&mut self.link, &self.alive, &self.alive_value, self.ttl)? {
             self.expired()?;
         }
         Ok(())
@@ -781,19 +763,10 @@ impl RedisConsumer {
     }
 
     fn wait_for_room(&mut self, queue: &str) -> QResult<()> {
-        let (alive, val, ttl) = (self.alive.clone(), self.alive_value.clone(), self.ttl);
+        let (alive, val, ttl) = (&self.alive, &self.alive_value, self.ttl);
         let mut expired = false;
         wait_for_room(&mut self.link, queue, self.max_len, |link| {
-            let ok: Option<String> = link.idempotent(|c| {
-                redis::cmd("SET")
-                    .arg(&alive)
-                    .arg(&val)
-                    .arg("XX")
-                    .arg("EX")
-                    .arg(ttl)
-                    .query(c)
-            })?;
-            expired |= ok.is_none();
+            expired |= !refresh_heartbeat(link, alive, val, ttl)?;
             Ok(())
         })?;
         if expired {
@@ -801,6 +774,21 @@ impl RedisConsumer {
         }
         Ok(())
     }
+}
+
+/// Extends a consumer's heartbeat key by `ttl` seconds if it still exists (`SET XX`); false if
+/// it had expired, when other consumers may already have taken back what it held.
+fn refresh_heartbeat(link: &mut Link, key: &str, val: &str, ttl: u64) -> QResult<bool> {
+    let ok: Option<String> = link.idempotent(|c| {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(val)
+            .arg("XX")
+            .arg("EX")
+            .arg(ttl)
+            .query(c)
+    })?;
+    Ok(ok.is_some())
 }
 
 /// Reversed copy: RPUSH of the reversed list leaves the first item at the right end.
@@ -898,15 +886,9 @@ impl super::Consumer for RedisConsumer {
     }
 
     fn dead_letter(&mut self, item: Message, reason: &str) -> QResult<()> {
-        let letter = DeadLetter {
-            message: item.body.clone(),
-            reason: reason.to_string(),
-            section: self.section.clone(),
-            consumer: self.name.clone(),
-            at: super::utc_iso8601(SystemTime::now()),
-        };
-        let json = serde_json::to_string(&letter)
-            .map_err(|e| QueueError::Server(format!("cannot encode a dead letter: {e}")))?;
+        let letter =
+            DeadLetter::filed_now(item.body.clone(), reason, &self.section, self.name.clone());
+        let json = encode_dead_letter(&letter)?;
         self.commit(vec![item.body], Commit::Dead(json))
     }
 
@@ -1052,6 +1034,12 @@ impl Admin for RedisAdmin {
     fn describe(&mut self) -> QResult<String> {
         Ok(format!("redis {} at {}", self.version, self.label))
     }
+}
+
+/// A dead letter as stored in the `Q:dead` list.
+fn encode_dead_letter(letter: &DeadLetter) -> QResult<String> {
+    serde_json::to_string(letter)
+        .map_err(|e| QueueError::Server(format!("cannot encode a dead letter: {e}")))
 }
 
 /// A stored dead letter; an entry that is not our JSON is shown whole as the message.
