@@ -22,7 +22,7 @@ fn run(code: &str) {
 /// Runs Lua code that must fail; returns the error text.
 fn fails(code: &str) -> String {
     let (_d, r) = load(&format!("{NO_HOOKS}\n{code}"));
-    r.err().expect("the code should fail").to_string()
+    r.expect_err("the code should fail").to_string()
 }
 
 #[test]

@@ -258,6 +258,10 @@ fn errors_name_the_plugin_file_and_line() {
         "{e}"
     );
 
+    // Caught with pcall, an error from a library function is text, as Lua's own errors are.
+    holds("select(2, pcall(loglines.json.decode, '{')):find('p.lua:5: json.decode: EOF', 1, true) ~= nil");
+    holds("type(select(2, pcall(loglines.re.match, '(', 'x'))) == 'string'");
+
     let (_d, r) = load("function parseline(jmsg) return nil end");
     let e = r.unwrap_err();
     assert!(
