@@ -4,31 +4,21 @@
 
 mod support;
 
-use loglines::config::{Config, Role};
-use loglines::plugin::{Outcome, Plugin, PluginSpec};
 use std::time::{Duration, Instant};
 use support::loggen;
-use support::pipeline::{data, tally, Options, Pipeline};
+use support::pipeline::{data, plugin_verdicts, tally, Options, Pipeline};
 
 /// What the tracker must receive and where each line must be filed, computed with the plugin
 /// itself: (request targets in log order, lines for articles.log, lines for other.log).
 fn expected(p: &Pipeline, log: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let cfg = Config::load(&p.config).unwrap();
-    let sec = cfg.section("worker_pirus2").unwrap();
-    let Role::Worker(ws) = &sec.role else {
-        panic!()
-    };
-    let mut plugin = Plugin::load(PluginSpec::for_worker(&cfg, "worker_pirus2").unwrap()).unwrap();
     let (mut urls, mut sent, mut other) = (Vec::new(), Vec::new(), Vec::new());
-    for line in log.lines() {
-        let msg = serde_json::json!({"service": "repo.example.ac.uk", "logline": line}).to_string();
-        match plugin.process(&msg).unwrap() {
-            Outcome::Eligible(params) => {
-                let url = loglines::worker::event_url(ws, params);
-                urls.push(url[url.find("/counter/").unwrap()..].to_string());
-                sent.push(line.to_string());
+    for (line, target) in plugin_verdicts(&p.config, "worker_pirus2", log) {
+        match target {
+            Some(url) => {
+                urls.push(url);
+                sent.push(line);
             }
-            Outcome::NotEligible => other.push(line.to_string()),
+            None => other.push(line),
         }
     }
     (urls, sent, other)

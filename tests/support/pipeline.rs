@@ -5,6 +5,8 @@
 use super::redis::RedisServer;
 use super::tracker::Tracker;
 use super::{crate_root, stop_child, temp_dir, wait_until};
+use loglines::config::{Config, Role};
+use loglines::plugin::{Outcome, Plugin, PluginSpec};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -291,4 +293,31 @@ pub fn data(name: &str) -> PathBuf {
 /// True when `p` exists and is non-empty.
 pub fn non_empty(p: &Path) -> bool {
     std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false)
+}
+
+/// What the worker `section` of the configuration at `config` must do with each line of `log`,
+/// computed with its plugin and settings: `Some(target)` for a usage event, where `target` is the
+/// request the tracker must receive from `/counter/` on, `None` for a line that is not one.
+/// One plugin instance sees the lines in log order, as a single worker would.
+pub fn plugin_verdicts(config: &Path, section: &str, log: &str) -> Vec<(String, Option<String>)> {
+    let cfg = Config::load(config).unwrap_or_else(|e| panic!("{}: {e:?}", config.display()));
+    let sec = cfg.section(section).expect("the worker section exists");
+    let Role::Worker(ws) = &sec.role else {
+        panic!("[{section}] is not a worker section")
+    };
+    let mut plugin = Plugin::load(PluginSpec::for_worker(&cfg, section).unwrap()).unwrap();
+    log.lines()
+        .map(|line| {
+            let msg =
+                serde_json::json!({"service": "repo.example.ac.uk", "logline": line}).to_string();
+            let target = match plugin.process(&msg).unwrap() {
+                Outcome::Eligible(params) => {
+                    let url = loglines::worker::event_url(ws, params);
+                    Some(url[url.find("/counter/").expect("a /counter/ endpoint")..].to_string())
+                }
+                Outcome::NotEligible => None,
+            };
+            (line.to_string(), target)
+        })
+        .collect()
 }
