@@ -433,7 +433,8 @@ fn example_topology_under_supervisord_delivers_survives_a_worker_kill_and_stops_
             .find(|p| p.name == name && p.statename == "RUNNING")
             .map_or(0, |p| p.pid)
     };
-    let (mut victim, mut killed, mut in_flight) = (String::new(), 0, 0);
+    let (mut victim, mut victim_log, mut killed, mut in_flight) =
+        (String::new(), String::new(), 0, 0);
     let mut killed_at = Instant::now();
     let step = N / CHUNKS;
     for c in 0..CHUNKS {
@@ -447,7 +448,10 @@ fn example_topology_under_supervisord_delivers_survives_a_worker_kill_and_stops_
         if c == 3 {
             let found = wait_until(FILED_WAIT, || match busy_worker(&s.redis) {
                 Some((n, len)) => {
-                    (victim, in_flight) = (format!("worker_pirus2_{n:02}"), len);
+                    victim = format!("worker_pirus2_{n:02}");
+                    // The example's stdout_logfile, one file per process.
+                    victim_log = format!("workerlogs/pirus2_{n:02}.log");
+                    in_flight = len;
                     true
                 }
                 None => false,
@@ -479,6 +483,23 @@ fn example_topology_under_supervisord_delivers_survives_a_worker_kill_and_stops_
         "supervisord saw the kill:\n{}",
         s.sd.output_text()
     );
+    // The restarted process took over its predecessor's in-flight list (rather than other
+    // workers reclaiming it once the heartbeat expired). Its count can only be higher than
+    // the one seen before the kill: the list grows until the new process acks.
+    let taken_over = s
+        .lines_of(&victim_log)
+        .iter()
+        .find_map(|l| {
+            let (before, _) = l.split_once(" messages were in flight when this consumer")?;
+            before.rsplit(' ').next()?.parse::<usize>().ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{victim} did not report taking over its in-flight messages:\n{}",
+                s.outputs()
+            )
+        });
+    assert!(taken_over >= in_flight, "{taken_over} < {in_flight}");
 
     // Every line at least once: events at the tracker and in articles.log, the rest in
     // other.log. Duplicates are allowed (the batch in flight at the kill) and reported.
@@ -550,7 +571,7 @@ fn example_topology_under_supervisord_delivers_survives_a_worker_kill_and_stops_
     let filed = s.lines_of("logs/articles.log").len() + s.lines_of("logs/other.log").len();
     println!(
         "killed {victim} (pid {killed}) holding {in_flight} messages in flight; supervisord \
-         restarted it as pid {new_pid} {restarted:?} later; every line delivered {took:?} after \
+         restarted it as pid {new_pid} {restarted:?} later, which took over {taken_over}; every line delivered {took:?} after \
          the restart; duplicates: {} tracker requests {:?}, {} extra filed lines",
         dup_requests.len(),
         head(&dup_requests),
