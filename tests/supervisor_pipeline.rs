@@ -483,24 +483,6 @@ fn example_topology_under_supervisord_delivers_survives_a_worker_kill_and_stops_
         "supervisord saw the kill:\n{}",
         s.sd.output_text()
     );
-    // The restarted process took over its predecessor's in-flight list (rather than other
-    // workers reclaiming it once the heartbeat expired). Its count can only be higher than
-    // the one seen before the kill: the list grows until the new process acks.
-    let taken_over = s
-        .lines_of(&victim_log)
-        .iter()
-        .find_map(|l| {
-            let (before, _) = l.split_once(" messages were in flight when this consumer")?;
-            before.rsplit(' ').next()?.parse::<usize>().ok()
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "{victim} did not report taking over its in-flight messages:\n{}",
-                s.outputs()
-            )
-        });
-    assert!(taken_over >= in_flight, "{taken_over} < {in_flight}");
-
     // Every line at least once: events at the tracker and in articles.log, the rest in
     // other.log. Duplicates are allowed (the batch in flight at the kill) and reported.
     let others: BTreeSet<u64> = (0..N).filter(|n| expected[n].is_none()).collect();
@@ -546,6 +528,24 @@ fn example_topology_under_supervisord_delivers_survives_a_worker_kill_and_stops_
         head(&m_other),
         s.outputs()
     );
+
+    // The restarted process took over its predecessor's in-flight list (rather than other
+    // workers reclaiming it once the heartbeat expired). It says so once it has connected,
+    // which on a loaded machine can be after supervisord calls it RUNNING. Its count can only
+    // be higher than the one seen before the kill: the list grows until the new process acks.
+    let taken_over = |s: &Setup| -> Option<usize> {
+        s.lines_of(&victim_log).iter().find_map(|l| {
+            let (before, _) = l.split_once(" messages were in flight when this consumer")?;
+            before.rsplit(' ').next()?.parse::<usize>().ok()
+        })
+    };
+    assert!(
+        wait_until(STATE_WAIT, || taken_over(&s).is_some()),
+        "{victim} did not report taking over its in-flight messages:\n{}",
+        s.outputs()
+    );
+    let taken_over = taken_over(&s).unwrap();
+    assert!(taken_over >= in_flight, "{taken_over} < {in_flight}");
 
     // Each request is exactly the one its line must produce, and only events were sent.
     let mut per_number: BTreeMap<u64, usize> = BTreeMap::new();
