@@ -6,6 +6,8 @@ use super::loggen::number_of;
 use super::redis::RedisServer;
 use super::tracker::Tracker;
 use super::{crate_root, stop_child, temp_dir, wait_until};
+use loglines::config::{Config, Role};
+use loglines::plugin::{Outcome, Plugin, PluginSpec};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -305,23 +307,14 @@ pub fn tally(
 /// itself run line by line as the worker does: (request targets, lines for articles.log, lines
 /// for other.log).
 pub fn expected(p: &Pipeline, log: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
-    use loglines::config::{Config, Role};
-    use loglines::plugin::{Outcome, Plugin, PluginSpec};
-    let cfg = Config::load(&p.config).unwrap();
-    let Role::Worker(ws) = &cfg.section("worker_pirus2").unwrap().role else {
-        panic!("worker section")
-    };
-    let mut plugin = Plugin::load(PluginSpec::for_worker(&cfg, "worker_pirus2").unwrap()).unwrap();
     let (mut urls, mut sent, mut other) = (Vec::new(), Vec::new(), Vec::new());
-    for line in log.lines() {
-        let msg = serde_json::json!({"service": "repo.example.ac.uk", "logline": line}).to_string();
-        match plugin.process(&msg).unwrap() {
-            Outcome::Eligible(params) => {
-                let url = loglines::worker::event_url(ws, params);
-                urls.push(url[url.find("/counter/").unwrap()..].to_string());
-                sent.push(line.to_string());
+    for (line, target) in plugin_verdicts(&p.config, "worker_pirus2", log) {
+        match target {
+            Some(url) => {
+                urls.push(url);
+                sent.push(line);
             }
-            Outcome::NotEligible => other.push(line.to_string()),
+            None => other.push(line),
         }
     }
     (urls, sent, other)
@@ -414,4 +407,31 @@ pub fn data(name: &str) -> PathBuf {
 /// True when `p` exists and is non-empty.
 pub fn non_empty(p: &Path) -> bool {
     std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false)
+}
+
+/// What the worker `section` of the configuration at `config` must do with each line of `log`,
+/// computed with its plugin and settings: `Some(target)` for a usage event, where `target` is the
+/// request the tracker must receive from `/counter/` on, `None` for a line that is not one.
+/// One plugin instance sees the lines in log order, as a single worker would.
+pub fn plugin_verdicts(config: &Path, section: &str, log: &str) -> Vec<(String, Option<String>)> {
+    let cfg = Config::load(config).unwrap_or_else(|e| panic!("{}: {e:?}", config.display()));
+    let sec = cfg.section(section).expect("the worker section exists");
+    let Role::Worker(ws) = &sec.role else {
+        panic!("[{section}] is not a worker section")
+    };
+    let mut plugin = Plugin::load(PluginSpec::for_worker(&cfg, section).unwrap()).unwrap();
+    log.lines()
+        .map(|line| {
+            let msg =
+                serde_json::json!({"service": "repo.example.ac.uk", "logline": line}).to_string();
+            let target = match plugin.process(&msg).unwrap() {
+                Outcome::Eligible(params) => {
+                    let url = loglines::worker::event_url(ws, params);
+                    Some(url[url.find("/counter/").expect("a /counter/ endpoint")..].to_string())
+                }
+                Outcome::NotEligible => None,
+            };
+            (line.to_string(), target)
+        })
+        .collect()
 }

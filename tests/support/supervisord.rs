@@ -244,6 +244,61 @@ impl SupervisorConfig {
     }
 }
 
+/// `GET http://127.0.0.1:PORT/` (the web UI's process list), with Basic credentials if given:
+/// the status code and the page.
+pub fn web_ui_get(port: u16, auth: Option<(&str, &str)>) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(RPC_TIMEOUT))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = agent.get(format!("http://127.0.0.1:{port}/"));
+    if let Some((u, p)) = auth {
+        req = req.header(
+            "Authorization",
+            format!(
+                "Basic {}",
+                loglines::supervisor::rpc::base64(format!("{u}:{p}").as_bytes())
+            ),
+        );
+    }
+    let mut resp = req
+        .call()
+        .unwrap_or_else(|e| panic!("GET http://127.0.0.1:{port}/: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_to_string().unwrap_or_default())
+}
+
+/// Checks that the web UI page lists exactly the processes `names` (as supervisorctl names
+/// them), each in a row showing it running: the "clean line of green lights". The error says
+/// which row is missing or not running.
+pub fn web_ui_all_running<'a>(
+    html: &str,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Result<(), String> {
+    // One table row per process: its status cell, then its name as a link.
+    let body = html.split_once("<tbody>").map_or("", |(_, b)| b);
+    let rows: Vec<&str> = body.split("<tr").skip(1).collect();
+    let names: Vec<&String> = names.into_iter().collect();
+    if rows.len() != names.len() {
+        return Err(format!(
+            "{} rows for {} processes {names:?}:\n{html}",
+            rows.len(),
+            names.len()
+        ));
+    }
+    for name in names {
+        let row = rows
+            .iter()
+            .find(|r| r.contains(&format!(">{name}</a>")))
+            .ok_or_else(|| format!("{name} missing from the web UI:\n{html}"))?;
+        if !row.contains("<span class=\"statusrunning\">running</span>") {
+            return Err(format!("{name} is not shown running:\n{row}"));
+        }
+    }
+    Ok(())
+}
+
 /// Runs `supervisorctl -c config ARGS...` and returns its exit code and stdout (for configs
 /// that only offer a unix socket, where the XML-RPC helper does not apply).
 pub fn supervisorctl(config: &Path, args: &[&str]) -> (i32, String) {
