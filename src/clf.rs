@@ -160,25 +160,23 @@ impl<'a> Cursor<'a> {
             return None;
         }
         let start = self.pos + 1;
+        // Fast path: no backslash before the first quote means no escapes in this field, and
+        // both searches are memchr-backed.
+        let close = self.s[start..].find('"')?;
+        if !b[start..start + close].contains(&b'\\') {
+            self.pos = start + close + 1;
+            return Some(Cow::Borrowed(&self.s[start..start + close]));
+        }
         let mut i = start;
-        let mut escaped = false;
         loop {
             match b.get(i)? {
                 b'"' => break,
-                b'\\' => {
-                    escaped = true;
-                    i += 2;
-                }
+                b'\\' => i += 2,
                 _ => i += 1,
             }
         }
         self.pos = i + 1;
-        let raw = &self.s[start..i];
-        Some(if escaped {
-            Cow::Owned(unescape(raw))
-        } else {
-            Cow::Borrowed(raw)
-        })
+        Some(Cow::Owned(unescape(&self.s[start..i])))
     }
 
     /// Reads an optional trailing quoted field. Anything other than a quoted field ends the
@@ -404,20 +402,22 @@ pub fn to_iso8601_utc(clf_time: &str) -> Option<String> {
     }
     let minutes = minutes as u32;
 
-    let mut out = String::with_capacity(20);
-    push_padded(&mut out, year, 4);
-    out.push('-');
-    push_padded(&mut out, month, 2);
-    out.push('-');
-    push_padded(&mut out, day, 2);
-    out.push('T');
-    push_padded(&mut out, minutes / 60, 2);
-    out.push(':');
-    push_padded(&mut out, minutes % 60, 2);
-    out.push(':');
-    push_padded(&mut out, second, 2);
-    out.push('Z');
-    Some(out)
+    let mut out = *b"0000-00-00T00:00:00Z";
+    put_digits(&mut out[0..4], year);
+    put_digits(&mut out[5..7], month);
+    put_digits(&mut out[8..10], day);
+    put_digits(&mut out[11..13], minutes / 60);
+    put_digits(&mut out[14..16], minutes % 60);
+    put_digits(&mut out[17..19], second);
+    Some(out.iter().map(|&b| char::from(b)).collect())
+}
+
+/// Writes `n` as zero-padded decimal filling `buf`.
+fn put_digits(buf: &mut [u8], mut n: u32) {
+    for d in buf.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 fn digits(b: &[u8]) -> Option<u32> {
@@ -452,13 +452,6 @@ fn days_in_month(year: u32, month: u32) -> u32 {
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
-    }
-}
-
-fn push_padded(out: &mut String, n: u32, width: u32) {
-    for i in (0..width).rev() {
-        let d = (n / 10u32.pow(i)) % 10;
-        out.push(char::from(b'0' + d as u8));
     }
 }
 

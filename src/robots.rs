@@ -243,6 +243,12 @@ impl Robots {
 
     /// True when any pattern of the list matches the user agent (case-insensitively). Pass the
     /// empty string for a missing user agent.
+    ///
+    /// There is deliberately no cache in front of the set: it answers a long browser user agent
+    /// in about 0.2-0.25 µs and a bot in well under 0.1 µs, and a prototype cache (hash plus
+    /// compare behind per-slot locks) saved only about 0.1 µs on browsers and 0.02 µs on a
+    /// realistic mix, about 2% of the per-line budget, for shared mutable state across workers.
+    /// Matching time is linear in the user agent's length (about 27 µs for 8 KB of junk).
     pub fn is_robot(&self, useragent: &str) -> bool {
         self.set.is_match(useragent)
     }
