@@ -150,9 +150,9 @@ impl TestRedis {
             db: 0,
             username: None,
             password: self.opts.password.clone(),
-            tls: false,
             max_queue_length: 1_000_000,
             heartbeat_ttl,
+            ..RedisSettings::default()
         }
     }
 
