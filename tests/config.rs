@@ -467,6 +467,115 @@ fn redis_sections() {
     );
 }
 
+/// Stand-ins for PEM files: validation checks the PEM structure, not the certificate inside
+/// (the TLS handshake does that; tests/redis_tls.rs covers it with real certificates).
+const CERT_PEM: &str = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+
+#[test]
+fn redis_tls_files() {
+    let d = Dir::new();
+    std::fs::create_dir(d.path().join("tls")).unwrap();
+    for (name, text) in [
+        ("ca.crt", CERT_PEM),
+        ("client.crt", CERT_PEM),
+        ("client.key", KEY_PEM),
+    ] {
+        std::fs::write(d.path().join("tls").join(name), text).unwrap();
+    }
+    let files =
+        "tls_ca_file = tls/ca.crt\ntls_cert_file = tls/client.crt\ntls_key_file = tls/client.key\n";
+
+    // Both TLS styles; paths relative to the config file's folder.
+    for head in [
+        "url = rediss://h:6380/0\n",
+        "host = h\nport = 6380\ntls = yes\n",
+    ] {
+        let cfg = d.load(&format!("[redis]\n{head}{files}")).unwrap();
+        let r = &cfg.redis["redis"];
+        assert!(r.tls && r.url().starts_with("rediss://h:6380/"), "{head}");
+        assert_eq!(r.tls_ca_file, Some(d.path().join("tls/ca.crt")));
+        let client = r.tls_client.as_ref().expect("client certificate");
+        assert_eq!(client.cert_file, d.path().join("tls/client.crt"));
+        assert_eq!(client.key_file, d.path().join("tls/client.key"));
+    }
+    let cfg = d.load("[redis]\nhost = h\n").unwrap();
+    let r = &cfg.redis["redis"];
+    assert!(!r.tls && r.tls_ca_file.is_none() && r.tls_client.is_none());
+
+    // Any file key without TLS is an error, one per key.
+    for head in [
+        "url = redis://h/0\n",
+        "host = h\n",
+        "host = h\ntls = false\n",
+    ] {
+        let errs = d.errors(&format!("[redis]\n{head}{files}"));
+        for key in ["tls_ca_file", "tls_cert_file", "tls_key_file"] {
+            let line = errs
+                .iter()
+                .find(|e| e.contains(&format!("[redis] {key}: is set, but this connection does not use TLS; expected `url = rediss://...` or `tls = true`")));
+            assert!(line.is_some(), "{key} after {head:?}: {errs:?}");
+        }
+    }
+    assert_one(
+        &d.errors("[redis]\nurl = rediss://h/0\ntls = true\n"),
+        "loglines.cfg:3 [redis] tls: is set together with `url`; expected `url = rediss://...` for TLS, or host/port/db with `tls = true`",
+    );
+    assert_one(
+        &d.errors("[redis]\ntls = maybe\n"),
+        "loglines.cfg:2 [redis] tls: `maybe` is not a yes/no value",
+    );
+
+    // Both or neither of the client certificate and its key.
+    assert_one(
+        &d.errors("[redis]\nurl = rediss://h/0\ntls_cert_file = tls/client.crt\n"),
+        "loglines.cfg:3 [redis] tls_cert_file: is set without `tls_key_file`; expected both (the client certificate and its private key) or neither",
+    );
+    assert_one(
+        &d.errors("[redis]\nurl = rediss://h/0\ntls_key_file = tls/client.key\n"),
+        "loglines.cfg:3 [redis] tls_key_file: is set without `tls_cert_file`; expected both",
+    );
+
+    // Files must exist and hold the right kind of PEM block.
+    let missing = d.path().join("tls/nope.crt");
+    assert_one(
+        &d.errors("[redis_cache]\nurl = rediss://h/0\ntls_ca_file = tls/nope.crt\n"),
+        &format!(
+            "loglines.cfg:3 [redis_cache] tls_ca_file: {} does not exist; expected the PEM file of the CA that signed the Redis server's certificate",
+            missing.display()
+        ),
+    );
+    let key_as_ca = d.path().join("tls/client.key");
+    assert_one(
+        &d.errors("[redis]\nurl = rediss://h/0\ntls_ca_file = tls/client.key\n"),
+        &format!(
+            "loglines.cfg:3 [redis] tls_ca_file: {} holds no certificate (no `-----BEGIN CERTIFICATE-----` block); expected the PEM file of the CA",
+            key_as_ca.display()
+        ),
+    );
+    let cert_as_key = d.path().join("tls/client.crt");
+    assert_one(
+        &d.errors("[redis]\nurl = rediss://h/0\ntls_cert_file = tls/client.crt\ntls_key_file = tls/client.crt\n"),
+        &format!(
+            "loglines.cfg:4 [redis] tls_key_file: {} holds no unencrypted private key",
+            cert_as_key.display()
+        ),
+    );
+    std::fs::write(
+        d.path().join("tls/broken.crt"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n",
+    )
+    .unwrap();
+    let errs = d.errors("[redis]\nurl = rediss://h/0\ntls_ca_file = tls/broken.crt\n");
+    assert_one(
+        &errs,
+        &format!(
+            "loglines.cfg:3 [redis] tls_ca_file: {} is not valid PEM",
+            d.path().join("tls/broken.crt").display()
+        ),
+    );
+}
+
 #[test]
 fn supervisor_section() {
     let d = Dir::new();

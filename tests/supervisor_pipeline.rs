@@ -238,6 +238,7 @@ fn start() -> Setup {
     let redis = RedisServer::start_with(support::redis::Options {
         appendonly: true,
         password: None,
+        ..Default::default()
     });
     let tracker = Tracker::start();
     let web_port = free_port();

@@ -103,6 +103,7 @@ impl Pipeline {
         let redis = RedisServer::start_with(super::redis::Options {
             appendonly: true,
             password: None,
+            ..Default::default()
         });
         let tracker = Tracker::start();
         let dir = temp_dir();

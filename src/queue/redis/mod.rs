@@ -22,10 +22,10 @@ use super::{
     Admin, ConsumerId, ConsumerInfo, DeadLetter, Message, Producer, QResult, QueueError, QueueInfo,
     Transport,
 };
-use crate::config::RedisSettings;
+use crate::config::{read_pem, PemKind, RedisSettings};
 use crate::shutdown::Shutdown;
 use link::{Fail, Link, COMMAND_TIMEOUT};
-use redis::{Client, Script};
+use redis::{Client, ClientTlsConfig, Script, TlsCertificates};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -143,13 +143,8 @@ impl RedisTransport {
         shutdown: Shutdown,
         timeout: Duration,
     ) -> QResult<RedisTransport> {
-        if settings.tls {
-            // rustls needs a process-wide crypto provider; a second install is harmless.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
         let label = settings.display();
-        let client = Client::open(settings.url())
-            .map_err(|e| QueueError::Server(format!("invalid redis settings for {label}: {e}")))?;
+        let client = client(settings)?;
         let mut conn = client
             .get_connection_with_timeout(timeout)
             .map_err(|e| link::connect_error(&label, &e))?;
@@ -158,7 +153,10 @@ impl RedisTransport {
         let info: String = redis::cmd("INFO")
             .arg("server")
             .query(&mut conn)
-            .map_err(|e| QueueError::Unavailable(format!("{label} did not answer INFO: {e}")))?;
+            .map_err(|e| match link::tls_problem(&label, &e) {
+                Some(tls) => tls,
+                None => QueueError::Unavailable(format!("{label} did not answer INFO: {e}")),
+            })?;
         let version = parse_version(&info).ok_or_else(|| {
             QueueError::Server(format!(
                 "{label} did not report redis_version in INFO; is it a Redis server?"
@@ -191,6 +189,55 @@ impl RedisTransport {
     pub fn redis_consumer(&self, queue: &str, id: &ConsumerId) -> QResult<RedisConsumer> {
         RedisConsumer::open(self, queue, id)
     }
+}
+
+/// Builds the redis client for `settings`. Everything that talks to Redis gets its client from
+/// here (through [`RedisTransport`]), so producers, consumers, `status`, `check` and the queue
+/// commands all trust the same CA and present the same client certificate.
+///
+/// With TLS, the certificate files are read now, once per transport: the handles that reconnect
+/// later reuse the client, so a file replaced on disk takes effect at the next restart, and a
+/// file deleted under a running process does not break its reconnects.
+pub fn client(settings: &RedisSettings) -> QResult<Client> {
+    let label = settings.display();
+    let invalid = |e: redis::RedisError| {
+        QueueError::Server(format!("invalid redis settings for {label}: {e}"))
+    };
+    if !settings.tls {
+        return Client::open(settings.url()).map_err(invalid);
+    }
+    // rustls needs a process-wide crypto provider; a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Validation checked these files, but they may have changed since (or the settings were
+    // built in code): the same check again, naming the key to fix.
+    let read = |key: &str, path: &std::path::Path, kind: PemKind| {
+        read_pem(path, kind).map_err(|why| {
+            QueueError::Io(format!(
+                "{key} of [{}]: {why}; fix the file or the key in the configuration",
+                settings.name
+            ))
+        })
+    };
+    let root_cert = match &settings.tls_ca_file {
+        Some(p) => Some(read("tls_ca_file", p, PemKind::Certificates)?),
+        // None keeps the crate's default trust store: the public web roots.
+        None => None,
+    };
+    let client_tls = match &settings.tls_client {
+        Some(files) => Some(ClientTlsConfig {
+            client_cert: read("tls_cert_file", &files.cert_file, PemKind::Certificates)?,
+            client_key: read("tls_key_file", &files.key_file, PemKind::PrivateKey)?,
+        }),
+        None => None,
+    };
+    Client::build_with_tls(
+        settings.url(),
+        TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(invalid)
 }
 
 fn parse_version(info: &str) -> Option<String> {
