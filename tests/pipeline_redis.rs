@@ -150,13 +150,7 @@ fn tracker_down_then_back_loses_nothing_and_keeps_order() {
     let (dups, _) = check_generated(&p, N, EVERY);
     assert_eq!(dups, 0, "no process died, so nothing may be sent twice");
     // One worker: accepted requests arrive in log order.
-    let accepted: Vec<u64> = p
-        .tracker
-        .requests()
-        .iter()
-        .filter(|r| r.status == 200)
-        .filter_map(|r| loggen::number_of(&r.target))
-        .collect();
+    let accepted = p.accepted_numbers();
     assert!(
         accepted.windows(2).all(|w| w[0] < w[1]),
         "requests out of order"

@@ -196,13 +196,7 @@ fn tracker_down_then_back_and_rotation_while_running() {
     sigterm_exits_0_within_5s(child);
     let (dups, dup_other) = check_generated(&p, N, EVERY);
     assert_eq!((dups, dup_other), (0, 0), "no crash, so nothing twice");
-    let accepted: Vec<u64> = p
-        .tracker
-        .requests()
-        .iter()
-        .filter(|r| r.status == 200)
-        .filter_map(|r| loggen::number_of(&r.target))
-        .collect();
+    let accepted = p.accepted_numbers();
     assert!(
         accepted.windows(2).all(|w| w[0] < w[1]),
         "one worker: requests in log order"

@@ -251,6 +251,16 @@ impl Pipeline {
         })
     }
 
+    /// The line numbers of the requests the tracker accepted, in arrival order.
+    pub fn accepted_numbers(&self) -> Vec<u64> {
+        self.tracker
+            .requests()
+            .iter()
+            .filter(|r| r.status == 200)
+            .filter_map(|r| number_of(&r.target))
+            .collect()
+    }
+
     /// Everything the role processes wrote to stderr, for failure messages.
     pub fn outputs(&self) -> String {
         let mut s = String::new();
