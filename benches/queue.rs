@@ -1,16 +1,21 @@
 //! Throughput of the Redis transport: batched push, and batched take+ack by one consumer.
 //!
 //! Uses the redis-server on `LOGLINES_BENCH_REDIS_PORT` when set (scripts/bench-queue.sh starts
-//! one and runs redis-benchmark against it too), else starts its own on a free port in a temp
-//! dir. Never touches the Redis on 6379.
+//! one and runs redis-benchmark against it too), else starts its own with the tests' harness (a
+//! free port in a temp dir). Never touches the Redis on 6379.
+
+// The tests' harness, so the benchmark starts redis-server the same careful way (port races,
+// making sure it is our server that answers) instead of with a copy of its own.
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use loglines::config::RedisSettings;
 use loglines::queue::redis::RedisTransport;
 use loglines::queue::{ConsumerId, Message, Transport};
 use loglines::shutdown::Shutdown;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::redis::RedisServer;
 
 /// A typical message: a combined-log line wrapped as the watcher sends it (about 280 bytes).
 fn message(i: u64) -> Message {
@@ -20,64 +25,17 @@ fn message(i: u64) -> Message {
     ))
 }
 
-/// The server the benchmark uses; killed at the end if the benchmark started it.
-struct Server {
-    port: u16,
-    child: Option<Child>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn server() -> Server {
+/// The port of the server the benchmark uses, and the server itself if the benchmark started
+/// it (dropping it stops the server).
+fn server() -> (u16, Option<RedisServer>) {
     if let Some(port) = std::env::var("LOGLINES_BENCH_REDIS_PORT")
         .ok()
         .and_then(|p| p.parse().ok())
     {
-        return Server {
-            port,
-            child: None,
-            _dir: None,
-        };
+        return (port, None);
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no", "--dir"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server not found on PATH: install it with 'apt-get install redis-server'");
-    let s = Server {
-        port,
-        child: Some(child),
-        _dir: Some(dir),
-    };
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    s
+    let own = RedisServer::start();
+    (own.port(), Some(own))
 }
 
 fn del(port: u16, key: &str) {
@@ -89,9 +47,9 @@ fn del(port: u16, key: &str) {
 }
 
 fn bench(c: &mut Criterion) {
-    let srv = server();
+    let (port, _own) = server();
     let settings = RedisSettings {
-        port: srv.port,
+        port,
         max_queue_length: u64::MAX,
         heartbeat_ttl: 60,
         ..RedisSettings::default()
@@ -111,7 +69,7 @@ fn bench(c: &mut Criterion) {
                     p.push(msgs.clone()).unwrap();
                 }
                 let took = start.elapsed();
-                del(srv.port, "bench:push");
+                del(port, "bench:push");
                 took
             })
         });

@@ -14,6 +14,7 @@
 //! deliberately: a quoted field that never closes (a truncated line) makes the whole line
 //! unparseable, because its remaining fields cannot be trusted.
 
+use crate::time::{self, days_in_month};
 use std::borrow::Cow;
 use std::ops::Range;
 
@@ -343,9 +344,9 @@ pub fn to_iso8601_utc(clf_time: &str) -> Option<String> {
     {
         return None;
     }
-    let mut day = digits(&b[0..2])?;
-    let mut month = month_number(&b[3..6])?;
-    let mut year = digits(&b[7..11])?;
+    let day = digits(&b[0..2])?;
+    let month = month_number(&b[3..6])?;
+    let year = digits(&b[7..11])?;
     let hour = digits(&b[12..14])?;
     let minute = digits(&b[15..17])?;
     let second = digits(&b[18..20])?;
@@ -357,7 +358,7 @@ pub fn to_iso8601_utc(clf_time: &str) -> Option<String> {
     let off_h = digits(&b[22..24])?;
     let off_m = digits(&b[24..26])?;
     if day == 0
-        || day > days_in_month(year, month)
+        || day > days_in_month(i64::from(year), month)
         || hour > 23
         || minute > 59
         || second > 59
@@ -367,57 +368,16 @@ pub fn to_iso8601_utc(clf_time: &str) -> Option<String> {
         return None;
     }
 
-    // Local time is UTC plus the offset. An offset is under a day, so the date moves by at most
-    // one day and stepping it is simpler than a round trip through a day count.
-    let mut minutes = (hour * 60 + minute) as i32 - sign * (off_h * 60 + off_m) as i32;
-    if minutes < 0 {
-        minutes += 24 * 60;
-        if day > 1 {
-            day -= 1;
-        } else {
-            if month > 1 {
-                month -= 1;
-            } else {
-                month = 12;
-                year = year.checked_sub(1)?;
-            }
-            day = days_in_month(year, month);
-        }
-    } else if minutes >= 24 * 60 {
-        minutes -= 24 * 60;
-        if day < days_in_month(year, month) {
-            day += 1;
-        } else {
-            day = 1;
-            if month < 12 {
-                month += 1;
-            } else {
-                month = 1;
-                year += 1;
-                if year > 9999 {
-                    return None;
-                }
-            }
-        }
-    }
-    let minutes = minutes as u32;
-
-    let mut out = *b"0000-00-00T00:00:00Z";
-    put_digits(&mut out[0..4], year);
-    put_digits(&mut out[5..7], month);
-    put_digits(&mut out[8..10], day);
-    put_digits(&mut out[11..13], minutes / 60);
-    put_digits(&mut out[14..16], minutes % 60);
-    put_digits(&mut out[17..19], second);
-    Some(out.iter().map(|&b| char::from(b)).collect())
-}
-
-/// Writes `n` as zero-padded decimal filling `buf`.
-fn put_digits(buf: &mut [u8], mut n: u32) {
-    for d in buf.iter_mut().rev() {
-        *d = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
+    // Local time is UTC plus the offset; through a day count, the date rolls over by itself.
+    let local = time::days_from_civil(i64::from(year), month, day) * time::SECS_PER_DAY
+        + i64::from(hour * 3600 + minute * 60 + second);
+    let utc = local - i64::from(sign) * i64::from(off_h * 3600 + off_m * 60);
+    // Four digits show years 0000-9999 only.
+    const FIRST: i64 = time::days_from_civil(0, 1, 1) * time::SECS_PER_DAY;
+    const END: i64 = time::days_from_civil(10_000, 1, 1) * time::SECS_PER_DAY;
+    (FIRST..END)
+        .contains(&utc)
+        .then(|| time::iso8601_from_unix(utc))
 }
 
 fn digits(b: &[u8]) -> Option<u32> {
@@ -440,19 +400,6 @@ fn month_number(b: &[u8]) -> Option<u32> {
         .iter()
         .position(|m| **m == lower)
         .map(|i| i as u32 + 1)
-}
-
-fn is_leap(year: u32) -> bool {
-    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
 }
 
 #[cfg(test)]
@@ -794,10 +741,13 @@ mod tests {
         }
     }
 
-    /// Seconds since 0000-01-01T00:00 counted naively, to check the field stepping independently.
+    /// Seconds since 0000-01-01T00:00 counted naively, to check the day-count arithmetic
+    /// independently.
     fn naive_seconds(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
-        let days_before_year: u32 = (0..y).map(|y| if is_leap(y) { 366 } else { 365 }).sum();
-        let days_before_month: u32 = (1..mo).map(|m| days_in_month(y, m)).sum();
+        let days_before_year: u32 = (0..y)
+            .map(|y| 365 + u32::from(time::is_leap(i64::from(y))))
+            .sum();
+        let days_before_month: u32 = (1..mo).map(|m| days_in_month(i64::from(y), m)).sum();
         let days = i64::from(days_before_year + days_before_month + d - 1);
         days * 86400 + i64::from(h * 3600 + mi * 60 + s)
     }
@@ -808,7 +758,7 @@ mod tests {
             y in 1u32..9999, mo in 1u32..=12, d in 1u32..=31, h in 0u32..24, mi in 0u32..60,
             s in 0u32..60, neg: bool, oh in 0u32..24, om in 0u32..60,
         ) {
-            let d = d.min(days_in_month(y, mo));
+            let d = d.min(days_in_month(i64::from(y), mo));
             const NAMES: [&str; 12] =
                 ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
             let clf = format!(

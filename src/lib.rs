@@ -25,6 +25,7 @@ pub mod stats;
 pub mod status;
 pub mod supervisor;
 pub mod testplugin;
+pub mod time;
 pub mod tracker;
 pub mod watch;
 pub mod worker;

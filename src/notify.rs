@@ -37,6 +37,8 @@ pub struct Notifier {
     queue: Option<Box<dyn Producer>>,
     last: HashMap<Kind, Instant>,
     held_back: HashMap<Kind, u64>,
+    /// Commands still running; joined on drop so a stopping role does not cut a notice off.
+    running: Vec<std::thread::JoinHandle<bool>>,
 }
 
 impl Notifier {
@@ -48,6 +50,7 @@ impl Notifier {
             queue,
             last: HashMap::new(),
             held_back: HashMap::new(),
+            running: Vec::new(),
         }
     }
 
@@ -119,7 +122,20 @@ impl Notifier {
             let timeout = self.settings.timeout;
             let section = self.section.clone();
             // A slow mail command must not stall the role: run it on its own thread.
-            std::thread::spawn(move || run_command(&section, &cmd, &notice, timeout));
+            self.running.retain(|h| !h.is_finished());
+            self.running.push(std::thread::spawn(move || {
+                run_command(&section, &cmd, &notice, timeout)
+            }));
+        }
+    }
+}
+
+impl Drop for Notifier {
+    /// Waits for notify commands still running (each is killed after `notify_timeout`), so
+    /// the notice of the last dead letter before a shutdown still goes out.
+    fn drop(&mut self) {
+        for h in self.running.drain(..) {
+            let _ = h.join();
         }
     }
 }

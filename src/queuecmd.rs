@@ -167,7 +167,7 @@ pub fn redis_section_for(
 
 fn admin_for(cfg: &Config, queue: &str, target: &Target) -> Result<Box<dyn Admin>, Failure> {
     if target.embedded {
-        return EmbeddedTransport::new(1, cfg.general.state_dir.clone())
+        return EmbeddedTransport::new(1, cfg.general.dead_letter_dir())
             .admin()
             .map_err(runtime);
     }

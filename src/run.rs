@@ -254,7 +254,7 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
     // watchers have seen every line finished.
     let stop_watchers = Shutdown::new();
     let stop_consumers = Shutdown::new();
-    let dead_dir = cfg.general.state_dir.join("dead");
+    let dead_dir = cfg.general.dead_letter_dir();
     let transport =
         EmbeddedTransport::with_shutdown(QUEUE_CAPACITY, dead_dir, stop_consumers.clone());
     let stats = Stats::new();

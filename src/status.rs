@@ -78,7 +78,7 @@ fn ask(admin: &mut dyn Admin, name: &str, queues: &[String]) -> ServerStatus {
 /// Asks every server the configuration uses about its queues.
 pub fn collect(cfg: &Config, embedded: bool) -> Vec<ServerStatus> {
     if embedded {
-        let t = EmbeddedTransport::new(1, cfg.general.state_dir.clone());
+        let t = EmbeddedTransport::new(1, cfg.general.dead_letter_dir());
         let queues = cfg.queues();
         return vec![match t.admin() {
             Ok(mut a) => ask(a.as_mut(), "embedded", &queues),

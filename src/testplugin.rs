@@ -159,20 +159,10 @@ fn pick_section(cfg: &Config, plugin: &Path) -> Result<String, Failure> {
     }
 }
 
-/// The message the watcher sends for a line. A struct keeps the field order the 2010 tool
-/// documented (service first).
-#[derive(Serialize)]
-struct Wrapped<'a> {
-    service: &'a str,
-    logline: &'a str,
-}
-
+/// The message the watcher sends for a line: exactly the watcher's own wrapping, so a plugin
+/// is tested on what it will receive.
 pub fn wrap(service: &str, line: &str) -> String {
-    serde_json::to_string(&Wrapped {
-        service,
-        logline: line,
-    })
-    .expect("two strings always serialise")
+    crate::watch::lines::wrap_text(service, line)
 }
 
 /// Counts for the summary.

@@ -1,20 +1,17 @@
 //! The command line: help, version, exit codes and one-line errors, run as the real binary.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+use support::bin::text;
 
 fn loglines(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loglines"))
+    support::bin::loglines()
         .args(args)
         .current_dir(dir)
-        .env_remove("LOGLINES_CONFIG")
-        .env_remove("RUST_LOG")
         .output()
         .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

@@ -1,9 +1,12 @@
 //! Configuration validation: every rule of the crate issue, fed a file that breaks it.
 
+mod support;
+
 use loglines::config::{Config, Endpoint, Role, StartAt};
 use loglines::diag::{Diagnostic, Severity};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use support::configs::modernised_original;
 
 /// A temporary folder holding a config file and a plugin file, so plugin-existence checks pass.
 struct Dir {
@@ -92,30 +95,14 @@ fn example_config_validates() {
     assert!(cfg.redis.contains_key("redis_test"));
 }
 
-/// The 2010 file with only its `command` lines and its plugin path changed.
-fn modernised_original() -> String {
-    let text = include_str!("data/loglines-original.cfg");
-    let root = env!("CARGO_MANIFEST_DIR");
-    text.lines()
-        .map(|l| match l.trim() {
-            "command = ./logfilewatcher.py" => "command = loglines watch".to_string(),
-            "command = ./broker.py" => "command = loglines broker".to_string(),
-            "command = ./pirus2.py" => "command = loglines worker".to_string(),
-            "command = ./logfromqueue.py" => "command = loglines filelog".to_string(),
-            "repository_plugin = plugins.ora_utils" => {
-                format!("repository_plugin = {root}/lua_plugins/ora.lua")
-            }
-            _ => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn original_2010_config_validates_after_changing_commands_and_plugin() {
     let d = Dir::new();
     let cfg = d
-        .load(&modernised_original())
+        .load(&modernised_original(&format!(
+            "{}/lua_plugins/ora.lua",
+            env!("CARGO_MANIFEST_DIR")
+        )))
         .unwrap_or_else(|e| panic!("{}", loglines::diag::render(&e)));
     let w = cfg.section("worker_pirus2").unwrap();
     let Role::Worker(ws) = &w.role else { panic!() };
@@ -477,6 +464,115 @@ fn redis_sections() {
     assert_one(
         &d.errors("[redis]\nurl = redis://x\nport = 1\n"),
         "loglines.cfg:3 [redis] port: is set together with `url`",
+    );
+}
+
+/// Stand-ins for PEM files: validation checks the PEM structure, not the certificate inside
+/// (the TLS handshake does that; tests/redis_tls.rs covers it with real certificates).
+const CERT_PEM: &str = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+
+#[test]
+fn redis_tls_files() {
+    let d = Dir::new();
+    std::fs::create_dir(d.path().join("tls")).unwrap();
+    for (name, text) in [
+        ("ca.crt", CERT_PEM),
+        ("client.crt", CERT_PEM),
+        ("client.key", KEY_PEM),
+    ] {
+        std::fs::write(d.path().join("tls").join(name), text).unwrap();
+    }
+    let files =
+        "tls_ca_file = tls/ca.crt\ntls_cert_file = tls/client.crt\ntls_key_file = tls/client.key\n";
+
+    // Both TLS styles; paths relative to the config file's folder.
+    for head in [
+        "url = rediss://h:6380/0\n",
+        "host = h\nport = 6380\ntls = yes\n",
+    ] {
+        let cfg = d.load(&format!("[redis]\n{head}{files}")).unwrap();
+        let r = &cfg.redis["redis"];
+        assert!(r.tls && r.url().starts_with("rediss://h:6380/"), "{head}");
+        assert_eq!(r.tls_ca_file, Some(d.path().join("tls/ca.crt")));
+        let client = r.tls_client.as_ref().expect("client certificate");
+        assert_eq!(client.cert_file, d.path().join("tls/client.crt"));
+        assert_eq!(client.key_file, d.path().join("tls/client.key"));
+    }
+    let cfg = d.load("[redis]\nhost = h\n").unwrap();
+    let r = &cfg.redis["redis"];
+    assert!(!r.tls && r.tls_ca_file.is_none() && r.tls_client.is_none());
+
+    // Any file key without TLS is an error, one per key.
+    for head in [
+        "url = redis://h/0\n",
+        "host = h\n",
+        "host = h\ntls = false\n",
+    ] {
+        let errs = d.errors(&format!("[redis]\n{head}{files}"));
+        for key in ["tls_ca_file", "tls_cert_file", "tls_key_file"] {
+            let line = errs
+                .iter()
+                .find(|e| e.contains(&format!("[redis] {key}: is set, but this connection does not use TLS; expected `url = rediss://...` or `tls = true`")));
+            assert!(line.is_some(), "{key} after {head:?}: {errs:?}");
+        }
+    }
+    assert_one(
+        &d.errors("[redis]\nurl = rediss://h/0\ntls = true\n"),
+        "loglines.cfg:3 [redis] tls: is set together with `url`; expected `url = rediss://...` for TLS, or host/port/db with `tls = true`",
+    );
+    assert_one(
+        &d.errors("[redis]\ntls = maybe\n"),
+        "loglines.cfg:2 [redis] tls: `maybe` is not a yes/no value",
+    );
+
+    // Both or neither of the client certificate and its key.
+    assert_one(
+        &d.errors("[redis]\nurl = rediss://h/0\ntls_cert_file = tls/client.crt\n"),
+        "loglines.cfg:3 [redis] tls_cert_file: is set without `tls_key_file`; expected both (the client certificate and its private key) or neither",
+    );
+    assert_one(
+        &d.errors("[redis]\nurl = rediss://h/0\ntls_key_file = tls/client.key\n"),
+        "loglines.cfg:3 [redis] tls_key_file: is set without `tls_cert_file`; expected both",
+    );
+
+    // Files must exist and hold the right kind of PEM block.
+    let missing = d.path().join("tls/nope.crt");
+    assert_one(
+        &d.errors("[redis_cache]\nurl = rediss://h/0\ntls_ca_file = tls/nope.crt\n"),
+        &format!(
+            "loglines.cfg:3 [redis_cache] tls_ca_file: {} does not exist; expected the PEM file of the CA that signed the Redis server's certificate",
+            missing.display()
+        ),
+    );
+    let key_as_ca = d.path().join("tls/client.key");
+    assert_one(
+        &d.errors("[redis]\nurl = rediss://h/0\ntls_ca_file = tls/client.key\n"),
+        &format!(
+            "loglines.cfg:3 [redis] tls_ca_file: {} holds no certificate (no `-----BEGIN CERTIFICATE-----` block); expected the PEM file of the CA",
+            key_as_ca.display()
+        ),
+    );
+    let cert_as_key = d.path().join("tls/client.crt");
+    assert_one(
+        &d.errors("[redis]\nurl = rediss://h/0\ntls_cert_file = tls/client.crt\ntls_key_file = tls/client.crt\n"),
+        &format!(
+            "loglines.cfg:4 [redis] tls_key_file: {} holds no unencrypted private key",
+            cert_as_key.display()
+        ),
+    );
+    std::fs::write(
+        d.path().join("tls/broken.crt"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n",
+    )
+    .unwrap();
+    let errs = d.errors("[redis]\nurl = rediss://h/0\ntls_ca_file = tls/broken.crt\n");
+    assert_one(
+        &errs,
+        &format!(
+            "loglines.cfg:3 [redis] tls_ca_file: {} is not valid PEM",
+            d.path().join("tls/broken.crt").display()
+        ),
     );
 }
 

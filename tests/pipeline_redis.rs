@@ -4,40 +4,11 @@
 
 mod support;
 
-use loglines::config::{Config, Role};
-use loglines::plugin::{Outcome, Plugin, PluginSpec};
 use std::time::{Duration, Instant};
 use support::loggen;
-use support::pipeline::{data, tally, Options, Pipeline};
-
-/// What the tracker must receive and where each line must be filed, computed with the plugin
-/// itself: (request targets in log order, lines for articles.log, lines for other.log).
-fn expected(p: &Pipeline, log: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let cfg = Config::load(&p.config).unwrap();
-    let sec = cfg.section("worker_pirus2").unwrap();
-    let Role::Worker(ws) = &sec.role else {
-        panic!()
-    };
-    let mut plugin = Plugin::load(PluginSpec::for_worker(&cfg, "worker_pirus2").unwrap()).unwrap();
-    let (mut urls, mut sent, mut other) = (Vec::new(), Vec::new(), Vec::new());
-    for line in log.lines() {
-        let msg = serde_json::json!({"service": "repo.example.ac.uk", "logline": line}).to_string();
-        match plugin.process(&msg).unwrap() {
-            Outcome::Eligible(params) => {
-                let url = loglines::worker::event_url(ws, params);
-                urls.push(url[url.find("/counter/").unwrap()..].to_string());
-                sent.push(line.to_string());
-            }
-            Outcome::NotEligible => other.push(line.to_string()),
-        }
-    }
-    (urls, sent, other)
-}
-
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
-}
+use support::pipeline::{
+    check_generated, data, expected, sorted, wait_complete, Options, Pipeline,
+};
 
 fn run_sample(plugin: &str, log_name: &str, plugin_section: &str) {
     let mut p = Pipeline::redis(Options {
@@ -99,51 +70,6 @@ fn ora_sample_log_through_every_role() {
     run_sample("ora", "ora-wsgi.log", "");
 }
 
-/// Checks the generated lines `0..n` all arrived: every download at the tracker and in
-/// articles.log, every other line in other.log. Returns the duplicate counts.
-fn check_generated(p: &Pipeline, n: u64, every: u64) -> (usize, usize) {
-    let articles = p.lines_of("logs/articles.log");
-    let other = p.lines_of("logs/other.log");
-    // Only requests the tracker accepted count; a 503 or a refused one was retried.
-    let requests: Vec<_> = p
-        .tracker
-        .requests()
-        .into_iter()
-        .filter(|r| r.status == 200)
-        .collect();
-    let downloads = (0..n).filter(|i| i % every == 0);
-    let others = (0..n).filter(|i| i % every != 0);
-    let (m1, d1) = tally(
-        downloads.clone(),
-        requests.iter().filter_map(|r| loggen::number_of(&r.target)),
-    );
-    let (m2, _) = tally(
-        downloads,
-        articles.iter().filter_map(|l| loggen::number_of(l)),
-    );
-    let (m3, d3) = tally(others, other.iter().filter_map(|l| loggen::number_of(l)));
-    assert!(
-        m1.is_empty(),
-        "{} downloads never reached the tracker, e.g. {:?}\n{}",
-        m1.len(),
-        &m1[..m1.len().min(10)],
-        p.outputs()
-    );
-    assert!(
-        m2.is_empty(),
-        "{} downloads missing from articles.log, e.g. {:?}",
-        m2.len(),
-        &m2[..m2.len().min(10)]
-    );
-    assert!(
-        m3.is_empty(),
-        "{} lines missing from other.log, e.g. {:?}",
-        m3.len(),
-        &m3[..m3.len().min(10)]
-    );
-    (d1.len(), d3.len())
-}
-
 /// Writes `n` generated lines over `secs` seconds, calling `during` between chunks.
 fn feed(
     p: &mut Pipeline,
@@ -183,7 +109,7 @@ fn sigkill_of_any_role_at_random_moments_loses_nothing() {
         p.kill_and_restart(&s, n);
         kills.push(format!("{s}:{n}"));
     });
-    let ok = p.wait_for_filed(N as usize, Duration::from_secs(120));
+    let ok = wait_complete(&p, N, EVERY, Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(1));
     let (dup_requests, dup_other) = check_generated(&p, N, EVERY);
     println!(
@@ -217,7 +143,7 @@ fn tracker_down_then_back_loses_nothing_and_keeps_order() {
         _ => {}
     });
     assert!(
-        p.wait_for_filed(N as usize, Duration::from_secs(120)),
+        wait_complete(&p, N, EVERY, Duration::from_secs(120)),
         "timed out\n{}",
         p.outputs()
     );
@@ -256,7 +182,7 @@ fn redis_restart_in_the_middle_loses_nothing() {
             r.restart();
         }
     });
-    let ok = p.wait_for_filed(N as usize, Duration::from_secs(120));
+    let ok = wait_complete(&p, N, EVERY, Duration::from_secs(120));
     let (dup_requests, dup_other) = check_generated(&p, N, EVERY);
     println!("duplicates after the Redis restart: {dup_requests} tracker requests, {dup_other} other.log lines");
     assert!(ok, "timed out\n{}", p.outputs());

@@ -258,6 +258,10 @@ fn errors_name_the_plugin_file_and_line() {
         "{e}"
     );
 
+    // Caught with pcall, an error from a library function is text, as Lua's own errors are.
+    holds("select(2, pcall(loglines.json.decode, '{')):find('p.lua:5: json.decode: EOF', 1, true) ~= nil");
+    holds("type(select(2, pcall(loglines.re.match, '(', 'x'))) == 'string'");
+
     let (_d, r) = load("function parseline(jmsg) return nil end");
     let e = r.unwrap_err();
     assert!(
@@ -406,4 +410,22 @@ fn a_nil_from_parseline_skips_get_openurl_params() {
     assert_eq!(ex.parsed, Some(Ok(serde_json::Value::Null)));
     assert_eq!(ex.reason.as_deref(), Some("not mine"));
     assert!(matches!(ex.outcome, Ok(Outcome::NotEligible)));
+}
+
+#[test]
+fn explain_shows_what_parseline_returned_even_when_the_second_hook_fails() {
+    let (_d, mut p) = plugin(
+        "function parseline(jmsg)\n  if jmsg == '\"fn\"' then return {f = print} end\n  return {n = 1, s = 'x'}\nend\n\
+         function get_openurl_params(c, s, pl) return {bad = {}} end",
+    );
+    let ex = p.explain("{}");
+    assert_eq!(ex.parsed, Some(Ok(serde_json::json!({"n": 1, "s": "x"}))));
+    let e = ex.outcome.unwrap_err().to_string();
+    assert!(e.contains("parameter `bad` as a nested table"), "{e}");
+    // A value JSON cannot show is described instead of failing the line.
+    let ex = p.explain("\"fn\"");
+    match ex.parsed {
+        Some(Err(why)) => assert!(why.contains("key `f` is a function"), "{why}"),
+        other => panic!("expected a description, got {other:?}"),
+    }
 }

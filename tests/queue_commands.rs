@@ -1,15 +1,15 @@
 //! `loglines status`, `loglines queue peek|dead|requeue-dead|purge` and the Redis line of
 //! `loglines check`, run as the built binary against a real redis-server and a temp config.
 
-mod common_redis;
+mod support;
 
-use common_redis::TestRedis;
 use loglines::queue::redis::RedisTransport;
 use loglines::queue::{ConsumerId, Message, Transport};
 use loglines::shutdown::Shutdown;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
+use support::redis::RedisServer;
 
 fn config(dir: &Path, port: u16) -> PathBuf {
     std::fs::write(dir.join("access.log"), "").unwrap();
@@ -27,7 +27,7 @@ fn config(dir: &Path, port: u16) -> PathBuf {
 }
 
 fn loglines(cfg: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loglines"))
+    let mut child = support::bin::loglines()
         .arg("-c")
         .arg(cfg)
         .args(args)
@@ -49,16 +49,16 @@ fn loglines(cfg: &Path, args: &[&str]) -> Output {
 }
 
 fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    support::bin::text(&o.stdout)
 }
 
 fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    support::bin::text(&o.stderr)
 }
 
 #[test]
 fn status_peek_requeue_dead_and_purge_against_real_redis() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), r.port());
     let t = RedisTransport::connect(&r.settings(30), Shutdown::new()).unwrap();
@@ -145,11 +145,7 @@ fn status_peek_requeue_dead_and_purge_against_real_redis() {
 #[test]
 fn an_unreachable_redis_is_a_warning_for_check_and_a_failure_for_status() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let cfg = config(dir.path(), port);
     let o = loglines(&cfg, &["check"]);
     assert!(o.status.success(), "check must not fail without Redis");
@@ -162,10 +158,10 @@ fn an_unreachable_redis_is_a_warning_for_check_and_a_failure_for_status() {
 
 #[test]
 fn status_watch_refreshes_until_interrupted() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), r.port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loglines"))
+    let mut child = support::bin::loglines()
         .arg("-c")
         .arg(&cfg)
         .args(["status", "--json", "--watch", "1"])
@@ -174,10 +170,7 @@ fn status_watch_refreshes_until_interrupted() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(2300));
-    // SAFETY: kill(2) on our own child.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
-    }
+    support::send_signal(child.id(), libc::SIGINT);
     let end = std::time::Instant::now() + Duration::from_secs(5);
     while child.try_wait().unwrap().is_none() && std::time::Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));
@@ -189,10 +182,7 @@ fn status_watch_refreshes_until_interrupted() {
     let out = child.wait_with_output().unwrap();
     assert!(finished, "status --watch must stop on SIGINT");
     assert_eq!(out.status.code(), Some(0));
-    let docs = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .count();
+    let docs = stdout(&out).lines().filter(|l| l.starts_with('{')).count();
     assert!(docs >= 2, "refreshed {docs} times");
 }
 
@@ -200,7 +190,7 @@ fn status_watch_refreshes_until_interrupted() {
 fn embedded_dead_letters_can_be_listed_and_requeued_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 1);
-    let state = dir.path().join("state");
+    let state = dir.path().join("state/dead");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(
         state.join("incoming.dead.jsonl"),

@@ -4,24 +4,22 @@
 //! The consumer process is this test binary run again with `--ignored --exact
 //! consumer_process` and its settings in environment variables.
 
-mod common_redis;
+mod support;
 
-use common_redis::{wait_for, Options, TestRedis};
 use loglines::config::RedisSettings;
 use loglines::queue::redis::RedisTransport;
-use loglines::queue::{Consumer, ConsumerId, Message, Transport};
+use loglines::queue::{Consumer, ConsumerId, Transport};
 use loglines::shutdown::Shutdown;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::queue::numbered;
+use support::redis::{Options, RedisServer};
+use support::wait_until;
 
 const TOTAL: u32 = 300;
-
-fn numbered(range: std::ops::RangeInclusive<u32>) -> Vec<Message> {
-    range.map(|i| Message::new(i.to_string())).collect()
-}
 
 /// The child: takes batches of 50 and acks them one by one, printing each message before its
 /// ack (so a printed message may be unacked, but an acked one is always printed).
@@ -57,7 +55,7 @@ fn consumer_process() {
 
 /// Starts the child, lets it print `kill_after` messages, kills it with SIGKILL and returns what
 /// it printed.
-fn run_and_kill(r: &TestRedis, host: &str, ttl: u64, kill_after: usize) -> Vec<u32> {
+fn run_and_kill(r: &RedisServer, host: &str, ttl: u64, kill_after: usize) -> Vec<u32> {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--ignored",
@@ -84,13 +82,13 @@ fn run_and_kill(r: &TestRedis, host: &str, ttl: u64, kill_after: usize) -> Vec<u
             }
         }
     });
-    let reached = wait_for(Duration::from_secs(20), || {
-        (printed.lock().unwrap().len() >= kill_after).then_some(())
+    let reached = wait_until(Duration::from_secs(20), || {
+        printed.lock().unwrap().len() >= kill_after
     });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     reader.join().unwrap();
-    assert!(reached.is_some(), "the consumer process printed too little");
+    assert!(reached, "the consumer process printed too little");
     let v = printed.lock().unwrap().clone();
     v
 }
@@ -124,7 +122,7 @@ fn assert_nothing_lost(printed: &[u32], after: &[u32]) {
 
 #[test]
 fn a_consumer_killed_mid_batch_loses_nothing_and_gets_its_batch_back_on_restart() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let t = RedisTransport::connect(&r.settings(30), Shutdown::new()).unwrap();
     t.producer("q").unwrap().push(numbered(1..=TOTAL)).unwrap();
     let printed = run_and_kill(&r, "crashhost", 30, 75);
@@ -159,7 +157,7 @@ fn a_consumer_killed_mid_batch_loses_nothing_and_gets_its_batch_back_on_restart(
 
 #[test]
 fn a_consumer_killed_for_good_has_its_batch_recovered_by_another_host_after_heartbeat_expiry() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let t = RedisTransport::connect(&r.settings(2), Shutdown::new()).unwrap();
     t.producer("q").unwrap().push(numbered(1..=TOTAL)).unwrap();
     let printed = run_and_kill(&r, "lost-host", 2, 60);
@@ -182,7 +180,7 @@ fn a_consumer_killed_for_good_has_its_batch_recovered_by_another_host_after_hear
 #[test]
 fn redis_killed_and_restarted_mid_run_loses_nothing_and_clients_recover_by_themselves() {
     const N: u32 = 4000;
-    let mut r = TestRedis::start_with(Options {
+    let mut r = RedisServer::start_with(Options {
         appendonly: true,
         ..Options::default()
     });
@@ -215,10 +213,8 @@ fn redis_killed_and_restarted_mid_run_loses_nothing_and_clients_recover_by_thems
         }
     });
     // Let the run get going, then kill -9 the server and bring it back.
-    let started = wait_for(Duration::from_secs(10), || {
-        (got.lock().unwrap().len() > 300).then_some(())
-    });
-    assert!(started.is_some());
+    let started = wait_until(Duration::from_secs(10), || got.lock().unwrap().len() > 300);
+    assert!(started);
     assert!(
         !producer.is_finished(),
         "the kill must come in the middle of the run"

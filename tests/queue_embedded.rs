@@ -1,6 +1,8 @@
 //! The embedded transport: the same semantics as Redis inside one process, a property test over
 //! random interleavings, completion tracking through forward, and its dead-letter files.
 
+mod support;
+
 use loglines::queue::embedded::EmbeddedTransport;
 use loglines::queue::{Consumer, ConsumerId, Lineage, Message, QueueError, Transport};
 use loglines::shutdown::Shutdown;
@@ -9,23 +11,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::queue::{bodies, numbered, strs};
 
 const T: Duration = Duration::from_millis(200);
 
 fn id(n: u32) -> ConsumerId {
     ConsumerId::new("localhost", "worker_e", n)
-}
-
-fn bodies(ms: &[Message]) -> Vec<String> {
-    ms.iter().map(|m| m.body.clone()).collect()
-}
-
-fn numbered(range: std::ops::RangeInclusive<u32>) -> Vec<Message> {
-    range.map(|i| Message::new(i.to_string())).collect()
-}
-
-fn strs(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
-    range.map(|i| i.to_string()).collect()
 }
 
 fn transport(cap: usize) -> (EmbeddedTransport, tempfile::TempDir) {

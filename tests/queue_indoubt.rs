@@ -5,17 +5,18 @@
 //! A small TCP proxy between the client and a real redis-server cuts the connection right after
 //! the server has answered, throwing the answer away.
 
-mod common_redis;
+mod support;
 
-use common_redis::TestRedis;
 use loglines::queue::redis::RedisTransport;
-use loglines::queue::{ConsumerId, Message, Transport};
+use loglines::queue::{ConsumerId, Transport};
 use loglines::shutdown::Shutdown;
 use std::io::{Read, Write};
 use std::net::{Shutdown as NetShutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use support::queue::{bodies, msgs};
+use support::redis::RedisServer;
 
 /// Forwards 127.0.0.1:port() to the redis port; `cut_next_reply` makes it swallow the next
 /// reply of the server and close that connection.
@@ -94,26 +95,9 @@ fn replies(
     let _ = server.shutdown(NetShutdown::Both);
 }
 
-fn lrange(r: &TestRedis, key: &str) -> Vec<String> {
-    redis::cmd("LRANGE")
-        .arg(key)
-        .arg(0)
-        .arg(-1)
-        .query(&mut r.conn())
-        .unwrap()
-}
-
-fn msgs(items: &[&str]) -> Vec<Message> {
-    items.iter().map(|s| Message::new(*s)).collect()
-}
-
-fn bodies(ms: &[Message]) -> Vec<String> {
-    ms.iter().map(|m| m.body.clone()).collect()
-}
-
 #[test]
 fn lost_answers_are_neither_repeated_nor_lost() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let proxy = Proxy::start(r.port());
     let mut settings = r.settings(30);
     settings.port = proxy.port;
@@ -131,20 +115,20 @@ fn lost_answers_are_neither_repeated_nor_lost() {
     let n = proxy.cut_next_reply();
     p.push(msgs(&["A", "A", "B"])).unwrap();
     assert_eq!(proxy.cuts(), n + 1, "the cut happened");
-    assert_eq!(lrange(&r, "q"), ["B", "A", "A"]);
+    assert_eq!(r.lrange("q"), ["B", "A", "A"]);
 
     // A batch take whose answer is lost: the moved messages are still handed out, in order.
     let n = proxy.cut_next_reply();
     let got = c.take(10, Duration::from_secs(5)).unwrap();
     assert_eq!(proxy.cuts(), n + 1);
     assert_eq!(bodies(&got), ["A", "A", "B"]);
-    assert!(lrange(&r, "q").is_empty());
+    assert!(r.lrange("q").is_empty());
 
     // An ack of one of two identical messages, answer lost: the retry removes no second copy.
     let n = proxy.cut_next_reply();
     c.ack(msgs(&["A"])).unwrap();
     assert_eq!(proxy.cuts(), n + 1);
-    let mut left = lrange(&r, "q:inflight:h:worker_x:1");
+    let mut left = r.lrange("q:inflight:h:worker_x:1");
     left.sort();
     assert_eq!(left, ["A", "B"]);
 
@@ -156,8 +140,8 @@ fn lost_answers_are_neither_repeated_nor_lost() {
     )
     .unwrap();
     assert_eq!(proxy.cuts(), n + 1);
-    assert_eq!(lrange(&r, "out"), ["b-out", "a-out"]);
-    assert!(lrange(&r, "q:inflight:h:worker_x:1").is_empty());
+    assert_eq!(r.lrange("out"), ["b-out", "a-out"]);
+    assert!(r.lrange("q:inflight:h:worker_x:1").is_empty());
 
     // A blocking take (BLMOVE) whose answer is lost: the message is not stranded in flight.
     // The cut is armed while the consumer blocks, so it hits BLMOVE's answer; the pusher goes
@@ -175,5 +159,5 @@ fn lost_answers_are_neither_repeated_nor_lost() {
     assert_eq!(proxy.cuts(), n + 1);
     assert_eq!(bodies(&got), ["late"]);
     c.ack(got).unwrap();
-    assert!(lrange(&r, "q:inflight:h:worker_x:1").is_empty());
+    assert!(r.lrange("q:inflight:h:worker_x:1").is_empty());
 }

@@ -1,33 +1,19 @@
 //! The Redis transport against a real redis-server: order, takes, acks, requeue, dead letters,
 //! recovery of in-flight lists, backpressure, authentication and shutdown.
 
-mod common_redis;
+mod support;
 
-use common_redis::{wait_for, Options, TestRedis};
 use loglines::queue::redis::RedisTransport;
 use loglines::queue::{Consumer, ConsumerId, DeadLetter, Message, QueueError, Transport};
 use loglines::shutdown::Shutdown;
 use std::time::{Duration, Instant};
+use support::queue::{bodies, msgs, numbered, strs};
+use support::redis::{Options, RedisServer};
+use support::wait_until;
 
 const T: Duration = Duration::from_secs(5);
 
-fn msgs(items: &[&str]) -> Vec<Message> {
-    items.iter().map(|s| Message::new(*s)).collect()
-}
-
-fn bodies(ms: &[Message]) -> Vec<String> {
-    ms.iter().map(|m| m.body.clone()).collect()
-}
-
-fn numbered(range: std::ops::RangeInclusive<u32>) -> Vec<Message> {
-    range.map(|i| Message::new(i.to_string())).collect()
-}
-
-fn strs(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
-    range.map(|i| i.to_string()).collect()
-}
-
-fn transport(r: &TestRedis, ttl: u64) -> RedisTransport {
+fn transport(r: &RedisServer, ttl: u64) -> RedisTransport {
     RedisTransport::connect(&r.settings(ttl), Shutdown::new()).expect("connect")
 }
 
@@ -35,26 +21,9 @@ fn id(host: &str, n: u32) -> ConsumerId {
     ConsumerId::new(host, "worker_test", n)
 }
 
-fn lrange(r: &TestRedis, key: &str) -> Vec<String> {
-    redis::cmd("LRANGE")
-        .arg(key)
-        .arg(0)
-        .arg(-1)
-        .query(&mut r.conn())
-        .unwrap()
-}
-
-fn exists(r: &TestRedis, key: &str) -> bool {
-    redis::cmd("EXISTS")
-        .arg(key)
-        .query::<i64>(&mut r.conn())
-        .unwrap()
-        == 1
-}
-
 #[test]
 fn fifo_order_through_single_and_batch_takes() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let t = transport(&r, 30);
     let mut p = t.producer("q").unwrap();
     p.push(numbered(1..=10)).unwrap();
@@ -67,15 +36,15 @@ fn fifo_order_through_single_and_batch_takes() {
     let rest = c.take(100, T).unwrap();
     assert_eq!(bodies(&rest), strs(7..=20));
     // In flight until acked: newest at the left, as BLMOVE RIGHT LEFT leaves it.
-    let inflight = lrange(&r, "q:inflight:h:worker_test:1");
+    let inflight = r.lrange("q:inflight:h:worker_test:1");
     let mut expect = strs(1..=20);
     expect.reverse();
     assert_eq!(inflight, expect);
     c.ack(one).unwrap();
     c.ack(five).unwrap();
     c.ack(rest).unwrap();
-    assert!(!exists(&r, "q:inflight:h:worker_test:1"));
-    assert!(!exists(&r, "q"));
+    assert!(!r.exists("q:inflight:h:worker_test:1"));
+    assert!(!r.exists("q"));
     // An external producer written for the 2010 tool LPUSHes one message at a time.
     redis::cmd("LPUSH")
         .arg("q")
@@ -92,7 +61,7 @@ fn fifo_order_through_single_and_batch_takes() {
 
 #[test]
 fn blocking_take_returns_as_soon_as_a_message_arrives_and_times_out_empty() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let t = transport(&r, 30);
     let mut c = t.consumer("q", &id("h", 1)).unwrap();
     let start = Instant::now();
@@ -121,7 +90,7 @@ fn blocking_take_returns_as_soon_as_a_message_arrives_and_times_out_empty() {
 
 #[test]
 fn ack_removes_exactly_one_copy_per_acked_duplicate() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let t = transport(&r, 30);
     t.producer("q")
         .unwrap()
@@ -131,19 +100,19 @@ fn ack_removes_exactly_one_copy_per_acked_duplicate() {
     let got = c.take(10, T).unwrap();
     assert_eq!(bodies(&got), ["A", "A", "B", "A"]);
     c.ack(msgs(&["A"])).unwrap();
-    let mut left = lrange(&r, "q:inflight:h:worker_test:1");
+    let mut left = r.lrange("q:inflight:h:worker_test:1");
     left.sort();
     assert_eq!(left, ["A", "A", "B"]);
     c.ack(msgs(&["A", "B"])).unwrap();
-    assert_eq!(lrange(&r, "q:inflight:h:worker_test:1"), ["A"]);
+    assert_eq!(r.lrange("q:inflight:h:worker_test:1"), ["A"]);
     // Acking more copies than are held removes only what is held.
     c.ack(msgs(&["A", "A"])).unwrap();
-    assert!(!exists(&r, "q:inflight:h:worker_test:1"));
+    assert!(!r.exists("q:inflight:h:worker_test:1"));
 }
 
 #[test]
 fn partial_ack_keeps_order_of_what_remains_for_a_restart() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let t = transport(&r, 30);
     t.producer("q").unwrap().push(numbered(1..=6)).unwrap();
     let mut c = t.consumer("q", &id("h", 1)).unwrap();
@@ -157,7 +126,7 @@ fn partial_ack_keeps_order_of_what_remains_for_a_restart() {
 
 #[test]
 fn requeue_puts_messages_back_in_order_to_be_taken_next() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let t = transport(&r, 30);
     t.producer("q").unwrap().push(numbered(1..=8)).unwrap();
     let mut c = t.consumer("q", &id("h", 1)).unwrap();
@@ -167,12 +136,12 @@ fn requeue_puts_messages_back_in_order_to_be_taken_next() {
     // Another consumer takes them next, before 6..8, in their original order.
     let mut other = t.consumer("q", &id("other", 1)).unwrap();
     assert_eq!(bodies(&other.take(4, T).unwrap()), ["1", "2", "3", "6"]);
-    assert_eq!(lrange(&r, "q:inflight:h:worker_test:1"), ["5", "4"]);
+    assert_eq!(r.lrange("q:inflight:h:worker_test:1"), ["5", "4"]);
 }
 
 #[test]
 fn dead_letter_records_message_reason_section_consumer_and_time() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let t = transport(&r, 30);
     t.producer("q")
         .unwrap()
@@ -183,8 +152,8 @@ fn dead_letter_records_message_reason_section_consumer_and_time() {
     let good = got.pop().unwrap();
     c.dead_letter(got.pop().unwrap(), "plugin error: boom at line 3")
         .unwrap();
-    assert_eq!(lrange(&r, "q:inflight:h1:worker_test:2"), ["ok"]);
-    let dead = lrange(&r, "q:dead");
+    assert_eq!(r.lrange("q:inflight:h1:worker_test:2"), ["ok"]);
+    let dead = r.lrange("q:dead");
     assert_eq!(dead.len(), 1);
     let v: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
@@ -210,7 +179,7 @@ fn dead_letter_records_message_reason_section_consumer_and_time() {
     assert_eq!(letters[0].reason, "plugin error: boom at line 3");
     assert_eq!(admin.requeue_dead("q", Some("timeout")).unwrap(), 0);
     assert_eq!(admin.requeue_dead("q", Some("boom")).unwrap(), 1);
-    assert!(!exists(&r, "q:dead"));
+    assert!(!r.exists("q:dead"));
     assert_eq!(
         bodies(&c.take(1, T).unwrap()),
         [r#"{"service":"s","logline":"x"}"#]
@@ -219,7 +188,7 @@ fn dead_letter_records_message_reason_section_consumer_and_time() {
 
 #[test]
 fn a_restarted_consumer_first_gets_back_what_it_had_in_flight() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let t = transport(&r, 30);
     t.producer("q").unwrap().push(numbered(1..=10)).unwrap();
     let mut c = t.consumer("q", &id("h", 1)).unwrap();
@@ -232,12 +201,12 @@ fn a_restarted_consumer_first_gets_back_what_it_had_in_flight() {
     assert_eq!(bodies(&rest), strs(4..=10));
     assert_eq!(c.delivered_len(), 10);
     c.ack(numbered(1..=10)).unwrap();
-    assert!(!exists(&r, "q:inflight:h:worker_test:1"));
+    assert!(!r.exists("q:inflight:h:worker_test:1"));
 }
 
 #[test]
 fn an_expired_consumers_in_flight_list_goes_back_to_the_queue_once_and_in_order() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let t = transport(&r, 1);
     t.producer("q").unwrap().push(numbered(1..=5)).unwrap();
     let mut gone = t.consumer("q", &id("hostA", 1)).unwrap();
@@ -251,16 +220,16 @@ fn an_expired_consumers_in_flight_list_goes_back_to_the_queue_once_and_in_order(
     let got = b.take(10, Duration::from_secs(8)).unwrap();
     assert_eq!(bodies(&got), strs(1..=3));
     assert!(start.elapsed() < Duration::from_secs(6));
-    assert!(!exists(&r, "q:inflight:hostA:worker_test:1"));
+    assert!(!r.exists("q:inflight:hostA:worker_test:1"));
     // A third consumer's scan finds nothing left to recover: it happened once.
     let mut c = t.consumer("q", &id("hostC", 1)).unwrap();
     assert!(c.take(10, Duration::from_millis(200)).unwrap().is_empty());
-    assert_eq!(lrange(&r, "q:inflight:hostB:worker_test:1").len(), 3);
+    assert_eq!(r.lrange("q:inflight:hostB:worker_test:1").len(), 3);
 }
 
 #[test]
 fn consumers_on_different_hosts_with_the_same_section_and_number_never_share() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let t = transport(&r, 30);
     t.producer("q").unwrap().push(numbered(1..=40)).unwrap();
     let mut a = t.consumer("q", &id("alpha.example", 1)).unwrap();
@@ -271,8 +240,8 @@ fn consumers_on_different_hosts_with_the_same_section_and_number_never_share() {
         took_a.extend(bodies(&a.take(5, T).unwrap()));
         took_b.extend(bodies(&b.take(5, T).unwrap()));
     }
-    let mut la = lrange(&r, "q:inflight:alpha.example:worker_test:1");
-    let mut lb = lrange(&r, "q:inflight:beta.example:worker_test:1");
+    let mut la = r.lrange("q:inflight:alpha.example:worker_test:1");
+    let mut lb = r.lrange("q:inflight:beta.example:worker_test:1");
     la.sort();
     lb.sort();
     took_a.sort();
@@ -282,10 +251,7 @@ fn consumers_on_different_hosts_with_the_same_section_and_number_never_share() {
     assert!(la.iter().all(|x| !lb.contains(x)));
     // Acks of one touch only its own list.
     a.ack(took_a.iter().map(Message::new).collect()).unwrap();
-    assert_eq!(
-        lrange(&r, "q:inflight:beta.example:worker_test:1").len(),
-        20
-    );
+    assert_eq!(r.lrange("q:inflight:beta.example:worker_test:1").len(), 20);
     let mut all = took_a.clone();
     all.extend(took_b);
     all.sort_by_key(|s| s.parse::<u32>().unwrap());
@@ -294,7 +260,7 @@ fn consumers_on_different_hosts_with_the_same_section_and_number_never_share() {
 
 #[test]
 fn forward_acks_and_pushes_to_every_queue_in_one_step() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let t = transport(&r, 30);
     t.producer("in").unwrap().push(msgs(&["x", "y"])).unwrap();
     let mut c = t.consumer("in", &id("h", 1)).unwrap();
@@ -308,16 +274,16 @@ fn forward_acks_and_pushes_to_every_queue_in_one_step() {
         ],
     )
     .unwrap();
-    assert!(!exists(&r, "in:inflight:h:worker_test:1"));
+    assert!(!r.exists("in:inflight:h:worker_test:1"));
     let mut c1 = t.consumer("out1", &id("h", 1)).unwrap();
     assert_eq!(bodies(&c1.take(10, T).unwrap()), ["x1", "y1"]);
-    assert_eq!(lrange(&r, "out2"), ["y2", "x2"]);
-    assert!(!exists(&r, "empty"));
+    assert_eq!(r.lrange("out2"), ["y2", "x2"]);
+    assert!(!r.exists("empty"));
 }
 
 #[test]
 fn after_its_heartbeat_expired_a_slow_consumer_neither_loses_nor_fans_out_twice() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let t = transport(&r, 1);
     t.producer("in").unwrap().push(msgs(&["m1", "m2"])).unwrap();
     let mut slow = t.consumer("in", &id("slow", 1)).unwrap();
@@ -329,19 +295,19 @@ fn after_its_heartbeat_expired_a_slow_consumer_neither_loses_nor_fans_out_twice(
     // nothing is pushed (the fan-out stays exactly once) and nothing of `fast` is touched.
     slow.forward(batch, vec![("out".into(), msgs(&["o1", "o2"]))])
         .unwrap();
-    assert!(!exists(&r, "out"));
-    assert_eq!(lrange(&r, "in:inflight:fast:worker_test:1").len(), 2);
+    assert!(!r.exists("out"));
+    assert_eq!(r.lrange("in:inflight:fast:worker_test:1").len(), 2);
     // And it carries on normally afterwards.
     t.producer("in").unwrap().push(msgs(&["m3"])).unwrap();
     let got = slow.take(1, T).unwrap();
     assert_eq!(bodies(&got), ["m3"]);
     slow.ack(got).unwrap();
-    assert!(!exists(&r, "in:inflight:slow:worker_test:1"));
+    assert!(!r.exists("in:inflight:slow:worker_test:1"));
 }
 
 #[test]
 fn a_producer_waits_while_the_queue_is_above_max_queue_length() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let mut s = r.settings(30);
     s.max_queue_length = 5;
     let t = RedisTransport::connect(&s, Shutdown::new()).unwrap();
@@ -354,21 +320,19 @@ fn a_producer_waits_while_the_queue_is_above_max_queue_length() {
     });
     std::thread::sleep(Duration::from_millis(600));
     assert!(!pusher.is_finished(), "the push should wait");
-    assert_eq!(lrange(&r, "q").len(), 8);
+    assert_eq!(r.lrange("q").len(), 8);
     let mut c = t.consumer("q", &id("h", 1)).unwrap();
     let got = c.take(4, T).unwrap();
     c.ack(got).unwrap();
-    let waited = wait_for(Duration::from_secs(5), || {
-        pusher.is_finished().then_some(())
-    });
-    assert!(waited.is_some(), "the push should resume below the mark");
+    let resumed = wait_until(Duration::from_secs(5), || pusher.is_finished());
+    assert!(resumed, "the push should resume below the mark");
     assert!(pusher.join().unwrap() >= Duration::from_millis(500));
-    assert_eq!(lrange(&r, "q").len(), 5);
+    assert_eq!(r.lrange("q").len(), 5);
 }
 
 #[test]
 fn password_settings_are_used_and_wrong_ones_get_a_clear_error() {
-    let r = TestRedis::start_with(Options {
+    let r = RedisServer::start_with(Options {
         password: Some("s3cret pass".into()),
         ..Options::default()
     });
@@ -394,11 +358,7 @@ fn password_settings_are_used_and_wrong_ones_get_a_clear_error() {
 #[test]
 fn a_server_that_is_not_there_gets_a_clear_error() {
     // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let s = loglines::config::RedisSettings {
         port,
         ..Default::default()
@@ -415,7 +375,7 @@ fn a_server_that_is_not_there_gets_a_clear_error() {
 
 #[test]
 fn retries_stop_promptly_when_shutdown_is_requested() {
-    let mut r = TestRedis::start();
+    let mut r = RedisServer::start();
     let shutdown = Shutdown::new();
     let t = RedisTransport::connect(&r.settings(30), shutdown.clone()).unwrap();
     let mut p = t.producer("q").unwrap();
@@ -443,7 +403,7 @@ fn retries_stop_promptly_when_shutdown_is_requested() {
 
 #[test]
 fn admin_reports_lengths_consumers_and_purges() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let t = transport(&r, 30);
     t.producer("q").unwrap().push(numbered(1..=10)).unwrap();
     let mut c = t.consumer("q", &id("h", 1)).unwrap();
@@ -462,13 +422,13 @@ fn admin_reports_lengths_consumers_and_purges() {
     assert_eq!(admin.purge("q").unwrap(), 6);
     assert_eq!(admin.info("q").unwrap().length, 0);
     // The in-flight list and the dead letters are not touched by a purge.
-    assert_eq!(lrange(&r, "q:inflight:h:worker_test:1").len(), 3);
-    assert_eq!(lrange(&r, "q:dead").len(), 1);
+    assert_eq!(r.lrange("q:inflight:h:worker_test:1").len(), 3);
+    assert_eq!(r.lrange("q:dead").len(), 1);
 }
 
 #[test]
 fn a_producer_files_a_message_that_must_not_enter_the_queue_as_a_dead_letter() {
-    let r = TestRedis::start();
+    let r = RedisServer::start();
     let t = transport(&r, 30);
     let mut p = t.producer("q").unwrap();
     p.push(msgs(&["fine"])).unwrap();
@@ -478,12 +438,88 @@ fn a_producer_files_a_message_that_must_not_enter_the_queue_as_a_dead_letter() {
         "logger_watch",
     )
     .unwrap();
-    assert_eq!(lrange(&r, "q"), ["fine"]);
-    let dead = lrange(&r, "q:dead");
+    assert_eq!(r.lrange("q"), ["fine"]);
+    let dead = r.lrange("q:dead");
     assert_eq!(dead.len(), 1);
     let v: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
     assert_eq!(v["message"], "x".repeat(100));
     assert_eq!(v["section"], "logger_watch");
     assert!(v["reason"].as_str().unwrap().contains("max_line_bytes"));
     assert!(v["consumer"].as_str().unwrap().ends_with(":logger_watch"));
+}
+
+/// The scripts push at most 4,000 elements per Redis call (Lua's unpack limit); lists longer
+/// than that must still move whole and in order on every path: take, rebuilding an in-flight
+/// list after a partial ack, forward, recovery, and requeueing dead letters.
+#[test]
+fn lists_longer_than_one_lua_unpack_move_whole_and_in_order() {
+    use loglines::queue::redis::MAX_TAKE;
+    const N: u32 = 9_001;
+    let take = MAX_TAKE as u32;
+    assert!(take > 4_000, "a full take must cross a chunk boundary");
+    let r = RedisServer::start();
+    let t = transport(&r, 30);
+    t.producer("q").unwrap().push(numbered(1..=N)).unwrap();
+    let mut c = t.consumer("q", &id("h", 1)).unwrap();
+    let got = c.take(N as usize, T).unwrap();
+    assert_eq!(bodies(&got), strs(1..=take));
+    let newest_first = |list: &str| -> Vec<String> {
+        let mut v = r.lrange(list);
+        v.reverse();
+        v
+    };
+    assert_eq!(newest_first("q:inflight:h:worker_test:1"), strs(1..=take));
+
+    // Acking the newest 100 leaves a list that has to be rebuilt, not trimmed.
+    let (older, newer) = got.split_at(got.len() - 100);
+    c.ack(newer.to_vec()).unwrap();
+    assert_eq!(
+        newest_first("q:inflight:h:worker_test:1"),
+        strs(1..=take - 100)
+    );
+
+    // Forward the rest with a fan-out longer than two chunks.
+    c.forward(older.to_vec(), vec![("out".into(), numbered(1..=N))])
+        .unwrap();
+    assert!(!r.exists("q:inflight:h:worker_test:1"));
+    assert_eq!(newest_first("out"), strs(1..=N));
+
+    // A consumer that stops with a full take in flight has all of it recovered, oldest first.
+    let quick = transport(&r, 1);
+    let mut gone = quick.consumer("out", &id("gone", 1)).unwrap();
+    assert_eq!(bodies(&gone.take(N as usize, T).unwrap()), strs(1..=take));
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(1_500)); // its heartbeat expires
+    let mut b = quick.consumer("out", &id("b", 1)).unwrap();
+    assert_eq!(bodies(&b.take(N as usize, T).unwrap()), strs(1..=take));
+    assert!(!r.exists("out:inflight:gone:worker_test:1"));
+    assert_eq!(bodies(&b.take(N as usize, T).unwrap()), strs(take + 1..=N));
+
+    // Requeueing some dead letters rewrites the list of those that stay and pushes the others.
+    let letter = |i: u32, reason: &str| {
+        serde_json::json!({"message": i.to_string(), "reason": reason, "section": "s",
+                           "consumer": "c", "at": "2026-11-27T09:00:00Z"})
+        .to_string()
+    };
+    let mut cmd = redis::cmd("RPUSH");
+    cmd.arg("d:dead");
+    let (mut stay, mut back) = (Vec::new(), Vec::new());
+    for i in 1..=N {
+        if i % 2 == 0 {
+            cmd.arg(letter(i, "kept"));
+            stay.push(letter(i, "kept"));
+        } else {
+            cmd.arg(letter(i, "requeue me"));
+            back.push(i.to_string());
+        }
+    }
+    cmd.query::<()>(&mut r.conn()).unwrap();
+    let mut admin = t.admin().unwrap();
+    assert_eq!(
+        admin.requeue_dead("d", Some("requeue")).unwrap(),
+        back.len() as u64
+    );
+    assert_eq!(r.lrange("d:dead"), stay);
+    // Oldest dead letter at the consumer end: taken first.
+    assert_eq!(newest_first("d"), back);
 }

@@ -6,76 +6,19 @@
 //! rewrites them. The temporary folder is replaced by `@DIR@` and programs run
 //! `--loglines-bin /usr/local/bin/loglines`, so the goldens hold no machine-specific path.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use support::bin::{loglines, text};
+use support::configs::modernised_original;
+use support::project::Project;
 
 const BIN: &str = "/usr/local/bin/loglines";
 
-/// A temporary folder with a loglines.cfg and the plugin files configs may name.
-struct Project {
-    dir: tempfile::TempDir,
-}
-
+// The folder, `run` and `ok` are the shared support::project::Project; these methods read what
+// `generate` wrote.
 impl Project {
-    fn new(cfg: &str) -> Project {
-        let dir = tempfile::Builder::new()
-            .prefix("loglines-sv-")
-            .tempdir()
-            .unwrap();
-        std::fs::create_dir_all(dir.path().join("lua_plugins")).unwrap();
-        for p in ["irus.lua", "ora.lua", "p.lua"] {
-            std::fs::write(dir.path().join("lua_plugins").join(p), "-- a plugin\n").unwrap();
-        }
-        let p = Project { dir };
-        p.write_config(cfg);
-        p
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn cfg(&self) -> PathBuf {
-        self.path().join("loglines.cfg")
-    }
-
-    fn sv(&self) -> PathBuf {
-        self.path().join("supervisor")
-    }
-
-    fn write_config(&self, text: &str) {
-        std::fs::write(self.cfg(), text).unwrap();
-    }
-
-    /// `loglines --config DIR/loglines.cfg supervisor ARGS...`
-    fn run(&self, args: &[&str]) -> Output {
-        let cfg = self.cfg();
-        Command::new(env!("CARGO_BIN_EXE_loglines"))
-            .arg("--config")
-            .arg(&cfg)
-            .arg("supervisor")
-            .args(args)
-            .current_dir(self.path())
-            .env_remove("LOGLINES_CONFIG")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "loglines supervisor {args:?} failed:\n{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
     fn generate(&self) -> String {
         self.ok(&["generate", "--loglines-bin", BIN])
     }
@@ -121,10 +64,6 @@ impl Project {
     }
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 fn name_of(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()
 }
@@ -141,24 +80,6 @@ fn sorted_dir(d: &Path) -> Vec<PathBuf> {
 /// The example config, as shipped.
 fn example_config() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("loglines.cfg")).unwrap()
-}
-
-/// The 2010 file with only its `command` lines and its plugin path changed.
-fn modernised_original() -> String {
-    include_str!("data/loglines-original.cfg")
-        .lines()
-        .map(|l| match l.trim() {
-            "command = ./logfilewatcher.py" => "command = loglines watch".to_string(),
-            "command = ./broker.py" => "command = loglines broker".to_string(),
-            "command = ./pirus2.py" => "command = loglines worker".to_string(),
-            "command = ./logfromqueue.py" => "command = loglines filelog".to_string(),
-            "repository_plugin = plugins.ora_utils" => {
-                "repository_plugin = lua_plugins/ora.lua".to_string()
-            }
-            _ => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Compares a snapshot with tests/golden/supervisor/CASE/, or rewrites that folder when
@@ -233,7 +154,7 @@ fn golden_files_for_the_example_config() {
 
 #[test]
 fn golden_files_for_the_2010_config() {
-    let p = Project::new(&modernised_original());
+    let p = Project::new(&modernised_original("lua_plugins/ora.lua"));
     let out = p.run(&["generate", "--loglines-bin", BIN]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let err = text(&out.stderr);
@@ -639,7 +560,7 @@ fn paths_with_spaces_are_quoted_in_commands() {
         "[worker_w]\ncommand = loglines worker\nlistento = q\nrepository_plugin = lua_plugins/p.lua\nendpoint_url = -\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_loglines"))
+    let out = loglines()
         .args([
             "--config",
             "loglines.cfg",
@@ -649,7 +570,6 @@ fn paths_with_spaces_are_quoted_in_commands() {
         ])
         .arg("/opt/log lines/loglines")
         .current_dir(&spaced)
-        .env_remove("LOGLINES_CONFIG")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

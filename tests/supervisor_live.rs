@@ -9,56 +9,22 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
-use support::supervisord::{supervisorctl, SupervisorConfig, Supervisord};
+use support::project::Project;
+use support::supervisord::{
+    supervisorctl, web_ui_all_running, web_ui_get as http_get, SupervisorConfig, Supervisord,
+};
 use support::{free_port, process_alive, send_signal, wait_until};
 
 /// Long enough for supervisord on a loaded 2-core machine; the states come much sooner.
 const STATE_WAIT: Duration = Duration::from_secs(20);
 
-struct Project {
-    dir: tempfile::TempDir,
-}
-
+// The folder, `run` and `ok` are the shared support::project::Project.
 impl Project {
-    fn new(cfg: &str) -> Project {
-        let dir = support::temp_dir();
-        std::fs::write(dir.path().join("loglines.cfg"), cfg).unwrap();
-        Project { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
     fn conf(&self) -> PathBuf {
-        self.path().join("supervisor/supervisord.conf")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_loglines"))
-            .arg("--config")
-            .arg(self.path().join("loglines.cfg"))
-            .arg("supervisor")
-            .args(args)
-            .env_remove("LOGLINES_CONFIG")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "loglines supervisor {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.sv().join("supervisord.conf")
     }
 }
 
@@ -95,27 +61,6 @@ fn pids(c: &SupervisorConfig, group: &str) -> Vec<u32> {
         .filter(|p| p.group == group)
         .map(|p| p.pid)
         .collect()
-}
-
-fn http_get(port: u16, auth: Option<(&str, &str)>) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut req = agent.get(format!("http://127.0.0.1:{port}/"));
-    if let Some((u, p)) = auth {
-        req = req.header(
-            "Authorization",
-            format!(
-                "Basic {}",
-                support::supervisord::base64(format!("{u}:{p}").as_bytes())
-            ),
-        );
-    }
-    let mut resp = req.call().unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.body_mut().read_to_string().unwrap_or_default())
 }
 
 #[test]
@@ -179,19 +124,8 @@ fn programs_run_and_follow_disable_and_enable_with_apply() {
     // The web UI: the configured credentials see every program running; others get 401.
     let (status, html) = http_get(port, Some(("tester", &password)));
     assert_eq!(status, 200, "{html}");
-    // One table row per process: its status cell, then its name as a link.
-    let body = html.split_once("<tbody>").map_or("", |(_, b)| b);
-    let rows: Vec<&str> = body.split("<tr").skip(1).collect();
-    assert_eq!(rows.len(), every.len(), "{html}");
-    for name in &every {
-        let row = rows
-            .iter()
-            .find(|r| r.contains(&format!(">{name}</a>")))
-            .unwrap_or_else(|| panic!("{name} missing from the web UI:\n{html}"));
-        assert!(
-            row.contains("<span class=\"statusrunning\">running</span>"),
-            "{name} is not shown running:\n{row}"
-        );
+    if let Err(e) = web_ui_all_running(&html, &every) {
+        panic!("{e}");
     }
     assert_eq!(http_get(port, Some(("tester", "wrong"))).0, 401);
     assert_eq!(http_get(port, Some(("guest", "guest"))).0, 401);

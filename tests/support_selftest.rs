@@ -5,12 +5,13 @@
 
 mod support;
 
+use loglines::supervisor::rpc::base64;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::redis::{find_redis_server, RedisServer};
+use support::redis::{find_redis_server, Options, RedisServer};
 use support::supervisord::{
-    base64, find_supervisor_binary, parse_process_info, supervisorctl, try_get_process_details,
+    find_supervisor_binary, parse_process_info, supervisorctl, try_get_process_details,
     SupervisorConfig, Supervisord,
 };
 use support::tracker::{parse_query, Tracker};
@@ -503,7 +504,10 @@ fn redis_starts_on_its_own_port_and_answers() {
 
 #[test]
 fn redis_restart_keeps_appendonly_data_even_after_kill() {
-    let mut r = RedisServer::start_with(true);
+    let mut r = RedisServer::start_with(Options {
+        appendonly: true,
+        ..Options::default()
+    });
     let port = r.port();
     assert_eq!(
         r.redis_cmd(&["CONFIG", "GET", "appendfsync"]),
@@ -524,6 +528,39 @@ fn redis_restart_keeps_appendonly_data_even_after_kill() {
     r.stop();
     r.restart();
     assert_eq!(r.redis_cmd(&["LLEN", "q"]), "4");
+}
+
+#[test]
+fn redis_with_a_password_refuses_strangers_and_lets_the_harness_and_its_clients_in() {
+    let mut r = RedisServer::start_with(Options {
+        password: Some("s3cret pass".into()),
+        ..Options::default()
+    });
+    assert_eq!(
+        r.url(),
+        format!("redis://:s3cret pass@127.0.0.1:{}/0", r.port())
+    );
+    // The harness AUTHs for its own commands, across a restart as well.
+    assert_eq!(r.redis_cmd(&["RPUSH", "q", "a", "b"]), "2");
+    assert_eq!(r.lrange("q"), ["a", "b"]);
+    assert!(r.exists("q"));
+    r.restart();
+    assert_eq!(r.redis_cmd(&["PING"]), "PONG");
+    // A client without the password is refused, so requirepass really is on.
+    let stranger = ::redis::Client::open(format!("redis://127.0.0.1:{}/0", r.port())).unwrap();
+    let mut con = stranger.get_connection().unwrap();
+    let err = ::redis::cmd("PING").query::<String>(&mut con).unwrap_err();
+    assert!(err.to_string().contains("NOAUTH"), "{err}");
+    // The redis crate connection and the settings carry it.
+    let n: i64 = ::redis::cmd("DBSIZE").query(&mut r.conn()).unwrap();
+    assert_eq!(n, 0, "no appendonly, so the restart emptied the server");
+    assert_eq!(r.settings(7).password.as_deref(), Some("s3cret pass"));
+    assert_eq!(
+        (r.settings(7).port, r.settings(7).heartbeat_ttl),
+        (r.port(), 7)
+    );
+    assert_eq!(r.lrange("missing"), Vec::<String>::new());
+    assert!(!r.exists("q"));
 }
 
 #[test]
@@ -633,7 +670,7 @@ fn supervisord_rpc_errors_are_reported() {
         sup.output_text()
     );
     let err = try_get_process_details(&cfg.url(), &cfg.user, "wrong").unwrap_err();
-    assert!(err.contains("401"), "{err}");
+    assert!(err.contains("refused the username and password"), "{err}");
 }
 
 #[test]

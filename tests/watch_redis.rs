@@ -357,7 +357,7 @@ fn unknown_sections_and_unreachable_redis_fail_with_one_line() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("no watch section [logger_nope]") && err.contains("logger_watch"),
+        err.contains("there is no section [logger_nope]") && err.contains("[logger_watch]"),
         "{err}"
     );
     let out = run(&["push", "--section", "logger_watch"]);

@@ -285,6 +285,12 @@ pub struct RedisSettings {
     pub username: Option<String>,
     pub password: Option<String>,
     pub tls: bool,
+    /// `tls_ca_file`: PEM file of the CA that signed the server's certificate. None trusts the
+    /// public web roots, which a self-hosted Redis's private CA is never among.
+    pub tls_ca_file: Option<PathBuf>,
+    /// `tls_cert_file` + `tls_key_file`: a client certificate, for servers started with
+    /// `tls-auth-clients yes`. One field for both, because one without the other is useless.
+    pub tls_client: Option<TlsClientFiles>,
     /// Producers wait while a queue holds more than this many messages.
     pub max_queue_length: u64,
     /// Seconds a consumer's heartbeat lives; in-flight lists of consumers silent for longer
@@ -327,10 +333,75 @@ impl Default for RedisSettings {
             username: None,
             password: None,
             tls: false,
+            tls_ca_file: None,
+            tls_client: None,
             max_queue_length: 1_000_000,
             heartbeat_ttl: 30,
         }
     }
+}
+
+/// A client certificate and its private key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsClientFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// What the file named by a TLS key must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PemKind {
+    /// One or more certificates (`tls_ca_file`, `tls_cert_file`).
+    Certificates,
+    /// One private key (`tls_key_file`).
+    PrivateKey,
+}
+
+/// Reads a PEM file named by a TLS key and checks that it holds what the key needs.
+///
+/// Both validation and the Redis connection call this, so a file that passed `loglines check`
+/// cannot fail differently at connect time. The check matters beyond tidiness: a CA file with no
+/// certificate in it would give an empty trust store, and every connection would then fail with
+/// an "unknown issuer" error that points at the server instead of at this file. The error text
+/// follows the path (`PATH does not exist`, ...).
+pub fn read_pem(path: &Path, kind: PemKind) -> Result<Vec<u8>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let shown = path.display();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{shown} does not exist"))
+        }
+        Err(e) => return Err(format!("{shown} cannot be read ({e})")),
+    };
+    match kind {
+        PemKind::Certificates => {
+            let mut found = 0;
+            for cert in CertificateDer::pem_slice_iter(&bytes) {
+                if let Err(e) = cert {
+                    return Err(format!("{shown} is not valid PEM ({e})"));
+                }
+                found += 1;
+            }
+            if found == 0 {
+                return Err(format!(
+                    "{shown} holds no certificate (no `-----BEGIN CERTIFICATE-----` block)"
+                ));
+            }
+        }
+        PemKind::PrivateKey => {
+            if let Err(e) = PrivateKeyDer::from_pem_slice(&bytes) {
+                return Err(match e {
+                    rustls::pki_types::pem::Error::NoItemsFound => format!(
+                        "{shown} holds no unencrypted private key (no `-----BEGIN PRIVATE KEY-----` block or its RSA/EC variant)"
+                    ),
+                    e => format!("{shown} is not valid PEM ({e})"),
+                });
+            }
+        }
+    }
+    Ok(bytes)
 }
 
 fn enc(s: &str) -> String {
@@ -352,4 +423,12 @@ pub struct GeneralSettings {
     pub state_dir: PathBuf,
     /// The supervisor/ folder the generator writes into.
     pub supervisor_dir: PathBuf,
+}
+
+impl GeneralSettings {
+    /// Where `loglines run` files dead letters (`<queue>.dead.jsonl`) and where the `status`
+    /// and `queue` commands look for them: one place, next to the checkpoints.
+    pub fn dead_letter_dir(&self) -> PathBuf {
+        self.state_dir.join("dead")
+    }
 }

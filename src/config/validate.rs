@@ -286,6 +286,58 @@ impl<'a, 'v> Reader<'a, 'v> {
         Some(name)
     }
 
+    /// `tls_ca_file`, `tls_cert_file` and `tls_key_file` of a redis section: only with TLS, the
+    /// last two together, each naming a readable PEM file of the right kind.
+    fn tls_files(&mut self, s: &mut RedisSettings) {
+        const FILES: [(&str, PemKind, &str); 3] = [
+            (
+                "tls_ca_file",
+                PemKind::Certificates,
+                "the PEM file of the CA that signed the Redis server's certificate",
+            ),
+            (
+                "tls_cert_file",
+                PemKind::Certificates,
+                "the PEM file of the client certificate (signed by a CA the Redis server trusts)",
+            ),
+            (
+                "tls_key_file",
+                PemKind::PrivateKey,
+                "the PEM file of the client certificate's private key, unencrypted",
+            ),
+        ];
+        let mut found: [Option<PathBuf>; 3] = [None, None, None];
+        for (slot, (key, kind, expected)) in found.iter_mut().zip(FILES) {
+            let Some(path) = self.path(key) else {
+                continue;
+            };
+            if !s.tls {
+                // Without TLS the file would be ignored silently, and the administrator would
+                // believe the connection is protected.
+                self.err(key, "is set, but this connection does not use TLS; expected `url = rediss://...` or `tls = true` in this section (or remove the key)".into());
+                continue;
+            }
+            match read_pem(&path, kind) {
+                Ok(_) => *slot = Some(path),
+                Err(why) => self.err(key, format!("{why}; expected {expected}")),
+            }
+        }
+        let [ca, cert, key] = found;
+        s.tls_ca_file = ca;
+        let has = |k: &str| self.opt(k).is_some();
+        match (has("tls_cert_file"), has("tls_key_file")) {
+            (true, false) => self.err("tls_cert_file", "is set without `tls_key_file`; expected both (the client certificate and its private key) or neither".into()),
+            (false, true) => self.err("tls_key_file", "is set without `tls_cert_file`; expected both (the client certificate and its private key) or neither".into()),
+            _ => {}
+        }
+        if let (Some(cert_file), Some(key_file)) = (cert, key) {
+            s.tls_client = Some(TlsClientFiles {
+                cert_file,
+                key_file,
+            });
+        }
+    }
+
     /// Reports keys this section does not accept, with the nearest accepted key.
     fn unknown_keys(&mut self, scopes: &[Scope], what: &str) {
         let accepted = keys::accepted(scopes);
@@ -387,6 +439,12 @@ impl<'a> Validator<'a> {
                     );
                 }
             }
+            if sec.entry("tls").is_some() {
+                r.err(
+                    "tls",
+                    "is set together with `url`; expected `url = rediss://...` for TLS, or host/port/db with `tls = true`".into(),
+                );
+            }
             match parse_redis_url(&url) {
                 Ok(u) => s = RedisSettings { name: s.name, ..u },
                 Err(why) => {
@@ -400,7 +458,9 @@ impl<'a> Validator<'a> {
             }
             s.port = r.int("port", 6379, 1, 65535) as u16;
             s.db = r.int("db", 0, 0, 1_000_000) as i64;
+            s.tls = r.boolean("tls", false);
         }
+        r.tls_files(&mut s);
         if let Some(u) = r.opt("username") {
             s.username = Some(u);
         }

@@ -49,6 +49,9 @@ pub(crate) fn limit_message(limit: u64) -> String {
     format!("instruction limit reached: one call may run at most {limit} Lua instructions")
 }
 
+/// The chunk name of [`PRELUDE`], as tracebacks show it.
+const SANDBOX_CHUNK: &str = "loglines sandbox";
+
 /// Lua code run once in every new VM, after the Rust-side set-up. It receives the real `pcall`,
 /// `xpcall`, `coroutine.resume`, `coroutine.close` and `load` and a guard function, and replaces
 /// them with versions that keep the sandbox's promises:
@@ -119,14 +122,20 @@ pub(crate) fn new_vm(memory_mb: usize, max_instructions: u64) -> mlua::Result<(L
 
     let coroutine: Table = g.get("coroutine")?;
     let guard_budget = budget.clone();
-    let guard = lua.create_function(move |_, args: mlua::MultiValue| {
+    let guard = lua.create_function(move |lua, mut args: mlua::MultiValue| {
         if guard_budget.exceeded() {
             return Err(mlua::Error::runtime(limit_message(guard_budget.limit())));
+        }
+        // An error raised by a Rust function reaches Lua as an error object; a plugin that
+        // catches it expects the message text, as with errors raised in Lua.
+        if let (Some(Value::Boolean(false)), Some(Value::Error(e))) = (args.front(), args.get(1)) {
+            let text = lua.create_string(error_message(e))?;
+            args[1] = Value::String(text);
         }
         Ok(args)
     })?;
     lua.load(PRELUDE)
-        .set_name("=loglines sandbox")
+        .set_name(format!("={SANDBOX_CHUNK}"))
         .set_mode(ChunkMode::Text)
         .call::<()>((
             guard,
@@ -305,7 +314,9 @@ fn strip_traceback(m: &str) -> &str {
 fn caller_position(traceback: &str) -> Option<String> {
     traceback.lines().skip(1).find_map(|l| {
         let l = l.trim_start();
-        if l.starts_with('[') {
+        // C functions, and the sandbox's own wrappers (pcall, load), are not where the plugin
+        // made the call.
+        if l.starts_with('[') || l.starts_with(SANDBOX_CHUNK) {
             return None;
         }
         let mut parts = l.splitn(3, ':');
@@ -359,5 +370,7 @@ mod tests {
             Some("lua_plugins/irus.lua:12")
         );
         assert_eq!(caller_position("stack traceback:\n\t[C]: in ?"), None);
+        let through_pcall = "stack traceback:\n\t[C]: in function 'json.decode'\n\t[C]: in function 'rawpcall'\n\tloglines sandbox:3: in function 'pcall'\n\tp.lua:7: in main chunk";
+        assert_eq!(caller_position(through_pcall).as_deref(), Some("p.lua:7"));
     }
 }

@@ -294,13 +294,7 @@ impl Producer for EmbeddedProducer {
     }
 
     fn dead_letter(&mut self, item: Message, reason: &str, section: &str) -> QResult<()> {
-        let letter = DeadLetter {
-            message: item.body.clone(),
-            reason: reason.to_string(),
-            section: section.to_string(),
-            consumer: format!("{}:{section}", ConsumerId::local_host()),
-            at: super::utc_iso8601(SystemTime::now()),
-        };
+        let letter = DeadLetter::from_producer(item.body.clone(), reason, section);
         append_dead(&self.dir, &self.q.name, &letter)?;
         // Filed for good: dropping the message now completes its line.
         drop(item);
@@ -421,13 +415,8 @@ impl Consumer for EmbeddedConsumer {
         if !held {
             return Ok(());
         }
-        let letter = DeadLetter {
-            message: item.body.clone(),
-            reason: reason.to_string(),
-            section: self.section.clone(),
-            consumer: self.name.clone(),
-            at: super::utc_iso8601(SystemTime::now()),
-        };
+        let letter =
+            DeadLetter::filed_now(item.body.clone(), reason, &self.section, self.name.clone());
         append_dead(&self.inner.dir, &self.q.name, &letter)?;
         drop(self.release(vec![item]));
         Ok(())

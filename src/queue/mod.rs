@@ -228,31 +228,29 @@ pub struct DeadLetter {
     pub at: String,
 }
 
-/// `t` as UTC ISO 8601 with seconds, `2026-11-27T09:00:00Z`, for dead letters.
-pub fn utc_iso8601(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian), era-based so it needs no
-    // table and no date crate.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+impl DeadLetter {
+    /// A letter filed now by consumer `consumer` (its `ConsumerId` as text) of `section`.
+    pub fn filed_now(message: String, reason: &str, section: &str, consumer: String) -> Self {
+        DeadLetter {
+            message,
+            reason: reason.to_string(),
+            section: section.to_string(),
+            consumer,
+            at: utc_iso8601(std::time::SystemTime::now()),
+        }
+    }
+
+    /// A letter filed now by a producer of `section` on this machine. Producers have no
+    /// consumer id, so the letter names `HOST:SECTION`.
+    pub fn from_producer(message: String, reason: &str, section: &str) -> Self {
+        let consumer = format!("{}:{section}", ConsumerId::local_host());
+        DeadLetter::filed_now(message, reason, section, consumer)
+    }
 }
+
+/// Dead letters' `at`; kept under this name because the transports and notifications call it
+/// as `queue::utc_iso8601`.
+pub use crate::time::utc_iso8601;
 
 /// One consumer's in-flight state, for `loglines status`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -299,17 +297,6 @@ pub trait Transport: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
-
-    #[test]
-    fn iso8601_matches_known_instants() {
-        assert_eq!(utc_iso8601(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        // 2000-02-29 (a leap day of a century leap year) 12:34:56
-        let t = UNIX_EPOCH + Duration::from_secs(951_827_696);
-        assert_eq!(utc_iso8601(t), "2000-02-29T12:34:56Z");
-        let t = UNIX_EPOCH + Duration::from_secs(1_287_284_682);
-        assert_eq!(utc_iso8601(t), "2010-10-17T03:04:42Z");
-    }
 
     #[test]
     fn merged_lineage_lives_until_every_input_is_dropped() {

@@ -1,11 +1,16 @@
 //! Test harnesses shared by the integration tests (`mod support;`): real Redis, a real HTTP
-//! tracker, a real supervisord, and small helpers (free ports, temp dirs, bounded polling).
+//! tracker, a real supervisord, the built binary and project folders to run it on, queue message
+//! builders, and small helpers (free ports, temp dirs, bounded polling).
 //!
 //! Each integration test crate uses only some of this, hence the blanket `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod bin;
+pub mod configs;
 pub mod loggen;
 pub mod pipeline;
+pub mod project;
+pub mod queue;
 pub mod redis;
 pub mod supervisord;
 pub mod tracker;

@@ -2,9 +2,12 @@
 //! redis-server, a real tracker stand-in, and the role processes of the built binary, which a
 //! test can kill and restart at will.
 
+use super::loggen::number_of;
 use super::redis::RedisServer;
 use super::tracker::Tracker;
 use super::{crate_root, stop_child, temp_dir, wait_until};
+use loglines::config::{Config, Role};
+use loglines::plugin::{Outcome, Plugin, PluginSpec};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,6 +48,21 @@ impl Default for Options {
 /// The configuration text for the pipeline in `dir`.
 pub fn config_text(redis_url: Option<&str>, tracker_url: &str, o: &Options) -> String {
     let root = crate_root().display();
+    // A plugin is named by its stem (lua_plugins/NAME.lua) or given as a path.
+    let (plugin_file, plugin) = match o.plugin.strip_suffix(".lua") {
+        Some(path) => (
+            o.plugin.clone(),
+            Path::new(path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+        ),
+        None => (
+            format!("{root}/lua_plugins/{}.lua", o.plugin),
+            o.plugin.clone(),
+        ),
+    };
     let batch = o
         .batch_size
         .map(|b| format!("batch_size = {b}\n"))
@@ -58,13 +76,12 @@ pub fn config_text(redis_url: Option<&str>, tracker_url: &str, o: &Options) -> S
          servicename = repo.example.ac.uk\nstart_at = beginning\n{batch}\n\
          [worker_broker]\ncommand = loglines broker\nlistento = loglines\nfanout = pirus2\nnumprocs = 1\n{batch}\n\
          [worker_pirus2]\ncommand = loglines worker\nlistento = pirus2\nnumprocs = {workers}\n\
-         repository_plugin = {root}/lua_plugins/{plugin}.lua\nendpoint_url = {tracker_url}\n\
+         repository_plugin = {plugin_file}\nendpoint_url = {tracker_url}\n\
          pauseonfail = {pause}\ntimeout = 5\nconnect_timeout = 2\nsuccess_queue = articlelog\nother_queue = otherlog\n{batch}\n\
          [{plugin}]\n{plugin_section}\n\
          [logger_articlelogger]\ncommand = loglines filelog\nlistento = articlelog\nlogfile = logs/articles.log\n{batch}\n\
          [logger_otherlogger]\ncommand = loglines filelog\nlistento = otherlog\nlogfile = logs/other.log\n{batch}",
         workers = o.workers,
-        plugin = o.plugin,
         pause = o.pauseonfail,
         plugin_section = o.plugin_section,
     )
@@ -83,7 +100,11 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline over a fresh redis-server.
     pub fn redis(options: Options) -> Pipeline {
-        let redis = RedisServer::start_with(true);
+        let redis = RedisServer::start_with(super::redis::Options {
+            appendonly: true,
+            password: None,
+            ..Default::default()
+        });
         let tracker = Tracker::start();
         let dir = temp_dir();
         let config = dir.path().join("loglines.cfg");
@@ -283,6 +304,102 @@ pub fn tally(
     (missing, dups)
 }
 
+/// What the tracker must receive and where each line must be filed, computed with the plugin
+/// itself run line by line as the worker does: (request targets, lines for articles.log, lines
+/// for other.log).
+pub fn expected(p: &Pipeline, log: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let (mut urls, mut sent, mut other) = (Vec::new(), Vec::new(), Vec::new());
+    for (line, target) in plugin_verdicts(&p.config, "worker_pirus2", log) {
+        match target {
+            Some(url) => {
+                urls.push(url);
+                sent.push(line);
+            }
+            None => other.push(line),
+        }
+    }
+    (urls, sent, other)
+}
+
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Checks the generated lines `0..n` all arrived: every download accepted by the tracker and
+/// in articles.log, every other line in other.log. Returns the duplicate counts (tracker,
+/// other.log).
+pub fn check_generated(p: &Pipeline, n: u64, every: u64) -> (usize, usize) {
+    // Only requests the tracker accepted count; a 503 or a refused one was retried.
+    let requests: Vec<_> = p
+        .tracker
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .collect();
+    let downloads = (0..n).filter(|i| i % every == 0);
+    let others = (0..n).filter(|i| i % every != 0);
+    let (m1, d1) = tally(
+        downloads.clone(),
+        requests.iter().filter_map(|r| number_of(&r.target)),
+    );
+    let (m2, _) = tally(
+        downloads,
+        p.lines_of("logs/articles.log")
+            .iter()
+            .filter_map(|l| number_of(l)),
+    );
+    let (m3, d3) = tally(
+        others,
+        p.lines_of("logs/other.log")
+            .iter()
+            .filter_map(|l| number_of(l)),
+    );
+    assert!(
+        m1.is_empty(),
+        "{} downloads never reached the tracker, e.g. {:?}\n{}",
+        m1.len(),
+        &m1[..m1.len().min(10)],
+        p.outputs()
+    );
+    assert!(
+        m2.is_empty(),
+        "{} downloads missing from articles.log, e.g. {:?}",
+        m2.len(),
+        &m2[..m2.len().min(10)]
+    );
+    assert!(
+        m3.is_empty(),
+        "{} lines missing from other.log, e.g. {:?}",
+        m3.len(),
+        &m3[..m3.len().min(10)]
+    );
+    (d1.len(), d3.len())
+}
+
+/// Waits until every generated line 0..n has arrived where it must (duplicates do not count,
+/// so a count of lines is not enough after kills).
+pub fn wait_complete(p: &Pipeline, n: u64, every: u64, timeout: Duration) -> bool {
+    wait_until(timeout, || {
+        // Reading 50,000 lines is not free: look a few times a second, not every 10 ms.
+        std::thread::sleep(Duration::from_millis(300));
+        let filed: std::collections::HashSet<u64> = p
+            .lines_of("logs/articles.log")
+            .iter()
+            .chain(p.lines_of("logs/other.log").iter())
+            .filter_map(|l| number_of(l))
+            .collect();
+        let sent: std::collections::HashSet<u64> = p
+            .tracker
+            .requests()
+            .iter()
+            .filter(|r| r.status == 200)
+            .filter_map(|r| number_of(&r.target))
+            .collect();
+        (0..n).all(|i| filed.contains(&i) && (i % every != 0 || sent.contains(&i)))
+    })
+}
+
 /// A file under the crate's tests/data.
 pub fn data(name: &str) -> PathBuf {
     crate_root().join("tests/data").join(name)
@@ -291,4 +408,31 @@ pub fn data(name: &str) -> PathBuf {
 /// True when `p` exists and is non-empty.
 pub fn non_empty(p: &Path) -> bool {
     std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false)
+}
+
+/// What the worker `section` of the configuration at `config` must do with each line of `log`,
+/// computed with its plugin and settings: `Some(target)` for a usage event, where `target` is the
+/// request the tracker must receive from `/counter/` on, `None` for a line that is not one.
+/// One plugin instance sees the lines in log order, as a single worker would.
+pub fn plugin_verdicts(config: &Path, section: &str, log: &str) -> Vec<(String, Option<String>)> {
+    let cfg = Config::load(config).unwrap_or_else(|e| panic!("{}: {e:?}", config.display()));
+    let sec = cfg.section(section).expect("the worker section exists");
+    let Role::Worker(ws) = &sec.role else {
+        panic!("[{section}] is not a worker section")
+    };
+    let mut plugin = Plugin::load(PluginSpec::for_worker(&cfg, section).unwrap()).unwrap();
+    log.lines()
+        .map(|line| {
+            let msg =
+                serde_json::json!({"service": "repo.example.ac.uk", "logline": line}).to_string();
+            let target = match plugin.process(&msg).unwrap() {
+                Outcome::Eligible(params) => {
+                    let url = loglines::worker::event_url(ws, params);
+                    Some(url[url.find("/counter/").expect("a /counter/ endpoint")..].to_string())
+                }
+                Outcome::NotEligible => None,
+            };
+            (line.to_string(), target)
+        })
+        .collect()
 }

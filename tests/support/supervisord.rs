@@ -3,8 +3,11 @@
 //!
 //! XML-RPC over its inet HTTP server is used rather than parsing `supervisorctl status` text,
 //! because the reply is structured (exact state names, pids) and needs no subprocess per poll.
+//! The calls go through the library's own client (`loglines::supervisor::rpc`, unit-tested
+//! against Python-shaped replies) rather than a second hand-written one.
 
 use super::{crate_root, find_executable, free_port, stop_child};
+use loglines::supervisor::rpc;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -241,6 +244,61 @@ impl SupervisorConfig {
     }
 }
 
+/// `GET http://127.0.0.1:PORT/` (the web UI's process list), with Basic credentials if given:
+/// the status code and the page.
+pub fn web_ui_get(port: u16, auth: Option<(&str, &str)>) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(RPC_TIMEOUT))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = agent.get(format!("http://127.0.0.1:{port}/"));
+    if let Some((u, p)) = auth {
+        req = req.header(
+            "Authorization",
+            format!(
+                "Basic {}",
+                loglines::supervisor::rpc::base64(format!("{u}:{p}").as_bytes())
+            ),
+        );
+    }
+    let mut resp = req
+        .call()
+        .unwrap_or_else(|e| panic!("GET http://127.0.0.1:{port}/: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_to_string().unwrap_or_default())
+}
+
+/// Checks that the web UI page lists exactly the processes `names` (as supervisorctl names
+/// them), each in a row showing it running: the "clean line of green lights". The error says
+/// which row is missing or not running.
+pub fn web_ui_all_running<'a>(
+    html: &str,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Result<(), String> {
+    // One table row per process: its status cell, then its name as a link.
+    let body = html.split_once("<tbody>").map_or("", |(_, b)| b);
+    let rows: Vec<&str> = body.split("<tr").skip(1).collect();
+    let names: Vec<&String> = names.into_iter().collect();
+    if rows.len() != names.len() {
+        return Err(format!(
+            "{} rows for {} processes {names:?}:\n{html}",
+            rows.len(),
+            names.len()
+        ));
+    }
+    for name in names {
+        let row = rows
+            .iter()
+            .find(|r| r.contains(&format!(">{name}</a>")))
+            .ok_or_else(|| format!("{name} missing from the web UI:\n{html}"))?;
+        if !row.contains("<span class=\"statusrunning\">running</span>") {
+            return Err(format!("{name} is not shown running:\n{row}"));
+        }
+    }
+    Ok(())
+}
+
 /// Runs `supervisorctl -c config ARGS...` and returns its exit code and stdout (for configs
 /// that only offer a unix socket, where the XML-RPC helper does not apply).
 pub fn supervisorctl(config: &Path, args: &[&str]) -> (i32, String) {
@@ -301,171 +359,55 @@ pub fn get_all_process_info(url: &str, user: &str, pass: &str) -> Vec<(String, S
     }
 }
 
-/// One `supervisor.getAllProcessInfo` call, without retrying.
+/// One `supervisor.getAllProcessInfo` call, without retrying, through the library's XML-RPC
+/// client (`url` is `http://host:port`, `/RPC2` optional).
 pub fn try_get_process_details(
     url: &str,
     user: &str,
     pass: &str,
 ) -> Result<Vec<ProcessInfo>, String> {
-    let endpoint = if url.trim_end_matches('/').ends_with("/RPC2") {
-        url.to_string()
-    } else {
-        format!("{}/RPC2", url.trim_end_matches('/'))
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let endpoint = rpc::Endpoint::Inet {
+        addr: addr.trim_end_matches("/RPC2").to_string(),
+        auth: Some((user.to_string(), pass.to_string())),
     };
-    let body = "<?xml version=\"1.0\"?>\n<methodCall><methodName>supervisor.getAllProcessInfo\
-                </methodName><params></params></methodCall>";
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(RPC_TIMEOUT))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
-        .post(&endpoint)
-        .header("Content-Type", "text/xml")
-        .header(
-            "Authorization",
-            format!("Basic {}", base64(format!("{user}:{pass}").as_bytes())),
-        )
-        .send(body)
-        .map_err(|e| format!("POST {endpoint}: {e}"))?;
-    let status = resp.status().as_u16();
-    let text = resp
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| format!("reading reply: {e}"))?;
-    if status != 200 {
-        return Err(format!("POST {endpoint}: HTTP {status}: {}", text.trim()));
-    }
-    parse_process_info(&text)
+    let reply = rpc::call(&endpoint, "supervisor.getAllProcessInfo", &[], RPC_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    process_infos(&reply)
 }
 
-/// Parses a `getAllProcessInfo` methodResponse: an array of structs. Hand-written because the
-/// shape is fixed and small; a `<fault>` becomes an error carrying its faultString.
+/// Parses a `getAllProcessInfo` methodResponse (with the library's parser); a `<fault>` becomes
+/// an error carrying its faultString.
 pub fn parse_process_info(xml: &str) -> Result<Vec<ProcessInfo>, String> {
-    if let Some(fault) = between(xml, "<fault>", "</fault>") {
-        let msg = members(fault)
-            .into_iter()
-            .find(|(k, _)| k == "faultString")
-            .map_or_else(|| fault.to_string(), |(_, v)| v);
-        return Err(format!("XML-RPC fault: {msg}"));
-    }
-    if !xml.contains("<methodResponse>") {
-        return Err(format!("not an XML-RPC response: {xml:.200}"));
-    }
-    let mut out = Vec::new();
-    let mut rest = xml;
-    while let Some(start) = rest.find("<struct>") {
-        let after = &rest[start + "<struct>".len()..];
-        let end = after.find("</struct>").ok_or("unterminated <struct>")?;
-        let mut p = ProcessInfo::default();
-        for (k, v) in members(&after[..end]) {
-            match k.as_str() {
-                "name" => p.name = v,
-                "group" => p.group = v,
-                "statename" => p.statename = v,
-                "pid" => p.pid = v.parse().unwrap_or(0),
-                _ => {}
-            }
-        }
-        out.push(p);
-        rest = &after[end..];
-    }
-    Ok(out)
-}
-
-/// The `(name, value)` pairs of the `<member>`s in a struct body (values unescaped, type tag
-/// such as `<string>` or `<int>` removed).
-fn members(s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while let Some(m) = between(rest, "<member>", "</member>") {
-        let name = between(m, "<name>", "</name>").unwrap_or("");
-        let value = between(m, "<value>", "</value>").unwrap_or("");
-        out.push((unescape(name.trim()), unescape(strip_type_tag(value))));
-        let consumed = rest
-            .find("</member>")
-            .map_or(rest.len(), |i| i + "</member>".len());
-        rest = &rest[consumed..];
-    }
-    out
-}
-
-/// `<string>x</string>` → `x`; `<string/>` → ``; an untyped value (a string) stays as is.
-fn strip_type_tag(v: &str) -> &str {
-    let v = v.trim();
-    if v.starts_with('<') && v.ends_with("/>") {
-        return "";
-    }
-    match (v.starts_with('<'), v.find('>'), v.rfind("</")) {
-        (true, Some(open_end), Some(close)) if open_end < close => &v[open_end + 1..close],
-        _ => v,
+    match rpc::parse_response(xml) {
+        Ok(reply) => process_infos(&reply),
+        Err(rpc::ParseError::Fault(_, msg)) => Err(format!("XML-RPC fault: {msg}")),
+        Err(rpc::ParseError::Bad(why)) => Err(format!("not an XML-RPC response: {why}")),
     }
 }
 
-/// The text between the first `open` and the next `close` after it.
-fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let start = s.find(open)? + open.len();
-    let len = s[start..].find(close)?;
-    Some(&s[start..start + len])
-}
-
-fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let tail = &rest[amp..];
-        let Some(semi) = tail.find(';') else {
-            out.push_str(tail);
-            return out;
-        };
-        let entity = &tail[1..semi];
-        let ch = match entity {
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "amp" => Some('&'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .map(|h| u32::from_str_radix(h, 16))
-                .or_else(|| entity.strip_prefix('#').map(|d| d.parse()))
-                .and_then(Result::ok)
-                .and_then(char::from_u32),
-        };
-        match ch {
-            Some(c) => {
-                out.push(c);
-                rest = &tail[semi + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &tail[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Standard base64 with padding (for the Basic authorization header).
-pub fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// The array of structs `getAllProcessInfo` returns, as `ProcessInfo`s.
+fn process_infos(reply: &rpc::Value) -> Result<Vec<ProcessInfo>, String> {
+    let items = reply
+        .as_array()
+        .ok_or_else(|| format!("getAllProcessInfo returned {reply:?}, not an array"))?;
+    let field = |p: &rpc::Value, k: &str| {
+        p.get(k)
+            .and_then(rpc::Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    Ok(items
+        .iter()
+        .map(|p| ProcessInfo {
+            name: field(p, "name"),
+            group: field(p, "group"),
+            statename: field(p, "statename"),
+            pid: p
+                .get("pid")
+                .and_then(rpc::Value::as_int)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
+        })
+        .collect())
 }

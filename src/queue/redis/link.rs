@@ -201,6 +201,9 @@ pub(crate) fn is_lost(e: &RedisError) -> bool {
 
 /// A connect failure as a message that says what to check.
 pub(crate) fn connect_error(label: &str, e: &RedisError) -> QueueError {
+    if let Some(tls) = tls_problem(label, e) {
+        return tls;
+    }
     if e.kind() == ErrorKind::AuthenticationFailed
         || e.code().is_some_and(|c| c == "WRONGPASS" || c == "NOAUTH")
     {
@@ -220,6 +223,77 @@ pub(crate) fn connect_error(label: &str, e: &RedisError) -> QueueError {
         ));
     }
     QueueError::Unavailable(format!("cannot connect to {label}: {e}"))
+}
+
+/// A failed TLS handshake as a message naming the key or server setting to fix; None when `e`
+/// is not a TLS failure.
+///
+/// The redis crate reports these as I/O errors whose text ("invalid peer certificate:
+/// UnknownIssuer") says what rustls saw but not what to change in loglines.cfg.
+pub(crate) fn tls_problem(label: &str, e: &RedisError) -> Option<QueueError> {
+    use rustls::{AlertDescription as A, CertificateError as C};
+    let tls = rustls_error(e)?;
+    let msg = match tls {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature)
+        | rustls::Error::InvalidCertificate(C::InvalidPurpose | C::InvalidPurposeContext { .. }) => format!(
+            "the TLS certificate of {label} is not trusted ({tls}); set tls_ca_file in the redis section to the PEM file of the CA that signed it (the server's tls-ca-cert-file)"
+        ),
+        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => format!(
+            "the TLS certificate of {label} does not name that host ({tls}); connect with a host name or address the certificate lists (its subjectAltName), or reissue the certificate"
+        ),
+        rustls::Error::InvalidCertificate(
+            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. },
+        ) => format!(
+            "the TLS certificate of {label} is outside its validity period ({tls}); renew the server's certificate, and check this machine's clock"
+        ),
+        rustls::Error::InvalidCertificate(_) => format!(
+            "the TLS certificate of {label} was rejected ({tls}); check tls_ca_file in the redis section and the server's tls-cert-file"
+        ),
+        // What a server with `tls-auth-clients yes` sends a client without a certificate:
+        // certificate_required in TLS 1.3, handshake_failure in TLS 1.2.
+        rustls::Error::AlertReceived(A::CertificateRequired | A::HandshakeFailure) => format!(
+            "{label} refused this client during the TLS handshake ({tls}); the server requires a client certificate (tls-auth-clients): set tls_cert_file and tls_key_file in the redis section to a certificate and key signed by a CA the server trusts (its tls-ca-cert-file)"
+        ),
+        rustls::Error::AlertReceived(
+            A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::CertificateExpired
+            | A::UnsupportedCertificate
+            | A::AccessDenied,
+        ) => format!(
+            "{label} refused this client's certificate during the TLS handshake ({tls}); tls_cert_file in the redis section must name a valid certificate signed by a CA the server trusts (its tls-ca-cert-file), and tls_key_file its key"
+        ),
+        _ => format!(
+            "the TLS handshake with {label} failed ({tls}); check that the server listens for TLS on that port (its tls-port), or use a redis:// url for a server without TLS"
+        ),
+    };
+    Some(QueueError::Unavailable(msg))
+}
+
+/// The rustls error under a redis error, if any. The redis crate wraps it in an `Arc`, or in an
+/// `io::Error` (whose `source()` skips the wrapped error, hence `get_ref`).
+fn rustls_error(e: &RedisError) -> Option<&rustls::Error> {
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    fn direct<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            return Some(t);
+        }
+        let io = err.downcast_ref::<std::io::Error>()?;
+        io.get_ref()?.downcast_ref::<rustls::Error>()
+    }
+    let mut cur = std::error::Error::source(e);
+    while let Some(err) = cur {
+        let found = match err.downcast_ref::<Shared>() {
+            Some(shared) => direct(shared.as_ref()),
+            None => direct(err),
+        };
+        if found.is_some() {
+            return found;
+        }
+        cur = err.source();
+    }
+    None
 }
 
 fn server_error(label: &str, e: &RedisError) -> QueueError {

@@ -22,10 +22,10 @@ use super::{
     Admin, ConsumerId, ConsumerInfo, DeadLetter, Message, Producer, QResult, QueueError, QueueInfo,
     Transport,
 };
-use crate::config::RedisSettings;
+use crate::config::{read_pem, PemKind, RedisSettings};
 use crate::shutdown::Shutdown;
 use link::{Fail, Link, COMMAND_TIMEOUT};
-use redis::{Client, Script};
+use redis::{Client, ClientTlsConfig, Script, TlsCertificates};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -143,13 +143,8 @@ impl RedisTransport {
         shutdown: Shutdown,
         timeout: Duration,
     ) -> QResult<RedisTransport> {
-        if settings.tls {
-            // rustls needs a process-wide crypto provider; a second install is harmless.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
         let label = settings.display();
-        let client = Client::open(settings.url())
-            .map_err(|e| QueueError::Server(format!("invalid redis settings for {label}: {e}")))?;
+        let client = client(settings)?;
         let mut conn = client
             .get_connection_with_timeout(timeout)
             .map_err(|e| link::connect_error(&label, &e))?;
@@ -158,7 +153,10 @@ impl RedisTransport {
         let info: String = redis::cmd("INFO")
             .arg("server")
             .query(&mut conn)
-            .map_err(|e| QueueError::Unavailable(format!("{label} did not answer INFO: {e}")))?;
+            .map_err(|e| match link::tls_problem(&label, &e) {
+                Some(tls) => tls,
+                None => QueueError::Unavailable(format!("{label} did not answer INFO: {e}")),
+            })?;
         let version = parse_version(&info).ok_or_else(|| {
             QueueError::Server(format!(
                 "{label} did not report redis_version in INFO; is it a Redis server?"
@@ -191,6 +189,55 @@ impl RedisTransport {
     pub fn redis_consumer(&self, queue: &str, id: &ConsumerId) -> QResult<RedisConsumer> {
         RedisConsumer::open(self, queue, id)
     }
+}
+
+/// Builds the redis client for `settings`. Everything that talks to Redis gets its client from
+/// here (through [`RedisTransport`]), so producers, consumers, `status`, `check` and the queue
+/// commands all trust the same CA and present the same client certificate.
+///
+/// With TLS, the certificate files are read now, once per transport: the handles that reconnect
+/// later reuse the client, so a file replaced on disk takes effect at the next restart, and a
+/// file deleted under a running process does not break its reconnects.
+pub fn client(settings: &RedisSettings) -> QResult<Client> {
+    let label = settings.display();
+    let invalid = |e: redis::RedisError| {
+        QueueError::Server(format!("invalid redis settings for {label}: {e}"))
+    };
+    if !settings.tls {
+        return Client::open(settings.url()).map_err(invalid);
+    }
+    // rustls needs a process-wide crypto provider; a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Validation checked these files, but they may have changed since (or the settings were
+    // built in code): the same check again, naming the key to fix.
+    let read = |key: &str, path: &std::path::Path, kind: PemKind| {
+        read_pem(path, kind).map_err(|why| {
+            QueueError::Io(format!(
+                "{key} of [{}]: {why}; fix the file or the key in the configuration",
+                settings.name
+            ))
+        })
+    };
+    let root_cert = match &settings.tls_ca_file {
+        Some(p) => Some(read("tls_ca_file", p, PemKind::Certificates)?),
+        // None keeps the crate's default trust store: the public web roots.
+        None => None,
+    };
+    let client_tls = match &settings.tls_client {
+        Some(files) => Some(ClientTlsConfig {
+            client_cert: read("tls_cert_file", &files.cert_file, PemKind::Certificates)?,
+            client_key: read("tls_key_file", &files.key_file, PemKind::PrivateKey)?,
+        }),
+        None => None,
+    };
+    Client::build_with_tls(
+        settings.url(),
+        TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(invalid)
 }
 
 fn parse_version(info: &str) -> Option<String> {
@@ -342,15 +389,7 @@ impl Producer for RedisProducer {
     }
 
     fn dead_letter(&mut self, item: Message, reason: &str, section: &str) -> QResult<()> {
-        let letter = DeadLetter {
-            message: item.body,
-            reason: reason.to_string(),
-            section: section.to_string(),
-            consumer: format!("{}:{section}", ConsumerId::local_host()),
-            at: super::utc_iso8601(SystemTime::now()),
-        };
-        let json = serde_json::to_string(&letter)
-            .map_err(|e| QueueError::Server(format!("cannot encode a dead letter: {e}")))?;
+        let json = encode_dead_letter(&DeadLetter::from_producer(item.body, reason, section))?;
         let mut cmd = redis::cmd("RPUSH");
         cmd.arg(Keys::new(&self.queue).dead).arg(json);
         self.store(cmd).map(|_| ())
@@ -456,17 +495,7 @@ impl RedisConsumer {
     /// Refreshes the heartbeat; if it had expired, our list may have been given back to the
     /// queue by another consumer, so the local account is rebuilt first.
     fn beat(&mut self) -> QResult<()> {
-        let (key, val, ttl) = (&self.alive, &self.alive_value, self.ttl);
-        let ok: Option<String> = self.link.idempotent(|c| {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(val)
-                .arg("XX")
-                .arg("EX")
-                .arg(ttl)
-                .query(c)
-        })?;
-        if ok.is_none() {
+        if !refresh_heartbeat(&mut self.link, &self.alive, &self.alive_value, self.ttl)? {
             self.expired()?;
         }
         Ok(())
@@ -781,19 +810,10 @@ impl RedisConsumer {
     }
 
     fn wait_for_room(&mut self, queue: &str) -> QResult<()> {
-        let (alive, val, ttl) = (self.alive.clone(), self.alive_value.clone(), self.ttl);
+        let (alive, val, ttl) = (&self.alive, &self.alive_value, self.ttl);
         let mut expired = false;
         wait_for_room(&mut self.link, queue, self.max_len, |link| {
-            let ok: Option<String> = link.idempotent(|c| {
-                redis::cmd("SET")
-                    .arg(&alive)
-                    .arg(&val)
-                    .arg("XX")
-                    .arg("EX")
-                    .arg(ttl)
-                    .query(c)
-            })?;
-            expired |= ok.is_none();
+            expired |= !refresh_heartbeat(link, alive, val, ttl)?;
             Ok(())
         })?;
         if expired {
@@ -801,6 +821,21 @@ impl RedisConsumer {
         }
         Ok(())
     }
+}
+
+/// Extends a consumer's heartbeat key by `ttl` seconds if it still exists (`SET XX`); false if
+/// it had expired, when other consumers may already have taken back what it held.
+fn refresh_heartbeat(link: &mut Link, key: &str, val: &str, ttl: u64) -> QResult<bool> {
+    let ok: Option<String> = link.idempotent(|c| {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(val)
+            .arg("XX")
+            .arg("EX")
+            .arg(ttl)
+            .query(c)
+    })?;
+    Ok(ok.is_some())
 }
 
 /// Reversed copy: RPUSH of the reversed list leaves the first item at the right end.
@@ -898,15 +933,9 @@ impl super::Consumer for RedisConsumer {
     }
 
     fn dead_letter(&mut self, item: Message, reason: &str) -> QResult<()> {
-        let letter = DeadLetter {
-            message: item.body.clone(),
-            reason: reason.to_string(),
-            section: self.section.clone(),
-            consumer: self.name.clone(),
-            at: super::utc_iso8601(SystemTime::now()),
-        };
-        let json = serde_json::to_string(&letter)
-            .map_err(|e| QueueError::Server(format!("cannot encode a dead letter: {e}")))?;
+        let letter =
+            DeadLetter::filed_now(item.body.clone(), reason, &self.section, self.name.clone());
+        let json = encode_dead_letter(&letter)?;
         self.commit(vec![item.body], Commit::Dead(json))
     }
 
@@ -1052,6 +1081,12 @@ impl Admin for RedisAdmin {
     fn describe(&mut self) -> QResult<String> {
         Ok(format!("redis {} at {}", self.version, self.label))
     }
+}
+
+/// A dead letter as stored in the `Q:dead` list.
+fn encode_dead_letter(letter: &DeadLetter) -> QResult<String> {
+    serde_json::to_string(letter)
+        .map_err(|e| QueueError::Server(format!("cannot encode a dead letter: {e}")))
 }
 
 /// A stored dead letter; an entry that is not our JSON is shown whole as the message.

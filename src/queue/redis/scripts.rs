@@ -2,12 +2,34 @@
 //!
 //! Redis runs a script without interleaving any other command, so each script below is one
 //! indivisible step: nothing can be half-moved when a process is killed or the server stops.
-//! Lists are built with `unpack` in chunks of at most 4,000 elements because Lua's stack
-//! limit (about 8,000) makes larger unpacks fail.
+//! Lists are pushed with `unpack` in chunks of at most 4,000 elements because Lua's stack
+//! limit (about 8,000) makes larger unpacks fail; every script that pushes starts with the one
+//! `push_all` that does this (`with_push_all!`).
 //!
 //! Orientation (the 2010 tool's, kept for external producers): producers LPUSH, so the oldest
 //! message of a queue is at its right end, and consumers take from the right. An in-flight list
 //! has the same orientation: newest taken at the left, oldest at the right.
+
+/// Prepends `push_all(cmd, key, list, first, last)` to a script: pushes `list[first..last]` onto
+/// `key` with `cmd` (LPUSH or RPUSH), in that order, 4,000 elements per call. A macro because
+/// EVAL scripts cannot share functions and `concat!` takes only literals.
+macro_rules! with_push_all {
+    ($script:literal) => {
+        concat!(
+            r#"
+local function push_all(cmd, key, list, first, last)
+  local i = first
+  while i <= last do
+    local j = math.min(i + 3999, last)
+    redis.call(cmd, key, unpack(list, i, j))
+    i = j + 1
+  end
+end
+"#,
+            $script
+        )
+    };
+}
 
 /// Moves up to `max` messages from the right end of a queue to the left of an in-flight list.
 ///
@@ -15,7 +37,8 @@
 /// ARGV: max, heartbeat ttl (s), heartbeat value, consumer name.
 /// Returns `{0, {}}` when the heartbeat had expired (nothing moved: the consumer must first
 /// learn what happened to its in-flight list), else `{1, items}` with items newest first.
-pub(crate) const TAKE: &str = r#"
+pub(crate) const TAKE: &str = with_push_all!(
+    r#"
 if not redis.call('SET', KEYS[3], ARGV[3], 'XX', 'EX', ARGV[2]) then
   return {0, {}}
 end
@@ -29,23 +52,18 @@ if got > 0 then
   redis.call('LTRIM', KEYS[1], 0, -got - 1)
   -- Push the oldest first so the in-flight list ends up exactly as `got` BLMOVE RIGHT LEFT
   -- calls would have left it: newest at the left.
-  local chunk = {}
+  local oldest_first = {}
   for i = got, 1, -1 do
-    chunk[#chunk + 1] = items[i]
-    if #chunk == 4000 then
-      redis.call('LPUSH', KEYS[2], unpack(chunk))
-      chunk = {}
-    end
+    oldest_first[#oldest_first + 1] = items[i]
   end
-  if #chunk > 0 then
-    redis.call('LPUSH', KEYS[2], unpack(chunk))
-  end
+  push_all('LPUSH', KEYS[2], oldest_first, 1, got)
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('HSETNX', KEYS[4], ARGV[4], redis.call('TIME')[1])
 end
 return {1, items}
-"#;
+"#
+);
 
 /// Removes acked messages from an in-flight list and pushes messages to other lists, all at
 /// once, at most once per operation id (so a retry after a lost connection cannot repeat it).
@@ -61,7 +79,8 @@ return {1, items}
 ///
 /// Returns 1 applied, 2 already applied earlier, -1 heartbeat expired (nothing done), -2 the
 /// list length is not the expected one, -3 an acked item is not in the list.
-pub(crate) const COMMIT: &str = r#"
+pub(crate) const COMMIT: &str = with_push_all!(
+    r#"
 local me = ARGV[1]
 if redis.call('HGET', KEYS[4], me) == ARGV[2] then
   return 2
@@ -105,19 +124,13 @@ elseif nack > 0 then
     redis.call('LTRIM', KEYS[1], 0, -removed - 1)
   else
     redis.call('DEL', KEYS[1])
-    local chunk = {}
+    local kept = {}
     for i = 1, #cur do
       if not drop[i] then
-        chunk[#chunk + 1] = cur[i]
-        if #chunk == 4000 then
-          redis.call('RPUSH', KEYS[1], unpack(chunk))
-          chunk = {}
-        end
+        kept[#kept + 1] = cur[i]
       end
     end
-    if #chunk > 0 then
-      redis.call('RPUSH', KEYS[1], unpack(chunk))
-    end
+    push_all('RPUSH', KEYS[1], kept, 1, #kept)
   end
 end
 for k = 5, #KEYS do
@@ -127,21 +140,16 @@ for k = 5, #KEYS do
   end
   local cnt = tonumber(ARGV[pos + 1])
   pos = pos + 2
-  local last = pos + cnt - 1
-  local i = pos
-  while i <= last do
-    local j = math.min(i + 3999, last)
-    redis.call(cmd, KEYS[k], unpack(ARGV, i, j))
-    i = j + 1
-  end
-  pos = last + 1
+  push_all(cmd, KEYS[k], ARGV, pos, pos + cnt - 1)
+  pos = pos + cnt
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HDEL', KEYS[3], me)
 end
 redis.call('HSET', KEYS[4], me, ARGV[2])
 return 1
-"#;
+"#
+);
 
 /// Returns another consumer's in-flight list to its queue if that consumer's heartbeat has
 /// expired: all of it, in order, to the consumer end, and deletes the list.
@@ -149,7 +157,8 @@ return 1
 /// KEYS: the in-flight list, its consumer's heartbeat key, the queue, the since-hash.
 /// ARGV: that consumer's name.
 /// Returns -1 if the consumer is alive (nothing done), else the number of messages returned.
-pub(crate) const RECOVER: &str = r#"
+pub(crate) const RECOVER: &str = with_push_all!(
+    r#"
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return -1
 end
@@ -159,23 +168,20 @@ end
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
 -- RPUSH in list order leaves the oldest (rightmost) in-flight item at the queue's right end,
 -- so it is taken first again, before anything that was behind it.
-local i = 1
-while i <= #items do
-  local j = math.min(i + 3999, #items)
-  redis.call('RPUSH', KEYS[3], unpack(items, i, j))
-  i = j + 1
-end
+push_all('RPUSH', KEYS[3], items, 1, #items)
 redis.call('DEL', KEYS[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 return #items
-"#;
+"#
+);
 
 /// Moves dead letters back onto their queue (producer end, oldest first), optionally only those
 /// whose reason contains a text; unreadable entries stay.
 ///
 /// KEYS: the dead-letter list, the queue. ARGV: the reason text, or empty for all.
 /// Returns the number moved.
-pub(crate) const REQUEUE_DEAD: &str = r#"
+pub(crate) const REQUEUE_DEAD: &str = with_push_all!(
+    r#"
 local all = redis.call('LRANGE', KEYS[1], 0, -1)
 local keep, back = {}, {}
 for _, raw in ipairs(all) do
@@ -198,17 +204,8 @@ if #back == 0 then
   return 0
 end
 redis.call('DEL', KEYS[1])
-local i = 1
-while i <= #keep do
-  local j = math.min(i + 3999, #keep)
-  redis.call('RPUSH', KEYS[1], unpack(keep, i, j))
-  i = j + 1
-end
-i = 1
-while i <= #back do
-  local j = math.min(i + 3999, #back)
-  redis.call('LPUSH', KEYS[2], unpack(back, i, j))
-  i = j + 1
-end
+push_all('RPUSH', KEYS[1], keep, 1, #keep)
+push_all('LPUSH', KEYS[2], back, 1, #back)
 return #back
-"#;
+"#
+);

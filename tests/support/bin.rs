@@ -1,0 +1,17 @@
+//! Running the built `loglines` binary from the integration tests.
+
+use std::process::Command;
+
+/// The built binary as a `Command`, without the environment variables that would change what it
+/// does (LOGLINES_CONFIG names another config, RUST_LOG adds log lines to stderr), so the
+/// developer's shell cannot change a test's result.
+pub fn loglines() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loglines"));
+    cmd.env_remove("LOGLINES_CONFIG").env_remove("RUST_LOG");
+    cmd
+}
+
+/// Output bytes as text (invalid UTF-8 replaced), for assertions and failure messages.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}

@@ -1,0 +1,227 @@
+//! The worker's promises beyond the happy path, through `loglines run --once` to a real tracker
+//! stand-in: permanent rejections are dead-lettered with the status and body, notifications
+//! reach a command and a queue, `method = HEAD` and `ratelimit` are honoured, and a plugin
+//! changed on disk is reloaded between messages.
+
+mod support;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use support::loggen;
+use support::pipeline::{config_text, Options, Pipeline};
+
+/// Rewrites the pipeline's config with extra lines appended to the worker section.
+fn with_worker_keys(p: &Pipeline, extra: &str) {
+    let text = config_text(None, &p.tracker.url(), &p.options);
+    let text = text.replace(
+        "other_queue = otherlog\n",
+        &format!("other_queue = otherlog\n{extra}"),
+    );
+    std::fs::write(&p.config, text).unwrap();
+}
+
+fn run_once(p: &Pipeline) -> std::process::Output {
+    p.command(&["run", "--once"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_permanent_rejection_is_dead_lettered_with_status_and_body_and_notified() {
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        ..Options::default()
+    });
+    let notices = p.path("notices.jsonl");
+    with_worker_keys(
+        &p,
+        &format!(
+            "notify_command = cat >> {} && echo \"$LOGLINES_EVENT $LOGLINES_SECTION\" >> {}.env\nnotify_queue = notices\nnotify_interval = 3600\n",
+            notices.display(),
+            notices.display()
+        ),
+    );
+    // A file logger for the notices queue, so the notice can be read back.
+    let mut cfg = std::fs::read_to_string(&p.config).unwrap();
+    cfg.push_str("\n[logger_notices]\ncommand = loglines filelog\nlistento = notices\nlogfile = logs/notices.log\nformat = json\n");
+    std::fs::write(&p.config, cfg).unwrap();
+    p.tracker.reject(400, "unknown rft.artnum prefix");
+    p.append(&loggen::lines(0, 40, 20)); // two downloads
+    let out = run_once(&p);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "dead letters make --once exit 1: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dead = p.lines_of("state/dead/pirus2.dead.jsonl");
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let reason = serde_json::from_str::<serde_json::Value>(&dead[0]).unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("status 400") && reason.contains("unknown rft.artnum prefix"),
+        "{reason}"
+    );
+    // One notice per kind per interval: two dead letters, one notice.
+    assert!(support::wait_until(Duration::from_secs(5), || p
+        .lines_of("notices.jsonl")
+        .len()
+        == 1));
+    let notice: serde_json::Value = serde_json::from_str(&p.lines_of("notices.jsonl")[0]).unwrap();
+    assert_eq!(notice["event"], "dead_letter");
+    assert_eq!(notice["section"], "worker_pirus2");
+    assert_eq!(notice["queue"], "pirus2");
+    assert_eq!(
+        p.lines_of("notices.jsonl.env"),
+        vec!["dead_letter worker_pirus2"]
+    );
+    let queued = p.lines_of("logs/notices.log");
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert!(queued[0].contains("\"event\":\"dead_letter\""));
+}
+
+#[test]
+fn a_long_outage_is_notified_and_the_events_still_arrive() {
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        pauseonfail: 1,
+        ..Options::default()
+    });
+    let notices = p.path("notices.jsonl");
+    with_worker_keys(
+        &p,
+        &format!(
+            "notify_command = cat >> {}\nnotify_after = 1\n",
+            notices.display()
+        ),
+    );
+    p.tracker.fail(503);
+    p.append(&loggen::lines(0, 20, 20));
+    let mut child: Child = p
+        .command(&["run", "--once"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        support::wait_until(Duration::from_secs(15), || !p
+            .lines_of("notices.jsonl")
+            .is_empty()),
+        "no tracker_down notice"
+    );
+    let notice: serde_json::Value = serde_json::from_str(&p.lines_of("notices.jsonl")[0]).unwrap();
+    assert_eq!(notice["event"], "tracker_down");
+    assert!(
+        notice["reason"].as_str().unwrap().contains("503"),
+        "{notice}"
+    );
+    p.tracker.ok();
+    let status = support::wait_until(Duration::from_secs(15), || {
+        child.try_wait().unwrap().is_some()
+    });
+    assert!(
+        status,
+        "run --once did not finish after the tracker came back"
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        p.tracker
+            .requests()
+            .iter()
+            .filter(|r| r.status == 200)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn method_head_and_ratelimit_are_honoured() {
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        ..Options::default()
+    });
+    with_worker_keys(&p, "method = HEAD\nratelimit = 0.2\n");
+    p.append(&loggen::lines(0, 5, 1)); // five downloads
+    let out = run_once(&p);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reqs = p.tracker.requests();
+    assert_eq!(reqs.len(), 5);
+    assert!(reqs.iter().all(|r| r.method == "HEAD"));
+    // A lower bound only: ratelimit promises at least this much time between requests.
+    for w in reqs.windows(2) {
+        assert!(
+            w[1].at.duration_since(w[0].at) >= Duration::from_millis(190),
+            "requests closer than ratelimit"
+        );
+    }
+}
+
+#[test]
+fn a_plugin_changed_on_disk_is_reloaded_and_a_broken_one_is_not() {
+    let dir = support::temp_dir();
+    let plugin = dir.path().join("switch.lua");
+    let version = |tag: &str| {
+        format!(
+            "function parseline(j) return loglines.json.decode(j) end\n\
+             function get_openurl_params(c, s, pl) return {{ rft_dat = '{tag}', ['rft.artnum'] = pl.logline:match('/id/eprint/(%d+)/') }} end\n"
+        )
+    };
+    std::fs::write(&plugin, version("one")).unwrap();
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        plugin: plugin.display().to_string(),
+        plugin_section: String::new(),
+        ..Options::default()
+    });
+    let err = std::fs::File::create(p.path("run.err")).unwrap();
+    let mut child = p
+        .command(&["run"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    p.append(&loggen::lines(0, 1, 1));
+    assert!(p.tracker.wait_for(1, Duration::from_secs(10)));
+    // Make sure the modification time moves even on coarse-grained file systems.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&plugin, version("two")).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    p.append(&loggen::lines(1, 2, 1));
+    assert!(p.tracker.wait_for(2, Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&plugin, "this is not lua (").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    p.append(&loggen::lines(2, 3, 1));
+    assert!(p.tracker.wait_for(3, Duration::from_secs(10)));
+    let started = Instant::now();
+    support::send_signal(child.id(), libc::SIGTERM);
+    while child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tags: Vec<String> = p
+        .tracker
+        .requests()
+        .iter()
+        .map(|r| r.param("rft_dat").unwrap_or_default())
+        .collect();
+    assert_eq!(
+        tags,
+        vec!["one", "two", "two"],
+        "reloaded once, the broken version kept out"
+    );
+    let log = std::fs::read_to_string(p.path("run.err")).unwrap();
+    assert!(
+        log.contains("cannot be loaded, keeping the previous version"),
+        "{log}"
+    );
+}
