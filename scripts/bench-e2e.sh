@@ -70,6 +70,10 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 hwm() { awk '/^VmHWM:/ { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 # utime + stime of PID in clock ticks (fields 14 and 15; counted after the ")" closing the name).
 cputicks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0; }
+# CPU time of PID in nanoseconds, every thread (/proc/PID/task/*/schedstat, first field).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ t += $1 } END { printf "%d", t }'; }
+# Voluntary context switches of PID, every thread: how often it went to sleep (woke up).
+wakeups() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches:/ { t += $2 } END { printf "%d", t }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 llen() { redis-cli -p "$port" llen "$1"; }
 size() { stat -c %s "$1" 2>/dev/null || echo 0; }
@@ -290,10 +294,13 @@ others=$(wc -l <"$dir/logs/other.log")
 echo "   $N lines in ${e2e_secs}s: $e2e lines/s" >&2
 # Idle: everything drained; CPU of each process over 5 s.
 sleep 1
-declare -A ticks0=() idle=()
-for n in "${roles[@]}"; do ticks0[$n]=$(cputicks "${pid_of[$n]}"); done
+declare -A ns0=() idle=() sw0=() idle_sw=()
+for n in "${roles[@]}"; do ns0[$n]=$(cpu_ns "${pid_of[$n]}"); sw0[$n]=$(wakeups "${pid_of[$n]}"); done
 sleep 5
-for n in "${roles[@]}"; do idle[$n]=$(( $(cputicks "${pid_of[$n]}") - ${ticks0[$n]} )); done
+for n in "${roles[@]}"; do
+    idle[$n]=$(( $(cpu_ns "${pid_of[$n]}") - ${ns0[$n]} ))
+    idle_sw[$n]=$(( $(wakeups "${pid_of[$n]}") - ${sw0[$n]} ))
+done
 sample_rss "${roles[@]}"
 stop_all
 
@@ -363,7 +370,7 @@ for n in "${roles[@]}"; do
     row "  $n peak RSS (stage / end to end)" "$(mib "${stage_peak[$n]}") / $(mib "${peak[$n]}")" "MiB (target <= 30)"
 done
 for n in "${roles[@]}"; do
-    row "  $n CPU while idle, 5 s" "$(( idle[$n] * 1000 / hz ))" "ms (target 0)"
+    row "  $n CPU while idle, 5 s" "$(awk -v ns="${idle[$n]}" 'BEGIN { printf "%.2f", ns / 1e6 }')" "ms, ${idle_sw[$n]} wake-ups (target: no CPU while idle)"
 done
 for procs in 1 2 4; do
     row "dispatch, $procs worker process(es)" "${dispatch[$procs]}" \
