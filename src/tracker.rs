@@ -2,8 +2,15 @@
 //! accepted, retry later, or rejected for good; and the retry backoff.
 
 use crate::config::{Endpoint, HttpMethod, WorkerSettings};
+use std::fmt;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+/// How long the tracker's resolved addresses are used before its host name is looked up again.
+pub const RESOLVE_TTL: Duration = Duration::from_secs(60);
 
 /// What the tracker made of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,9 +44,95 @@ pub fn classify(status: u16, success: u16, body: &str) -> Answer {
     }
 }
 
+/// The addresses last resolved for one `scheme://host:port`.
+struct Resolved {
+    key: String,
+    at: Instant,
+    addrs: ResolvedSocketAddrs,
+}
+
+/// Remembers the tracker's addresses for [`RESOLVE_TTL`].
+///
+/// ureq asks its resolver before every request, even one that then goes over a kept-alive
+/// connection, and its default resolver, when a timeout is set, looks the name up in a new
+/// thread each time: one thread start (and, for a host name, one DNS query) per usage event,
+/// which held one worker to a small fraction of what its connection carries. The inner resolver
+/// still does every actual look-up, with the request's timeout.
+pub struct CachingResolver<R = DefaultResolver> {
+    inner: R,
+    ttl: Duration,
+    last: Arc<Mutex<Option<Resolved>>>,
+}
+
+impl<R: Resolver> CachingResolver<R> {
+    pub fn new(inner: R, ttl: Duration) -> Self {
+        CachingResolver {
+            inner,
+            ttl,
+            last: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// A handle that makes the next request look the name up again (after a failed request:
+    /// the tracker may have moved).
+    pub fn forgetter(&self) -> Forget {
+        Forget(self.last.clone())
+    }
+}
+
+/// See [`CachingResolver::forgetter`].
+#[derive(Clone)]
+pub struct Forget(Arc<Mutex<Option<Resolved>>>);
+
+impl Forget {
+    pub fn forget(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+impl<R> fmt::Debug for CachingResolver<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachingResolver")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Resolver> Resolver for CachingResolver<R> {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or(""),
+            uri.authority().map_or("", |a| a.as_str())
+        );
+        {
+            let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(r) = last.as_ref() {
+                if r.key == key && r.at.elapsed() < self.ttl {
+                    return Ok(r.addrs.clone());
+                }
+            }
+        }
+        // Failures are not remembered: the next request tries again.
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Resolved {
+            key,
+            at: Instant::now(),
+            addrs: addrs.clone(),
+        });
+        Ok(addrs)
+    }
+}
+
 /// One worker's connection to the tracker.
 pub struct TrackerClient {
     agent: ureq::Agent,
+    resolved: Forget,
     endpoint: Endpoint,
     method: HttpMethod,
     success: u16,
@@ -55,8 +148,11 @@ impl TrackerClient {
             .http_status_as_error(false)
             .user_agent(concat!("loglines/", env!("CARGO_PKG_VERSION")))
             .build();
+        let resolver = CachingResolver::new(DefaultResolver::default(), RESOLVE_TTL);
+        let resolved = resolver.forgetter();
         TrackerClient {
-            agent: ureq::Agent::new_with_config(config),
+            agent: ureq::Agent::with_parts(config, DefaultConnector::default(), resolver),
+            resolved,
             endpoint: w.endpoint.clone(),
             method: w.method,
             success: w.success,
@@ -104,7 +200,10 @@ impl TrackerClient {
                     .unwrap_or_default();
                 classify(status, self.success, &body)
             }
-            Err(e) => Answer::Retry(format!("cannot reach the tracker: {e}")),
+            Err(e) => {
+                self.resolved.forget();
+                Answer::Retry(format!("cannot reach the tracker: {e}"))
+            }
         }
     }
 }
@@ -181,6 +280,49 @@ mod tests {
         assert!(
             matches!(classify(403, 200, &body), Answer::Rejected { body, .. } if body.len() == 199)
         );
+    }
+
+    /// Counts the look-ups that reach the real resolver.
+    #[derive(Debug, Clone, Default)]
+    struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Resolver for Counting {
+        fn resolve(
+            &self,
+            uri: &ureq::http::Uri,
+            config: &ureq::config::Config,
+            timeout: NextTimeout,
+        ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            DefaultResolver::default().resolve(uri, config, timeout)
+        }
+    }
+
+    #[test]
+    fn resolver_looks_up_once_per_host_until_forgotten_or_expired() {
+        let count = Counting::default();
+        let looked_up = || count.0.load(std::sync::atomic::Ordering::SeqCst);
+        let r = CachingResolver::new(count.clone(), Duration::from_secs(60));
+        let config = ureq::Agent::config_builder().build();
+        let resolve = |r: &CachingResolver<Counting>, u: &str| {
+            r.resolve(&u.parse().unwrap(), &config, NextTimeout::default())
+                .unwrap()
+                .to_vec()
+        };
+        let a = resolve(&r, "http://127.0.0.1:8080/counter/?x=1");
+        assert_eq!(a, vec!["127.0.0.1:8080".parse().unwrap()]);
+        resolve(&r, "http://127.0.0.1:8080/counter/?x=2");
+        assert_eq!(looked_up(), 1, "the second request reuses the addresses");
+        let b = resolve(&r, "http://127.0.0.1:9090/");
+        assert_eq!(b, vec!["127.0.0.1:9090".parse().unwrap()]);
+        assert_eq!(looked_up(), 2, "another port is another look-up");
+        r.forgetter().forget();
+        resolve(&r, "http://127.0.0.1:9090/");
+        assert_eq!(looked_up(), 3, "forgotten after a failed request");
+        let expired = CachingResolver::new(count.clone(), Duration::ZERO);
+        resolve(&expired, "http://127.0.0.1:9090/");
+        resolve(&expired, "http://127.0.0.1:9090/");
+        assert_eq!(looked_up(), 5, "looked up again once the time is up");
     }
 
     #[test]
