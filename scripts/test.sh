@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of loglines. Installs what the tests need when it is missing: redis-server and
-# supervisor from the system package manager (apt), or supervisor from PyPI into ./.venv when
-# apt cannot be used. Extra arguments go to `cargo test`.
+# Runs every test of loglines. Installs what the tests need when it is missing: redis-server,
+# supervisor and openssl from the system package manager (apt), or supervisor from PyPI into
+# ./.venv when apt cannot be used. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +27,7 @@ fi
 missing=()
 have redis-server || missing+=(redis-server)
 have supervisord || missing+=(supervisor)
+have openssl || missing+=(openssl) # the Redis TLS tests make their certificates with it
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}" >&2
     apt_install "${missing[@]}" || echo "test.sh: could not install ${missing[*]} with apt-get" >&2
@@ -36,9 +37,9 @@ if ! have supervisord; then
     python3 -m venv .venv && .venv/bin/pip install -q supervisor
     export PATH="$PWD/.venv/bin:$PATH"
 fi
-for bin in redis-server supervisord; do
+for bin in redis-server supervisord openssl; do
     if ! have "$bin"; then
-        echo "test.sh: $bin is still missing; install it with 'apt-get install redis-server supervisor'" >&2
+        echo "test.sh: $bin is still missing; install it with 'apt-get install redis-server supervisor openssl'" >&2
         exit 1
     fi
 done
