@@ -25,6 +25,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 root=$(pwd)
 N=${N:-1000000}
 DISPATCH_N=${DISPATCH_N:-50000}
@@ -91,20 +93,7 @@ log_bytes=$(size "$dir/access.log")
 downloads=$(( (N + 19) / 20 ))
 
 # --- redis-server and the tracker stand-in ---------------------------------------------------
-for _ in $(seq 1 20); do
-    candidate=$((20000 + RANDOM % 20000))
-    if redis-server --port "$candidate" --bind 127.0.0.1 --save "" --appendonly no \
-        --dir "$dir" --logfile redis.log --daemonize yes 2>/dev/null; then
-        for _ in $(seq 1 100); do
-            if redis-cli -p "$candidate" ping 2>/dev/null | grep -q PONG; then
-                port=$candidate
-                break 2
-            fi
-            sleep 0.05
-        done
-    fi
-done
-[ -n "$port" ] || { echo "bench-e2e.sh: could not start redis-server" >&2; exit 1; }
+port=$(start_redis "$dir") || { echo "bench-e2e.sh: could not start redis-server" >&2; exit 1; }
 
 "$tracker_bin" --port 0 </dev/null >"$dir/tracker.out" 2>&1 &
 tracker_pid=$!

@@ -7,6 +7,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 for tool in redis-server redis-cli redis-benchmark; do
     command -v "$tool" >/dev/null || {
         echo "bench-queue.sh: $tool not found on PATH: install it with 'apt-get install redis-server redis-tools'" >&2
@@ -22,20 +24,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for _ in $(seq 1 20); do
-    candidate=$((20000 + RANDOM % 20000))
-    if redis-server --port "$candidate" --bind 127.0.0.1 --save "" --appendonly no \
-        --dir "$dir" --logfile redis.log --daemonize yes 2>/dev/null; then
-        for _ in $(seq 1 100); do
-            if redis-cli -p "$candidate" ping 2>/dev/null | grep -q PONG; then
-                port=$candidate
-                break 2
-            fi
-            sleep 0.05
-        done
-    fi
-done
-[ -n "$port" ] || { echo "bench-queue.sh: could not start redis-server" >&2; exit 1; }
+port=$(start_redis "$dir") || { echo "bench-queue.sh: could not start redis-server" >&2; exit 1; }
 
 echo "== redis-server $(redis-cli -p "$port" info server | sed -n 's/^redis_version:\(.*\)\r$/\1/p') on 127.0.0.1:$port, $(nproc) cores"
 echo "== redis-benchmark -p $port -t lpush -P 64 -q -n 2000000"

@@ -54,6 +54,19 @@ impl Notifier {
         }
     }
 
+    /// The notifier of a role section, with a producer for its `notify_queue` when one is set.
+    /// Every role, as a process or as a thread of `loglines run`, is built with this.
+    pub fn for_section(
+        sec: &crate::config::Section,
+        transport: &dyn crate::queue::Transport,
+    ) -> crate::queue::QResult<Self> {
+        let queue = match &sec.notify.queue {
+            Some(q) => Some(transport.producer(q)?),
+            None => None,
+        };
+        Ok(Notifier::new(&sec.name, sec.notify.clone(), queue))
+    }
+
     /// A notifier that never notifies (no command, no queue).
     pub fn disabled(section: &str) -> Self {
         Notifier::new(section, NotifySettings::default(), None)

@@ -52,17 +52,10 @@ pub fn find_section<'c>(cfg: &'c Config, name: &str, role: &str) -> Result<&'c S
     Ok(sec)
 }
 
-/// A notifier for the section, with its `notify_queue` producer when one is set.
+/// The section's notifier (see [`Notifier::for_section`]), as a start-up failure if its
+/// `notify_queue` cannot be opened.
 pub fn notifier_for(sec: &Section, transport: &dyn Transport) -> Result<Notifier, Failure> {
-    let queue = match &sec.notify.queue {
-        Some(q) => Some(
-            transport
-                .producer(q)
-                .map_err(|e| Failure::Runtime(anyhow!("{e}")))?,
-        ),
-        None => None,
-    };
-    Ok(Notifier::new(&sec.name, sec.notify.clone(), queue))
+    Notifier::for_section(sec, transport).map_err(|e| Failure::Runtime(anyhow!("{e}")))
 }
 
 /// Connects to the Redis a section uses.

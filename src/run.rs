@@ -48,15 +48,6 @@ pub struct RunArgs {
     pub endpoint: Option<String>,
 }
 
-/// The section's notifier, with its `notify_queue` producer when one is set.
-fn notifier_for(sec: &Section, transport: &EmbeddedTransport) -> anyhow::Result<Notifier> {
-    let queue = match &sec.notify.queue {
-        Some(q) => Some(transport.producer(q)?),
-        None => None,
-    };
-    Ok(Notifier::new(&sec.name, sec.notify.clone(), queue))
-}
-
 /// Applies `--dry-run` / `--endpoint` to every worker section.
 fn override_endpoints(cfg: &mut Config, args: &RunArgs) {
     for s in &mut cfg.sections {
@@ -142,7 +133,7 @@ fn start_consumers(
             threads.push(spawn(format!("{}:{n}", sec.name), move || {
                 let sec = &cfg.sections[index];
                 let queue = |q: &str| transport.consumer(q, &id).map_err(|e| anyhow!("{e}"));
-                let mut notifier = notifier_for(sec, &transport)?;
+                let mut notifier = Notifier::for_section(sec, &transport)?;
                 match &sec.role {
                     Role::Broker(b) => Ok(crate::broker::run(
                         sec,
@@ -222,10 +213,16 @@ fn status_line(s: &Snapshot, rate: f64) -> String {
     )
 }
 
-fn summary(s: &Snapshot, elapsed: Duration) -> String {
+/// The final summary. In a dry run nothing reaches a tracker, and the summary says so.
+fn summary(s: &Snapshot, elapsed: Duration, dry_run: bool) -> String {
     let secs = elapsed.as_secs_f64().max(1e-9);
+    let sent = if dry_run {
+        "printed (dry run, nothing sent)"
+    } else {
+        "sent to the tracker"
+    };
     format!(
-        "summary: {} lines read in {:.1} s ({:.0} lines/s); {} sent to the tracker, {} not usage events, {} written by file loggers, {} dead-lettered",
+        "summary: {} lines read in {:.1} s ({:.0} lines/s); {} {sent}, {} not usage events, {} written by file loggers, {} dead-lettered",
         s.read,
         secs,
         s.read as f64 / secs,
@@ -296,7 +293,7 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
                     unreachable!()
                 };
                 let producer = transport.producer(&pushto)?;
-                let mut notifier = notifier_for(sec, &transport)?;
+                let mut notifier = Notifier::for_section(sec, &transport)?;
                 crate::watch::run_until(
                     sec,
                     ws,
@@ -368,7 +365,10 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
         }
     }
     let snap = stats.snapshot();
-    eprintln!("loglines: {}", summary(&snap, started.elapsed()));
+    eprintln!(
+        "loglines: {}",
+        summary(&snap, started.elapsed(), args.dry_run)
+    );
     if !failures.is_empty() {
         return Err(Failure::Runtime(anyhow!("{}", failures.join("; "))));
     }
@@ -388,7 +388,7 @@ fn replay_file(
     let input =
         std::fs::File::open(file).map_err(|e| anyhow!("cannot open {}: {e}", file.display()))?;
     let producer = transport.producer(&ws.pushto)?;
-    let mut notifier = notifier_for(sec, transport)?;
+    let mut notifier = Notifier::for_section(sec, transport)?;
     crate::push::run(sec, ws, producer, input, stop, &mut notifier, stats)?;
     Ok(())
 }

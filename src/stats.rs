@@ -46,10 +46,6 @@ impl Stats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn get(&self) -> &Inner {
-        &self.0
-    }
-
     pub fn snapshot(&self) -> Snapshot {
         let i = &self.0;
         Snapshot {

@@ -275,3 +275,34 @@ fn a_plugin_error_on_some_lines_dead_letters_them_and_the_rest_is_delivered() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("cannot parse this line"));
 }
+
+/// The README's main job: a dry run prints every event's OpenURL on stdout, sends nothing, and
+/// says so in its summary.
+#[test]
+fn dry_run_prints_the_events_and_sends_nothing() {
+    let p = Pipeline::embedded(Options::default());
+    let log = std::fs::read_to_string(data("combined.log")).unwrap();
+    let (urls, _, _) = expected(&p, &log);
+    let file = data("combined.log");
+    let out = run_once(&p, &["--dry-run", file.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(p.tracker.count(), 0, "a dry run sends nothing");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(printed.lines().count(), urls.len());
+    assert!(
+        printed
+            .lines()
+            .all(|l| l.starts_with("url_ver=Z39.88-2004&")),
+        "{printed}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{} printed (dry run, nothing sent)", urls.len())),
+        "{stderr}"
+    );
+}
