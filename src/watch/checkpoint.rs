@@ -10,10 +10,23 @@
 //! after a rotation a `"rotated":{"until":…,"dev":…,"ino":…,"offset":…,…}` object records the
 //! same for the old file, which is still read for lines its writers add late.
 //!
-//! Writing: the new copy goes to `NAME.tmp`, is fsynced, the current copy is renamed to
-//! `NAME.prev`, the new one renamed into place, and the folder fsynced. Every instant of that
-//! sequence leaves either `NAME` or `NAME.prev` complete; [`load`] falls back to `NAME.prev`
-//! when `NAME` is missing or unreadable, which at worst re-sends up to a second of lines.
+//! Writing comes in two strengths, so that a crash re-sends little without an fsync per batch:
+//! - [`store_unsynced`], after every batch the transport acknowledged: the new copy goes to
+//!   `NAME.tmp` and is renamed over `NAME`, without fsync. A killed process loses nothing the
+//!   kernel already has, so after kill -9 `NAME` is at most one batch behind what was sent.
+//!   `NAME.prev` is left alone: a copy that was never synced may be empty or garbage after a
+//!   power loss, and the fallback must not be such a copy.
+//! - [`store`], at most once a second and at shutdown: the new copy goes to `NAME.tmp` and is
+//!   fsynced; the current `NAME` is fsynced too (it may have been written unsynced) and renamed
+//!   to `NAME.prev`; the new copy is renamed into place and the folder fsynced. So `NAME.prev`
+//!   is always a synced copy, about one to two seconds old. (A `NAME` that cannot be loaded is
+//!   not rotated over a good `NAME.prev`; and while there is no `NAME.prev` yet, on a section's
+//!   first start, the unsynced write is a synced one instead.)
+//!
+//! After a kill at any instant of either sequence `NAME` or `NAME.prev` is complete, and after
+//! a power loss `NAME.prev` is; every copy ever written describes lines already acknowledged,
+//! so none is ahead of the queue. [`load`] falls back to `NAME.prev` when `NAME` is missing or
+//! unreadable, which at worst re-sends the lines of the last second or two.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -180,8 +193,9 @@ fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Writes `position` (and `rotated`) for `logfile` to `path` (see the module text for the
-/// sequence).
+/// Writes `position` (and `rotated`) for `logfile` to `path` durably, keeping the copy it
+/// replaces as `NAME.prev` (see the module text for the sequence). For once a second and
+/// shutdown; after each batch, [`store_unsynced`].
 pub fn store(
     path: &Path,
     logfile: &Path,
@@ -192,32 +206,68 @@ pub fn store(
         path: path.to_path_buf(),
         source,
     };
-    let c = Checkpoint {
-        version: VERSION,
-        logfile: logfile.display().to_string(),
-        position: position.clone(),
-        rotated: rotated.cloned(),
-    };
-    let mut text = serde_json::to_vec(&c).map_err(|e| err(io::Error::other(e)))?;
-    text.push(b'\n');
-    let tmp = tmp_path(path);
-    {
-        let mut f = File::create(&tmp).map_err(err)?;
-        f.write_all(&text).map_err(err)?;
-        f.sync_all().map_err(err)?;
+    write_tmp(path, logfile, position, rotated, true).map_err(err)?;
+    // The copy being replaced becomes the fallback, so it must be synced (it may come from
+    // `store_unsynced`) and loadable: an unreadable one (a power loss hit it) is not rotated
+    // over a good `NAME.prev`, it is simply replaced below.
+    if let Ok(Some(_)) = read_one(path) {
+        File::open(path).and_then(|f| f.sync_all()).map_err(err)?;
+        std::fs::rename(path, prev_path(path)).map_err(err)?;
     }
-    match std::fs::rename(path, prev_path(path)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e)),
-    }
-    std::fs::rename(&tmp, path).map_err(err)?;
+    std::fs::rename(tmp_path(path), path).map_err(err)?;
     // The renames are durable only once the folder itself is synced.
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+    Ok(())
+}
+
+/// Writes `position` (and `rotated`) for `logfile` to `path` without fsync, leaving
+/// `NAME.prev` alone: cheap enough for every acknowledged batch. It survives a kill of the
+/// process, not necessarily a power loss; for that [`store`] keeps a synced `NAME.prev`. Until
+/// there is one (a section's first writes) this writes durably instead, so that a power loss
+/// never leaves an unsynced `NAME` as the only copy.
+pub fn store_unsynced(
+    path: &Path,
+    logfile: &Path,
+    position: &Position,
+    rotated: Option<&Rotated>,
+) -> Result<(), CheckpointError> {
+    if !prev_path(path).exists() {
+        return store(path, logfile, position, rotated);
+    }
+    let err = |source| CheckpointError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    write_tmp(path, logfile, position, rotated, false).map_err(err)?;
+    std::fs::rename(tmp_path(path), path).map_err(err)
+}
+
+/// Writes the checkpoint text to `NAME.tmp`, synced or not. The file is created afresh (a
+/// leftover of a crash is truncated), never written in place.
+fn write_tmp(
+    path: &Path,
+    logfile: &Path,
+    position: &Position,
+    rotated: Option<&Rotated>,
+    sync: bool,
+) -> io::Result<()> {
+    let c = Checkpoint {
+        version: VERSION,
+        logfile: logfile.display().to_string(),
+        position: position.clone(),
+        rotated: rotated.cloned(),
+    };
+    let mut text = serde_json::to_vec(&c).map_err(io::Error::other)?;
+    text.push(b'\n');
+    let mut f = File::create(tmp_path(path))?;
+    f.write_all(&text)?;
+    if sync {
+        f.sync_all()?;
+    }
     Ok(())
 }
 
@@ -363,6 +413,111 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// Positions 0, 11 and 23 (the line ends) of `sample`'s file.
+    fn three(dir: &Path) -> (PathBuf, [Position; 3]) {
+        let (log, _) = sample(dir);
+        let f = File::open(&log).unwrap();
+        let at = |o| position_in(&f, o).unwrap();
+        (log, [at(0), at(11), at(23)])
+    }
+
+    fn loaded(ck: &Path) -> (Position, Option<String>) {
+        match load(ck) {
+            Loaded::Found {
+                checkpoint,
+                fallback,
+            } => (checkpoint.position, fallback),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn prev_of(ck: &Path) -> Position {
+        let c: Checkpoint = serde_json::from_slice(&std::fs::read(prev_path(ck)).unwrap()).unwrap();
+        c.position
+    }
+
+    #[test]
+    fn an_unsynced_write_then_load_gives_the_new_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = dir.path().join("w.checkpoint");
+        let (log, [p0, p1, p2]) = three(dir.path());
+        store(&ck, &log, &p0, None).unwrap();
+        store_unsynced(&ck, &log, &p1, None).unwrap();
+        assert_eq!(loaded(&ck), (p1, None));
+        store_unsynced(&ck, &log, &p2, None).unwrap();
+        assert_eq!(loaded(&ck), (p2, None));
+        assert!(!tmp_path(&ck).exists());
+    }
+
+    #[test]
+    fn an_unsynced_write_leaves_prev_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = dir.path().join("w.checkpoint");
+        let (log, [p0, p1, p2]) = three(dir.path());
+        store(&ck, &log, &p0, None).unwrap();
+        store(&ck, &log, &p1, None).unwrap();
+        let before = std::fs::metadata(prev_path(&ck)).unwrap();
+        let text = std::fs::read(prev_path(&ck)).unwrap();
+        store_unsynced(&ck, &log, &p2, None).unwrap();
+        store_unsynced(&ck, &log, &p1, None).unwrap();
+        let after = std::fs::metadata(prev_path(&ck)).unwrap();
+        // The same file (not a new one renamed into place) with the same bytes.
+        assert_eq!(before.ino(), after.ino());
+        assert_eq!(std::fs::read(prev_path(&ck)).unwrap(), text);
+        assert_eq!(prev_of(&ck), p0);
+    }
+
+    #[test]
+    fn a_garbage_name_after_an_unsynced_write_falls_back_to_the_synced_prev() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = dir.path().join("w.checkpoint");
+        let (log, [p0, p1, p2]) = three(dir.path());
+        store(&ck, &log, &p0, None).unwrap();
+        store(&ck, &log, &p1, None).unwrap();
+        store_unsynced(&ck, &log, &p2, None).unwrap();
+        // What a power loss can leave of a copy that was never synced: nothing, or garbage.
+        for damage in [
+            &b""[..],
+            &b"\0\0\0\0\0\0"[..],
+            &b"{\"version\":1,\"logf"[..],
+        ] {
+            std::fs::write(&ck, damage).unwrap();
+            let (p, why) = loaded(&ck);
+            assert_eq!(p, p0, "the synced copy, behind what was acknowledged");
+            assert!(why.unwrap().contains("not a valid checkpoint"));
+        }
+    }
+
+    #[test]
+    fn a_synced_write_makes_the_copy_it_replaces_the_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = dir.path().join("w.checkpoint");
+        let (log, [p0, p1, p2]) = three(dir.path());
+        store(&ck, &log, &p0, None).unwrap();
+        store(&ck, &log, &p0, None).unwrap();
+        store_unsynced(&ck, &log, &p1, None).unwrap();
+        store(&ck, &log, &p2, None).unwrap();
+        assert_eq!(loaded(&ck), (p2.clone(), None));
+        assert_eq!(prev_of(&ck), p1);
+        // A main copy that cannot be loaded is not rotated over the good fallback.
+        std::fs::write(&ck, b"garbage").unwrap();
+        store(&ck, &log, &p0, None).unwrap();
+        assert_eq!(loaded(&ck), (p0, None));
+        assert_eq!(prev_of(&ck), p1);
+    }
+
+    #[test]
+    fn without_a_fallback_yet_an_unsynced_write_is_synced_and_makes_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = dir.path().join("w.checkpoint");
+        let (log, [p0, p1, _]) = three(dir.path());
+        store(&ck, &log, &p0, None).unwrap();
+        assert!(!prev_path(&ck).exists());
+        store_unsynced(&ck, &log, &p1, None).unwrap();
+        assert_eq!(prev_of(&ck), p0);
+        assert_eq!(loaded(&ck), (p1, None));
     }
 
     #[test]
