@@ -5,7 +5,9 @@
 //! One entry point, [`run`]. The file-following rules (DESIGN section 3):
 //! - the checkpoint names the file (device, inode, fingerprints of its first bytes and of the
 //!   bytes before the offset) and the offset; it only covers lines the transport acknowledged
-//!   (see [`progress`]), is written at most once a second and at shutdown;
+//!   (see [`progress`]), and is written after every batch the transport acknowledged (without
+//!   fsync: a killed watcher then sends at most one batch again) and durably at most once a
+//!   second and at shutdown (see [`checkpoint`] for why the two together survive a power loss);
 //! - rename rotation: the old file is read to its end before the new one is followed from 0,
 //!   and is kept open for [`ROTATED_GRACE`] afterwards, because web servers keep writing to it
 //!   until they reopen their logs (Apache's graceful restart lets busy children finish long
@@ -51,7 +53,8 @@ const WAKE_EVERY: Duration = Duration::from_millis(250);
 /// machine) or no inotify at all. Also how often the folder watch is renewed (a folder created
 /// or replaced later is picked up).
 const LOOK_EVERY: Duration = Duration::from_secs(1);
-/// Checkpoint writes are at most this frequent.
+/// Durable (fsynced) checkpoint writes are at most this frequent; it bounds their cost. The
+/// cheap unsynced write after each acknowledged batch is not limited: it bounds duplicates.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// How long a rotated file is still read for lines its writers add after the switch.
 pub const ROTATED_GRACE: Duration = Duration::from_secs(300);
@@ -77,8 +80,11 @@ pub struct WatchStats {
     pub truncations: u64,
     /// Lines read from a rotated file after the switch to the new one.
     pub late_lines: u64,
-    /// Checkpoint writes.
+    /// Checkpoint writes, durable or not.
     pub checkpoints: u64,
+    /// Of those, the durable ones made once a second and at shutdown (the first unsynced
+    /// writes of a section are fsynced too, see [`checkpoint::store_unsynced`]).
+    pub durable_checkpoints: u64,
 }
 
 /// Why the watcher stopped with an error. Messages say what to fix.
@@ -199,8 +205,9 @@ pub fn run_until(
         said_waiting: false,
         said_open_error: false,
         last_rewatch: None,
-        last_checkpoint: None,
+        last_durable: None,
         written: None,
+        durable: None,
         checkpoint_failing: false,
         buf: vec![0; READ_CHUNK],
         pending: Vec::new(),
@@ -288,8 +295,12 @@ struct Watcher<'a> {
     said_waiting: bool,
     said_open_error: bool,
     last_rewatch: Option<Instant>,
-    last_checkpoint: Option<Instant>,
+    /// When the last durable checkpoint write was attempted.
+    last_durable: Option<Instant>,
+    /// What `NAME` says (the last successful write of either kind).
     written: Option<Committed>,
+    /// What the last durable write said.
+    durable: Option<Committed>,
     checkpoint_failing: bool,
     buf: Vec<u8>,
     /// Lines of the batch being filled (all from the current file).
@@ -321,7 +332,7 @@ impl Watcher<'_> {
             } => {
                 if let Some(why) = fallback {
                     log::warn!(
-                        "checkpoint: {why}; using the previous copy {} (lines handed over in the second before it was written may be sent again)",
+                        "checkpoint: {why}; using the previous copy {} (lines handed over in the second or two before it was written may be sent again)",
                         checkpoint::prev_path(ck).display()
                     );
                 }
@@ -688,13 +699,20 @@ impl Watcher<'_> {
         Ok(())
     }
 
-    /// Pushes one batch; see [`Handover::send`].
+    /// Pushes one batch (see [`Handover::send`]) and records it in the checkpoint if that
+    /// finished it: before the next push, so that a kill sends at most this batch again.
     fn send(&mut self, batch: Vec<Message>, end: Option<End>) -> Result<(), Flow> {
-        self.out.send(batch, end).map_err(Flow::from)
+        self.out.send(batch, end).map_err(Flow::from)?;
+        self.maybe_checkpoint(false);
+        Ok(())
     }
 
     fn dead_letter(&mut self, body: String, reason: &str, end: Option<End>) -> Result<(), Flow> {
-        self.out.dead_letter(body, reason, end).map_err(Flow::from)
+        self.out
+            .dead_letter(body, reason, end)
+            .map_err(Flow::from)?;
+        self.maybe_checkpoint(false);
+        Ok(())
     }
 
     /// A finished marker segment: the checkpoint moves to `at` in `file` once everything
@@ -918,34 +936,44 @@ impl Watcher<'_> {
         ino.wait(WAKE_EVERY)
     }
 
-    /// Writes the checkpoint if it moved and a second has passed (or now, with `force`).
-    /// A failure is logged and retried: watching goes on, at the price of lines sent again
-    /// after a restart.
+    /// Writes the checkpoint if what is finished moved since the last write: durably when a
+    /// second has passed since the last durable write (or now, with `force`), else without
+    /// fsync. Nothing is written while nothing moves, so an idle watcher stays idle. A failure
+    /// is logged and retried, durably, once a second: watching goes on, at the price of lines
+    /// sent again after a restart.
     fn maybe_checkpoint(&mut self, force: bool) {
-        if !force
-            && self
-                .last_checkpoint
-                .is_some_and(|t| t.elapsed() < CHECKPOINT_EVERY)
-        {
-            return;
-        }
         let c = self.out.progress.committed();
         let Some(main) = &c.main else {
             return;
         };
-        if self.written.as_ref() == Some(&c) {
+        let due = force
+            || self
+                .last_durable
+                .is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY);
+        let sync = due && self.durable.as_ref() != Some(&c);
+        // While writes fail, only the once-a-second durable attempt retries.
+        if !sync && (self.checkpoint_failing || self.written.as_ref() == Some(&c)) {
             return;
         }
-        self.last_checkpoint = Some(Instant::now());
         let (ck, log) = (&self.settings.checkpoint, &self.settings.logfile);
-        match checkpoint::store(ck, log, main, c.rotated.as_ref()) {
+        let stored = if sync {
+            self.last_durable = Some(Instant::now());
+            checkpoint::store(ck, log, main, c.rotated.as_ref())
+        } else {
+            checkpoint::store_unsynced(ck, log, main, c.rotated.as_ref())
+        };
+        match stored {
             Ok(()) => {
                 if self.checkpoint_failing {
                     log::info!("checkpoint written again");
                     self.checkpoint_failing = false;
                 }
-                self.written = Some(c);
                 self.stats.checkpoints += 1;
+                if sync {
+                    self.stats.durable_checkpoints += 1;
+                    self.durable = Some(c.clone());
+                }
+                self.written = Some(c);
             }
             Err(e) => {
                 if !self.checkpoint_failing {
@@ -963,9 +991,11 @@ impl Watcher<'_> {
         if let Some(main) = &c.main {
             let (ck, log) = (&self.settings.checkpoint, &self.settings.logfile);
             checkpoint::store(ck, log, main, c.rotated.as_ref()).map_err(WatchError::Checkpoint)?;
-            self.last_checkpoint = Some(Instant::now());
+            self.last_durable = Some(Instant::now());
+            self.durable = Some(c.clone());
             self.written = Some(c);
             self.stats.checkpoints += 1;
+            self.stats.durable_checkpoints += 1;
         }
         Ok(())
     }

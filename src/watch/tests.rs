@@ -63,11 +63,15 @@ struct Seen {
     held: Vec<Message>,
     /// Pushes still to fail with "unavailable" before one succeeds.
     fail_next: usize,
+    /// With `ck`, the checkpoint offset on disk when each push arrived.
+    offset_at_push: Vec<Option<u64>>,
 }
 
 struct Recording {
     seen: Arc<Mutex<Seen>>,
     tracks: bool,
+    /// The checkpoint to look at on each push (what a kill at that moment would leave).
+    ck: Option<PathBuf>,
 }
 
 impl Producer for Recording {
@@ -79,6 +83,9 @@ impl Producer for Recording {
         }
         s.pushes
             .push(batch.iter().map(|m| m.body.clone()).collect());
+        if let Some(ck) = &self.ck {
+            s.offset_at_push.push(offset_in(ck));
+        }
         if self.tracks {
             s.held.extend(batch);
         }
@@ -169,12 +176,14 @@ impl Harness {
         let p = Recording {
             seen: self.seen.clone(),
             tracks,
+            ck: Some(self.ck.clone()),
         };
         let shutdown = Shutdown::new();
         let sd = shutdown.clone();
         let notices = Recording {
             seen: self.notices.clone(),
             tracks: false,
+            ck: None,
         };
         let counters = self.counters.clone();
         let handle = std::thread::spawn(move || {
@@ -213,10 +222,7 @@ impl Harness {
     }
 
     fn checkpoint_offset(&self) -> Option<u64> {
-        match checkpoint::load(&self.ck) {
-            Loaded::Found { checkpoint, .. } => Some(checkpoint.position.offset),
-            _ => None,
-        }
+        offset_in(&self.ck)
     }
 }
 
@@ -235,6 +241,13 @@ impl Running {
             std::thread::sleep(Duration::from_millis(10));
         }
         self.handle.join().unwrap().unwrap()
+    }
+}
+
+fn offset_in(ck: &Path) -> Option<u64> {
+    match checkpoint::load(ck) {
+        Loaded::Found { checkpoint, .. } => Some(checkpoint.position.offset),
+        _ => None,
     }
 }
 
@@ -656,24 +669,23 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_copy() {
     h.append(numbered(0, 10).as_bytes());
     let r = h.start(false);
     h.wait_lines(10);
-    // Let a checkpoint be written for 10 lines, then move on to 20.
-    assert!(wait_for(
-        || h.checkpoint_offset() == Some(numbered(0, 10).len() as u64)
-    ));
-    std::thread::sleep(CHECKPOINT_EVERY);
+    r.stop();
+    let older = std::fs::read(&h.ck).unwrap();
+    assert_eq!(h.checkpoint_offset(), Some(numbered(0, 10).len() as u64));
+    let r = h.start(false);
     h.append(numbered(10, 20).as_bytes());
     h.wait_lines(20);
     r.stop();
-    let prev: checkpoint::Checkpoint =
-        serde_json::from_slice(&std::fs::read(checkpoint::prev_path(&h.ck)).unwrap()).unwrap();
-    assert_eq!(prev.position.offset, numbered(0, 10).len() as u64);
+    // What a power loss can leave: the unsynced main copy garbage, the synced previous copy
+    // older (here by lines 10..20).
+    std::fs::write(checkpoint::prev_path(&h.ck), older).unwrap();
     std::fs::write(&h.ck, b"{\"version\":1,\"logf").unwrap();
     h.append(numbered(20, 25).as_bytes());
     let r = h.start(false);
     let got = h.wait_lines(35);
     settle();
     r.stop();
-    // Lines 10..20 were sent again (the fallback is a second older), nothing was skipped.
+    // Lines 10..20 were sent again (the fallback is older), nothing was skipped.
     let mut want: Vec<String> = numbered(0, 20).lines().map(String::from).collect();
     want.extend(numbered(10, 25).lines().map(String::from));
     assert_eq!(got, want);
@@ -682,6 +694,54 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_copy() {
         logged(log::Level::Warn, &format!("{}", h.ck.display())).len(),
         1
     );
+}
+
+#[test]
+fn every_acknowledged_batch_is_in_the_checkpoint_before_the_next_push() {
+    let mut h = Harness::new("beginning");
+    h.batch = 10;
+    h.append(numbered(0, 100).as_bytes());
+    let t = Instant::now();
+    let r = h.start(false);
+    h.wait_lines(100);
+    let stats = r.stop();
+    let secs = t.elapsed().as_secs();
+    // A kill at any push would leave the checkpoint at the end of the batch before it: at most
+    // the one batch being pushed is sent again.
+    let want: Vec<Option<u64>> = (0..10)
+        .map(|k| Some(numbered(0, 10 * k).len() as u64))
+        .collect();
+    assert_eq!(h.seen.lock().unwrap().offset_at_push, want);
+    assert_eq!(h.checkpoint_offset(), Some(numbered(0, 100).len() as u64));
+    // The fsynced writes stay rare: the first, the one making `NAME.prev`, one a second, the
+    // last.
+    assert!(stats.checkpoints >= 11, "{stats:?}");
+    assert!(stats.durable_checkpoints <= 3 + secs, "{stats:?}");
+}
+
+#[test]
+fn an_idle_watcher_writes_no_checkpoint() {
+    for tracks in [false, true] {
+        let h = Harness::new("beginning");
+        h.append(numbered(0, 5).as_bytes());
+        let r = h.start(tracks);
+        h.wait_lines(5);
+        // With completion tracking, the lines finish later, while the watcher is idle.
+        drop(std::mem::take(&mut h.seen.lock().unwrap().held));
+        let end = numbered(0, 5).len() as u64;
+        assert!(wait_for(|| h.checkpoint_offset() == Some(end)));
+        // Past the durable write that follows the last one within a second.
+        std::thread::sleep(CHECKPOINT_EVERY + Duration::from_millis(400));
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        let prev = checkpoint::prev_path(&h.ck);
+        let before = (ino(&h.ck), ino(&prev));
+        std::thread::sleep(CHECKPOINT_EVERY * 2);
+        // Every write renames a new file into place: the same inodes mean no write.
+        assert_eq!((ino(&h.ck), ino(&prev)), before, "tracks {tracks}");
+        let stats = r.stop();
+        assert_eq!(h.checkpoint_offset(), Some(end));
+        assert!(stats.checkpoints <= 4, "tracks {tracks}: {stats:?}");
+    }
 }
 
 #[test]
@@ -739,6 +799,7 @@ fn an_idle_watcher_uses_no_cpu() {
     let p = Recording {
         seen: h.seen.clone(),
         tracks: false,
+        ck: None,
     };
     let shutdown = Shutdown::new();
     let sd = shutdown.clone();
