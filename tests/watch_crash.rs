@@ -1,7 +1,8 @@
 //! kill -9 of the real `loglines watch` at random moments while lines are appended and the
-//! log is rotated, against a real redis-server: every line must arrive, and a line may arrive
-//! twice only if it was in the crash window of a kill (handed to Redis after the checkpoint the
-//! killed process had last written).
+//! log is rotated, against a real redis-server: every line must arrive, a line may arrive twice
+//! only if it was in the crash window of a kill (handed to Redis after the checkpoint the
+//! killed process had last written), and each window is at most one batch per file being read
+//! (DESIGN section 3: duplicates only within one batch per consumer).
 
 mod support;
 
@@ -19,6 +20,8 @@ use support::{temp_dir, wait_until};
 const LINES: u64 = 12_000;
 const BURST: u64 = 20;
 const ROTATE_EVERY: u64 = 2_500;
+/// The watcher section's `batch_size`: the most lines one push carries.
+const BATCH: usize = 200;
 
 /// Where the writer put each line: (file number, offset after the line).
 type Placement = Vec<(usize, u64)>;
@@ -83,7 +86,7 @@ fn kill_9_at_random_moments_loses_no_line() {
     std::fs::write(
         &cfg,
         format!(
-            "[redis]\nport = {}\n\n[logger_watch]\ncommand = loglines watch\nlogfile = {}\npushto = lines\nservicename = s\nstart_at = beginning\nbatch_size = 200\ncheckpoint = {}\n",
+            "[redis]\nport = {}\n\n[logger_watch]\ncommand = loglines watch\nlogfile = {}\npushto = lines\nservicename = s\nstart_at = beginning\nbatch_size = {BATCH}\ncheckpoint = {}\n",
             redis.port(),
             log.display(),
             ck.display()
@@ -223,7 +226,17 @@ fn kill_9_at_random_moments_loses_no_line() {
             }
         }
     };
+    // The bound on each window. The watcher records every acknowledged batch in the
+    // checkpoint before it pushes the next one, so a killed process leaves at most its last
+    // batch beyond its checkpoint. That batch starts at the checkpoint's position in its file,
+    // and checkpoints only move forward, so what earlier killed processes left beyond this
+    // kill's checkpoint lies within one batch from it too: per file, the union of such
+    // batches is at most one batch. Two files can each hold one: the checkpoint has a position
+    // in the followed file and one in the rotated file still read for late lines, and a
+    // process can be killed just after pushing a batch of one while an earlier process left
+    // its batch in the other. Hence at most one batch per file, two in all.
     let mut total = 0;
+    let mut widest = 0;
     let mut report = Vec::new();
     for (k, (at, present)) in kills.iter().enumerate() {
         let window: Vec<u64> = present
@@ -231,11 +244,29 @@ fn kill_9_at_random_moments_loses_no_line() {
             .copied()
             .filter(|&n| !covered(n, *at))
             .collect();
+        let mut per_file: BTreeMap<usize, usize> = BTreeMap::new();
+        for &n in &window {
+            *per_file.entry(placement[n as usize].0).or_insert(0) += 1;
+        }
         report.push(format!(
-            "kill {k}: checkpoint (followed, rotated) {at:?}, {} lines in Redis, window {} lines",
+            "kill {k}: checkpoint (followed, rotated) {at:?}, {} lines in Redis, window {} lines (per file {per_file:?})",
             present.len(),
             window.len()
         ));
+        widest = widest.max(window.len());
+        for (&file, &lines) in &per_file {
+            assert!(
+                lines <= BATCH,
+                "kill {k}: {lines} lines of file {file} in Redis beyond the checkpoint, more than one batch ({BATCH})\n{}",
+                report.join("\n")
+            );
+        }
+        assert!(
+            per_file.len() <= 2,
+            "kill {k}: window spans {} files\n{}",
+            per_file.len(),
+            report.join("\n")
+        );
     }
     for (&n, &c) in &counts {
         if c == 1 {
@@ -253,7 +284,7 @@ fn kill_9_at_random_moments_loses_no_line() {
         );
     }
     println!(
-        "{} kills, {LINES} lines, {total} duplicates, all within crash windows",
+        "{} kills, {LINES} lines, {total} duplicates, all within crash windows; widest window {widest} lines (batch {BATCH})",
         kills.len()
     );
     for r in &report {
