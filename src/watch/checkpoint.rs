@@ -12,7 +12,7 @@
 //!
 //! Writing comes in two strengths, so that a crash re-sends little without an fsync per batch:
 //! - [`store_unsynced`], after every batch the transport acknowledged: the new copy goes to
-//!   `NAME.tmp` and is renamed over `NAME`, without fsync. A killed process loses nothing the
+//!   `NAME.tmp` and takes the place of `NAME` atomically, without fsync. A killed process loses nothing the
 //!   kernel already has, so after kill -9 `NAME` is at most one batch behind what was sent.
 //!   `NAME.prev` is left alone: a copy that was never synced may be empty or garbage after a
 //!   power loss, and the fallback must not be such a copy.
@@ -30,9 +30,11 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::ffi::CString;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -243,7 +245,36 @@ pub fn store_unsynced(
         source,
     };
     write_tmp(path, logfile, position, rotated, false).map_err(err)?;
-    std::fs::rename(tmp_path(path), path).map_err(err)
+    swap_into_place(&tmp_path(path), path).map_err(err)
+}
+
+/// Puts `tmp` in place of `path`, atomically. A plain rename over an existing file costs
+/// about 90 µs on ext4, whose `auto_da_alloc` starts writing the new file to disk to make the
+/// rename safe against a power loss; an unsynced write does not need that (`NAME.prev` covers
+/// a power loss), so `tmp` and `path` are exchanged instead (renameat2 RENAME_EXCHANGE, about
+/// 20 µs, nothing sent to the disk) and the replaced copy, now `tmp`, deleted. Where exchange
+/// is unsupported (filesystem, kernel), or `path` does not exist, it is a plain rename.
+fn swap_into_place(tmp: &Path, path: &Path) -> io::Result<()> {
+    let c_path = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
+    let (from, to) = (c_path(tmp)?, c_path(path)?);
+    // SAFETY: both arguments are NUL-terminated paths that outlive the call, which only reads
+    // them; AT_FDCWD makes relative paths mean what they mean to std::fs.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r != 0 {
+        return std::fs::rename(tmp, path);
+    }
+    // Only tidying: an older copy left here by a crash is never read, and the next write
+    // truncates it.
+    let _ = std::fs::remove_file(tmp);
+    Ok(())
 }
 
 /// Writes the checkpoint text to `NAME.tmp`, synced or not. The file is created afresh (a
@@ -445,10 +476,17 @@ mod tests {
         let (log, [p0, p1, p2]) = three(dir.path());
         store(&ck, &log, &p0, None).unwrap();
         store_unsynced(&ck, &log, &p1, None).unwrap();
-        assert_eq!(loaded(&ck), (p1, None));
+        assert_eq!(loaded(&ck), (p1.clone(), None));
         store_unsynced(&ck, &log, &p2, None).unwrap();
         assert_eq!(loaded(&ck), (p2, None));
         assert!(!tmp_path(&ck).exists());
+        // With `NAME` missing (a kill between the renames of a synced write) there is nothing
+        // to exchange with: a plain rename puts the new copy in place.
+        std::fs::remove_file(&ck).unwrap();
+        store_unsynced(&ck, &log, &p1, None).unwrap();
+        assert_eq!(loaded(&ck), (p1, None));
+        assert!(!tmp_path(&ck).exists());
+        assert_eq!(prev_of(&ck), p0);
     }
 
     #[test]
