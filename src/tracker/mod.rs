@@ -7,7 +7,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::transport::NextTimeout;
+
+pub mod transport;
 
 /// How long the tracker's resolved addresses are used before its host name is looked up again.
 pub const RESOLVE_TTL: Duration = Duration::from_secs(60);
@@ -151,7 +153,7 @@ impl TrackerClient {
         let resolver = CachingResolver::new(DefaultResolver::default(), RESOLVE_TTL);
         let resolved = resolver.forgetter();
         TrackerClient {
-            agent: ureq::Agent::with_parts(config, DefaultConnector::default(), resolver),
+            agent: ureq::Agent::with_parts(config, transport::connector(), resolver),
             resolved,
             endpoint: w.endpoint.clone(),
             method: w.method,
