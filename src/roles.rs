@@ -8,11 +8,12 @@
 use crate::cli::{load_config, Failure, Global};
 use crate::config::{Config, Role, Section};
 use crate::notify::Notifier;
-use crate::plugin::{Plugin, PluginSpec};
+use crate::plugin::PluginSpec;
 use crate::queue::redis::RedisTransport;
 use crate::queue::{ConsumerId, Transport};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
+use crate::worker::prepare::Preparer;
 use anyhow::anyhow;
 use std::os::fd::AsFd;
 use std::sync::atomic::AtomicBool;
@@ -91,9 +92,9 @@ pub fn run_consumer_role(
     // Load the plugin before connecting, so a broken plugin is reported as such even when
     // Redis is down too.
     let plugin = match &sec.role {
-        Role::Worker(_) => {
+        Role::Worker(w) => {
             let spec = PluginSpec::for_worker(&cfg, section).expect("worker section has a plugin");
-            Some(Plugin::load(spec).map_err(|e| Failure::Config(vec![e.to_string()]))?)
+            Some(Preparer::start(spec, w.clone()).map_err(|e| Failure::Config(vec![e]))?)
         }
         _ => None,
     };

@@ -10,11 +10,12 @@
 use crate::cli::{load_config, Failure, Global};
 use crate::config::{Config, Endpoint, Role, Section, WatchSettings};
 use crate::notify::Notifier;
-use crate::plugin::{Plugin, PluginSpec};
+use crate::plugin::PluginSpec;
 use crate::queue::embedded::EmbeddedTransport;
 use crate::queue::{ConsumerId, Transport};
 use crate::shutdown::Shutdown;
 use crate::stats::{Snapshot, Stats};
+use crate::worker::prepare::Preparer;
 use anyhow::anyhow;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -159,13 +160,13 @@ fn start_consumers(
                     Role::Worker(w) => {
                         let spec =
                             PluginSpec::for_worker(&cfg, &sec.name).expect("a worker section");
-                        let plugin = match Plugin::load(spec) {
+                        let plugin = match Preparer::start(spec, w.clone()) {
                             Ok(p) => {
                                 let _ = ready.send(Ok(()));
                                 p
                             }
                             Err(e) => {
-                                let _ = ready.send(Err(e.to_string()));
+                                let _ = ready.send(Err(e));
                                 return Ok(());
                             }
                         };

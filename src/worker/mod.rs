@@ -1,21 +1,24 @@
 //! `loglines worker` (the 2010 pirus2.py): runs the Lua plugin on each message and sends the
 //! usage events to the tracker.
 //!
-//! Messages are handled one by one in queue order. A usage event the tracker cannot take right
+//! Messages are handled one by one in queue order; the plugin runs on a thread of its own, a
+//! little ahead, so that its work overlaps the wait for the tracker (see `prepare`). A usage event the tracker cannot take right
 //! now (unreachable, timeout, 408, 429, 5xx) is retried in place with exponential backoff and
 //! jitter capped at `pauseonfail`, so order is kept and nothing is dropped; a plugin error or a
 //! permanent rejection (other 4xx) dead-letters that one message and the worker carries on.
 //! A batch's outcome (acks plus pushes to `success_queue` / `other_queue`) is committed with one
 //! atomic forward.
 
+pub mod prepare;
+
 use crate::config::{Endpoint, Section, WorkerSettings};
 use crate::notify::Notifier;
 use crate::openurl::{openurl, query_string};
-use crate::plugin::{Outcome, Plugin};
 use crate::queue::{utc_iso8601, Consumer, Message, QueueError};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use crate::tracker::{Answer, Backoff, TrackerClient};
+use prepare::{Prepared, Preparer, Step};
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
@@ -23,12 +26,15 @@ use std::time::{Duration, Instant, SystemTime};
 #[derive(Debug)]
 pub enum WorkerError {
     Queue(QueueError),
+    /// The plugin thread is gone (a panic in the plugin host).
+    Plugin(String),
 }
 
 impl fmt::Display for WorkerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WorkerError::Queue(e) => write!(f, "{e}; check that the queue server is running"),
+            WorkerError::Plugin(e) => write!(f, "{e}; the messages it held are still in flight and are taken again when the worker restarts"),
         }
     }
 }
@@ -89,7 +95,7 @@ struct Worker<'a> {
 pub fn run(
     section: &Section,
     settings: &WorkerSettings,
-    mut plugin: Plugin,
+    mut plugin: Preparer,
     consumer: Box<dyn Consumer>,
     shutdown: &Shutdown,
     notifier: &mut Notifier,
@@ -122,7 +128,7 @@ pub fn run(
 }
 
 impl Worker<'_> {
-    fn run_loop(&mut self, plugin: &mut Plugin) -> Result<(), WorkerError> {
+    fn run_loop(&mut self, plugin: &mut Preparer) -> Result<(), WorkerError> {
         while !self.shutdown.is_set() {
             let batch = match self
                 .consumer
@@ -135,15 +141,11 @@ impl Worker<'_> {
             if batch.is_empty() {
                 continue;
             }
-            match plugin.reload_if_changed() {
-                Ok(true) => log::warn!("[{}] reloaded {} (it changed on disk)", self.section.name, plugin.display_path()),
-                Ok(false) => {}
-                Err(e) => log::error!("[{}] {} changed on disk but cannot be loaded, keeping the previous version: {e}", self.section.name, plugin.display_path()),
-            }
+            plugin.submit(batch).map_err(WorkerError::Plugin)?;
             let mut pending = Pending::default();
-            let mut items = batch.into_iter();
-            while let Some(msg) = items.next() {
-                if !self.handle(plugin, msg, &mut pending, &mut items)? {
+            while let Some(prepared) = plugin.next_result() {
+                let prepared = prepared.map_err(WorkerError::Plugin)?;
+                if !self.handle(plugin, prepared, &mut pending)? {
                     return Ok(());
                 }
             }
@@ -156,17 +158,17 @@ impl Worker<'_> {
     /// then been committed and requeued).
     fn handle(
         &mut self,
-        plugin: &mut Plugin,
-        msg: Message,
+        plugin: &mut Preparer,
+        prepared: Prepared,
         pending: &mut Pending,
-        rest: &mut std::vec::IntoIter<Message>,
     ) -> Result<bool, WorkerError> {
-        let params = match plugin.process(&msg.body) {
-            Err(e) => {
+        let Prepared { msg, step } = prepared;
+        let url = match step {
+            Step::PluginError(e) => {
                 self.dead_letter(msg, &format!("plugin error: {e}"))?;
                 return Ok(true);
             }
-            Ok(Outcome::NotEligible) => {
+            Step::NotEligible => {
                 Stats::add(&self.stats.not_eligible, 1);
                 if self.settings.other_queue.is_some() {
                     pending.other.push(msg.derive(msg.body.clone()));
@@ -174,9 +176,8 @@ impl Worker<'_> {
                 pending.done.push(msg);
                 return Ok(true);
             }
-            Ok(Outcome::Eligible(params)) => params,
+            Step::Send(url) => url,
         };
-        let url = event_url(self.settings, params);
         if self.settings.debug {
             log::info!("[{}] {url}", self.section.name);
         }
@@ -205,7 +206,7 @@ impl Worker<'_> {
                     if self.wait(wait)? {
                         // Shutting down mid-retry: keep what is done, return the rest in order.
                         let mut back = vec![msg];
-                        back.extend(rest.by_ref());
+                        back.extend(plugin.drain().map_err(WorkerError::Plugin)?);
                         self.commit(std::mem::take(pending))?;
                         match self.consumer.requeue(back) {
                             Ok(()) | Err(QueueError::ShuttingDown) => return Ok(false),
