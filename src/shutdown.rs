@@ -1,12 +1,27 @@
-//! A shutdown signal shared by every role: set once by SIGTERM/SIGINT (or a test), read often.
+//! A shutdown signal shared by every role: set once by SIGTERM/SIGINT (or a test), read often,
+//! with hooks for what cannot poll a flag (a request blocked on a socket).
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+type Hook = Box<dyn FnOnce() + Send>;
+
 /// Cloneable flag; roles check it between batches and during waits.
-#[derive(Clone, Default, Debug)]
-pub struct Shutdown(Arc<AtomicBool>);
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    flag: Arc<AtomicBool>,
+    hooks: Arc<Mutex<Vec<Hook>>>,
+}
+
+impl fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("set", &self.is_set())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Shutdown {
     pub fn new() -> Self {
@@ -15,21 +30,55 @@ impl Shutdown {
 
     /// A flag that SIGTERM and SIGINT set. A second signal while shutting down exits at once,
     /// so an administrator pressing Ctrl-C twice is never ignored.
+    ///
+    /// The flag is set inside the signal handler; the hooks run on a thread that sleeps on the
+    /// signal (no CPU while nothing happens), since a handler may do almost nothing.
     pub fn on_signals() -> std::io::Result<Self> {
         let s = Shutdown::new();
-        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-            signal_hook::flag::register_conditional_shutdown(sig, 130, s.0.clone())?;
-            signal_hook::flag::register(sig, s.0.clone())?;
+        let sigs = [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT];
+        for sig in sigs {
+            signal_hook::flag::register_conditional_shutdown(sig, 130, s.flag.clone())?;
+            signal_hook::flag::register(sig, s.flag.clone())?;
         }
+        let mut signals = signal_hook::iterator::Signals::new(sigs)?;
+        let hooks = s.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if signals.forever().next().is_some() {
+                    hooks.run_hooks();
+                }
+            })?;
         Ok(s)
     }
 
     pub fn trigger(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.flag.store(true, Ordering::SeqCst);
+        self.run_hooks();
     }
 
     pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    /// Runs `hook` once shutdown is requested (at once if it already is), on the thread that
+    /// notices: the signal thread, or whoever calls [`Shutdown::trigger`].
+    pub fn on_trigger(&self, hook: impl FnOnce() + Send + 'static) {
+        let mut hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock, so a hook is never added after they have all run.
+        if self.flag.load(Ordering::SeqCst) {
+            drop(hooks);
+            hook();
+        } else {
+            hooks.push(Box::new(hook));
+        }
+    }
+
+    fn run_hooks(&self) {
+        let hooks = std::mem::take(&mut *self.hooks.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in hooks {
+            h();
+        }
     }
 
     /// Sleeps up to `d`, waking early (in steps of at most 100 ms) when shutdown is requested.
@@ -46,5 +95,31 @@ impl Shutdown {
             }
             std::thread::sleep((end - now).min(Duration::from_millis(100)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn hooks_run_once_on_trigger_or_at_once_when_already_set() {
+        let s = Shutdown::new();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        s.clone().on_trigger(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "not before the trigger");
+        s.trigger();
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        s.trigger();
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "once only");
+        let r = ran.clone();
+        s.on_trigger(move || {
+            r.fetch_add(10, Ordering::SeqCst);
+        });
+        assert_eq!(ran.load(Ordering::SeqCst), 11, "late hooks run at once");
     }
 }

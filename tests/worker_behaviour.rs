@@ -1,7 +1,8 @@
 //! The worker's promises beyond the happy path, through `loglines run --once` to a real tracker
 //! stand-in: permanent rejections are dead-lettered with the status and body, notifications
 //! reach a command and a queue, `method = HEAD` and `ratelimit` are honoured, and a plugin
-//! changed on disk is reloaded between messages.
+//! changed on disk is reloaded between messages; and, over Redis, a worker stopped while the
+//! tracker hangs exits at once and puts the unsent messages back in order.
 
 mod support;
 
@@ -224,4 +225,116 @@ fn a_plugin_changed_on_disk_is_reloaded_and_a_broken_one_is_not() {
         log.contains("cannot be loaded, keeping the previous version"),
         "{log}"
     );
+}
+
+/// The worker section's queue (over Redis), oldest first; LPUSH puts the newest at the head.
+fn queued(p: &Pipeline, queue: &str) -> Vec<String> {
+    let mut v: Vec<String> = redis::cmd("LRANGE")
+        .arg(queue)
+        .arg(0)
+        .arg(-1)
+        .query(&mut p.redis.as_ref().unwrap().conn())
+        .unwrap();
+    v.reverse();
+    v
+}
+
+/// Keys of the worker's in-flight lists that still hold something.
+fn in_flight(p: &Pipeline) -> Vec<String> {
+    let mut con = p.redis.as_ref().unwrap().conn();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("pirus2:inflight:*")
+        .query(&mut con)
+        .unwrap();
+    keys.into_iter()
+        .filter(|k| redis::cmd("LLEN").arg(k).query::<u64>(&mut con).unwrap() > 0)
+        .collect()
+}
+
+#[test]
+fn sigterm_while_the_tracker_hangs_returns_the_batch_in_order_within_5_s() {
+    const LINES: u64 = 120;
+    let mut p = Pipeline::redis(Options {
+        workers: 1,
+        batch_size: Some(50),
+        ..Options::default()
+    });
+    // The watcher section feeds the worker's queue directly; `timeout = 60` (the default) is far
+    // beyond the 5 s a stopping worker has, so only closing the connection can meet it.
+    let cfg = std::fs::read_to_string(&p.config)
+        .unwrap()
+        .replace("pushto = loglines", "pushto = pirus2")
+        .replace("timeout = 5\n", "timeout = 60\n");
+    std::fs::write(&p.config, cfg).unwrap();
+    let mut push = p
+        .command(&["push", "--section", "logger_watch"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    push.stdin
+        .take()
+        .unwrap()
+        .write_all(loggen::lines(0, LINES, 1).as_bytes())
+        .unwrap();
+    assert!(push.wait().unwrap().success());
+    assert_eq!(queued(&p, "pirus2").len(), LINES as usize);
+
+    p.start("worker_pirus2", 0);
+    assert!(
+        p.tracker.wait_for(10, Duration::from_secs(20)),
+        "the worker did not start sending\n{}",
+        p.outputs()
+    );
+    p.tracker.hang();
+    assert!(
+        support::wait_until(Duration::from_secs(10), || p.tracker.unanswered() >= 1),
+        "no request reached the hanging tracker\n{}",
+        p.outputs()
+    );
+    let t = Instant::now();
+    let codes = p.stop_all();
+    let took = t.elapsed();
+    assert_eq!(codes, vec![("worker_pirus2:0".to_string(), Some(0))]);
+    assert!(
+        took < Duration::from_secs(5),
+        "stopping took {took:?} while a request hung\n{}",
+        p.outputs()
+    );
+    let out = p.outputs();
+    assert!(
+        !out.contains("tracker unreachable"),
+        "a stop is not an outage:\n{out}"
+    );
+
+    // Everything not accepted is back in the queue, in log order, and nothing is in flight.
+    let accepted = p.accepted_numbers();
+    let back: Vec<u64> = queued(&p, "pirus2")
+        .iter()
+        .map(|m| support::loggen::number_of(m).expect("a generated line"))
+        .collect();
+    assert!(in_flight(&p).is_empty(), "{:?}", in_flight(&p));
+    let first_back = *back.first().expect("the hung request's message is back");
+    assert_eq!(
+        back,
+        (first_back..LINES).collect::<Vec<_>>(),
+        "returned in order"
+    );
+    assert_eq!(
+        accepted,
+        (0..first_back).collect::<Vec<_>>(),
+        "accepted in order, up to the one that hung"
+    );
+
+    // Started again, the worker sends the rest in order.
+    p.tracker.ok();
+    p.start("worker_pirus2", 0);
+    assert!(
+        support::wait_until(Duration::from_secs(30), || p.accepted_numbers().len()
+            >= LINES as usize),
+        "the rest was not sent\n{}",
+        p.outputs()
+    );
+    assert_eq!(p.accepted_numbers(), (0..LINES).collect::<Vec<_>>());
+    assert_eq!(p.stop_all(), vec![("worker_pirus2:0".to_string(), Some(0))]);
 }

@@ -2,6 +2,7 @@
 //! accepted, retry later, or rejected for good; and the retry backoff.
 
 use crate::config::{Endpoint, HttpMethod, WorkerSettings};
+use crate::shutdown::Shutdown;
 use std::fmt;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -143,7 +144,9 @@ pub struct TrackerClient {
 }
 
 impl TrackerClient {
-    pub fn new(w: &WorkerSettings) -> Self {
+    /// A client whose requests fail at once when `shutdown` is triggered, rather than waiting
+    /// out `timeout` on a tracker that does not answer.
+    pub fn new(w: &WorkerSettings, shutdown: &Shutdown) -> Self {
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(w.timeout))
             .timeout_connect(Some(w.connect_timeout))
@@ -152,8 +155,11 @@ impl TrackerClient {
             .build();
         let resolver = CachingResolver::new(DefaultResolver::default(), RESOLVE_TTL);
         let resolved = resolver.forgetter();
+        let agent = ureq::Agent::with_parts(config, transport::connector(), resolver);
+        let closing = agent.clone();
+        shutdown.on_trigger(move || closing.shutdown());
         TrackerClient {
-            agent: ureq::Agent::with_parts(config, transport::connector(), resolver),
+            agent,
             resolved,
             endpoint: w.endpoint.clone(),
             method: w.method,

@@ -105,7 +105,7 @@ pub fn run(
         section,
         settings,
         consumer,
-        client: TrackerClient::new(settings),
+        client: TrackerClient::new(settings, shutdown),
         backoff: Backoff::new(settings.pauseonfail),
         outage: None,
         shutdown,
@@ -201,9 +201,15 @@ impl Worker<'_> {
                     return Ok(true);
                 }
                 Answer::Retry(why) => {
-                    self.tracker_failed(&why);
-                    let wait = self.backoff.next_delay();
-                    if self.wait(wait)? {
+                    // Shutdown closes the connection under a request in flight: that is no
+                    // outage, and the message goes back to the queue (the tracker may have
+                    // counted it already: a duplicate of the kind a crash leaves).
+                    let stopping = self.shutdown.is_set();
+                    if !stopping {
+                        self.tracker_failed(&why);
+                    }
+                    let delay = self.backoff.next_delay();
+                    if stopping || self.wait(delay)? {
                         // Shutting down mid-retry: keep what is done, return the rest in order.
                         let mut back = vec![msg];
                         back.extend(plugin.drain().map_err(WorkerError::Plugin)?);
