@@ -1,8 +1,10 @@
 //! The worker's promises beyond the happy path, through `loglines run --once` to a real tracker
 //! stand-in: permanent rejections are dead-lettered with the status and body, notifications
 //! reach a command and a queue, `method = HEAD` and `ratelimit` are honoured, and a plugin
-//! changed on disk is reloaded between messages; and, over Redis, a worker stopped while the
-//! tracker hangs exits at once and puts the unsent messages back in order.
+//! changed on disk is reloaded between batches; and, over Redis, a stopped worker exits within
+//! 5 s with the unsent messages back in order: a request the tracker is answering is let
+//! finish (nothing sent twice), one to a hanging tracker is cut; the tracker is reached through
+//! an HTTP proxy named in the environment, and a SOCKS one is left out with a warning.
 
 mod support;
 
@@ -251,16 +253,16 @@ fn in_flight(p: &Pipeline) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn sigterm_while_the_tracker_hangs_returns_the_batch_in_order_within_5_s() {
-    const LINES: u64 = 120;
-    let mut p = Pipeline::redis(Options {
+/// A Redis pipeline with one worker (batch 50, `timeout = 60`, the default) whose queue holds
+/// `lines` downloads, numbered from 0.
+fn worker_with_downloads(lines: u64) -> Pipeline {
+    let p = Pipeline::redis(Options {
         workers: 1,
         batch_size: Some(50),
         ..Options::default()
     });
-    // The watcher section feeds the worker's queue directly; `timeout = 60` (the default) is far
-    // beyond the 5 s a stopping worker has, so only closing the connection can meet it.
+    // The watcher section feeds the worker's queue directly; `timeout = 60` is far beyond the
+    // 5 s a stopping worker has.
     let cfg = std::fs::read_to_string(&p.config)
         .unwrap()
         .replace("pushto = loglines", "pushto = pirus2")
@@ -275,11 +277,79 @@ fn sigterm_while_the_tracker_hangs_returns_the_batch_in_order_within_5_s() {
     push.stdin
         .take()
         .unwrap()
-        .write_all(loggen::lines(0, LINES, 1).as_bytes())
+        .write_all(loggen::lines(0, lines, 1).as_bytes())
         .unwrap();
     assert!(push.wait().unwrap().success());
-    assert_eq!(queued(&p, "pirus2").len(), LINES as usize);
+    assert_eq!(queued(&p, "pirus2").len(), lines as usize);
+    p
+}
 
+/// Stops every process with SIGTERM; asserts exit 0 within 5 s and no outage logged.
+fn stop_within_5_s(p: &mut Pipeline) {
+    let t = Instant::now();
+    let codes = p.stop_all();
+    let took = t.elapsed();
+    assert_eq!(codes, vec![("worker_pirus2:0".to_string(), Some(0))]);
+    assert!(
+        took < Duration::from_secs(5),
+        "stopping took {took:?}\n{}",
+        p.outputs()
+    );
+    let out = p.outputs();
+    assert!(
+        !out.contains("tracker unreachable"),
+        "a stop is not an outage:\n{out}"
+    );
+}
+
+/// After a stop: nothing in flight, the unsent messages back in the queue in log order right
+/// after the accepted ones; then a restarted worker sends the rest, in order. Returns how many
+/// were accepted before the stop.
+fn rest_is_back_in_order_and_sent_after_a_restart(p: &mut Pipeline, lines: u64) -> usize {
+    let accepted = p.accepted_numbers();
+    let back: Vec<u64> = queued(p, "pirus2")
+        .iter()
+        .map(|m| support::loggen::number_of(m).expect("a generated line"))
+        .collect();
+    assert!(in_flight(p).is_empty(), "{:?}", in_flight(p));
+    let first_back = *back.first().expect("something is back in the queue");
+    assert_eq!(
+        back,
+        (first_back..lines).collect::<Vec<_>>(),
+        "returned in order"
+    );
+    assert_eq!(
+        accepted,
+        (0..first_back).collect::<Vec<_>>(),
+        "accepted in order, each once, up to the first one returned"
+    );
+    p.tracker.ok();
+    p.tracker.delay(Duration::ZERO);
+    p.start("worker_pirus2", 0);
+    assert!(
+        support::wait_until(Duration::from_secs(30), || p.accepted_numbers().len()
+            >= lines as usize),
+        "the rest was not sent\n{}",
+        p.outputs()
+    );
+    // A request cut at the stop may still be answered (and recorded) by the slow tracker.
+    assert!(support::wait_until(Duration::from_secs(10), || p
+        .tracker
+        .delaying()
+        == 0));
+    assert_eq!(
+        p.accepted_numbers(),
+        (0..lines).collect::<Vec<_>>(),
+        "no duplicates"
+    );
+    assert_eq!(p.stop_all(), vec![("worker_pirus2:0".to_string(), Some(0))]);
+    accepted.len()
+}
+
+#[test]
+fn sigterm_while_the_tracker_hangs_returns_the_batch_in_order_within_5_s() {
+    const LINES: u64 = 120;
+    let mut p = worker_with_downloads(LINES);
     p.start("worker_pirus2", 0);
     assert!(
         p.tracker.wait_for(10, Duration::from_secs(20)),
@@ -292,49 +362,118 @@ fn sigterm_while_the_tracker_hangs_returns_the_batch_in_order_within_5_s() {
         "no request reached the hanging tracker\n{}",
         p.outputs()
     );
-    let t = Instant::now();
-    let codes = p.stop_all();
-    let took = t.elapsed();
-    assert_eq!(codes, vec![("worker_pirus2:0".to_string(), Some(0))]);
-    assert!(
-        took < Duration::from_secs(5),
-        "stopping took {took:?} while a request hung\n{}",
-        p.outputs()
-    );
-    let out = p.outputs();
-    assert!(
-        !out.contains("tracker unreachable"),
-        "a stop is not an outage:\n{out}"
-    );
+    // The hung request is cut after the grace period, and it and the rest go back.
+    stop_within_5_s(&mut p);
+    rest_is_back_in_order_and_sent_after_a_restart(&mut p, LINES);
+}
 
-    // Everything not accepted is back in the queue, in log order, and nothing is in flight.
-    let accepted = p.accepted_numbers();
-    let back: Vec<u64> = queued(&p, "pirus2")
-        .iter()
-        .map(|m| support::loggen::number_of(m).expect("a generated line"))
-        .collect();
-    assert!(in_flight(&p).is_empty(), "{:?}", in_flight(&p));
-    let first_back = *back.first().expect("the hung request's message is back");
-    assert_eq!(
-        back,
-        (first_back..LINES).collect::<Vec<_>>(),
-        "returned in order"
-    );
-    assert_eq!(
-        accepted,
-        (0..first_back).collect::<Vec<_>>(),
-        "accepted in order, up to the one that hung"
-    );
-
-    // Started again, the worker sends the rest in order.
-    p.tracker.ok();
+#[test]
+fn sigterm_lets_a_request_the_tracker_is_answering_finish_so_nothing_is_sent_twice() {
+    const LINES: u64 = 60;
+    let mut p = worker_with_downloads(LINES);
+    // A slow tracker that answers: every request takes 0.8 s, less than the 2 s grace.
+    p.tracker.delay(Duration::from_millis(800));
     p.start("worker_pirus2", 0);
     assert!(
-        support::wait_until(Duration::from_secs(30), || p.accepted_numbers().len()
-            >= LINES as usize),
-        "the rest was not sent\n{}",
+        p.tracker.wait_for(1, Duration::from_secs(20))
+            && support::wait_until(Duration::from_secs(10), || p.tracker.delaying() == 1),
+        "no request in progress\n{}",
         p.outputs()
     );
-    assert_eq!(p.accepted_numbers(), (0..LINES).collect::<Vec<_>>());
-    assert_eq!(p.stop_all(), vec![("worker_pirus2:0".to_string(), Some(0))]);
+    stop_within_5_s(&mut p);
+    // The request in progress at the stop was answered and acked, not cut and requeued.
+    let before = rest_is_back_in_order_and_sent_after_a_restart(&mut p, LINES);
+    assert!(
+        before >= 2,
+        "the request in progress at the stop finished: {before} accepted"
+    );
+}
+
+/// A minimal HTTP CONNECT proxy on 127.0.0.1: answers each CONNECT with 200 and then relays
+/// bytes both ways. Returns its port and the number of tunnels it opened.
+fn connect_proxy() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tunnels = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = tunnels.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let target = match line.split_whitespace().collect::<Vec<_>>()[..] {
+                    ["CONNECT", target, _] => target.to_string(),
+                    _ => return,
+                };
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let upstream = TcpStream::connect(&target).unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut c = client;
+                c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .unwrap();
+                let (mut up_r, mut c_w) = (upstream.try_clone().unwrap(), c.try_clone().unwrap());
+                std::thread::spawn(move || std::io::copy(&mut up_r, &mut c_w));
+                let mut up_w = upstream;
+                // What the reader already buffered belongs to the tunnel too.
+                up_w.write_all(reader.buffer()).unwrap();
+                let _ = std::io::copy(reader.get_mut(), &mut up_w);
+            });
+        }
+    });
+    (port, tunnels)
+}
+
+/// The command without any proxy settings inherited from the machine running the tests.
+fn without_proxies(mut c: std::process::Command) -> std::process::Command {
+    for v in ["ALL_PROXY", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"] {
+        c.env_remove(v).env_remove(v.to_lowercase());
+    }
+    c
+}
+
+#[test]
+fn the_tracker_is_reached_through_an_http_proxy_and_a_socks_one_is_left_out() {
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        ..Options::default()
+    });
+    p.append(&loggen::lines(0, 40, 20)); // two downloads
+    let (port, tunnels) = connect_proxy();
+    let out = without_proxies(p.command(&["run", "--once"]))
+        .env("HTTP_PROXY", format!("http://127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(p.accepted_numbers(), vec![0, 20]);
+    assert!(
+        tunnels.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the requests went through the proxy"
+    );
+
+    p.tracker.clear();
+    p.append(&loggen::lines(40, 60, 20)); // one more download
+    let out = without_proxies(p.command(&["run", "--once"]))
+        .env("ALL_PROXY", "socks5://127.0.0.1:9")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("SOCKS proxy"), "{stderr}");
+    assert_eq!(p.accepted_numbers(), vec![40], "sent directly");
 }

@@ -12,6 +12,10 @@ use ureq::unversioned::transport::NextTimeout;
 
 pub mod transport;
 
+/// How long a request in flight when the worker is told to stop may still take before its
+/// connection is closed under it.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// How long the tracker's resolved addresses are used before its host name is looked up again.
 pub const RESOLVE_TTL: Duration = Duration::from_secs(60);
 
@@ -152,12 +156,29 @@ impl TrackerClient {
             .timeout_connect(Some(w.connect_timeout))
             .http_status_as_error(false)
             .user_agent(concat!("loglines/", env!("CARGO_PKG_VERSION")))
+            .proxy(http_proxy_from_env())
             .build();
         let resolver = CachingResolver::new(DefaultResolver::default(), RESOLVE_TTL);
         let resolved = resolver.forgetter();
-        let agent = ureq::Agent::with_parts(config, transport::connector(), resolver);
+        let agent =
+            ureq::Agent::with_parts(config, transport::connector(shutdown.clone()), resolver);
         let closing = agent.clone();
-        shutdown.on_trigger(move || closing.shutdown());
+        shutdown.on_trigger(move || {
+            // A request the tracker is answering normally is given STOP_GRACE to finish: cut,
+            // it would be sent again after the restart although the tracker counted it. One
+            // that is still waiting then is cut, so the worker stops well within supervisord's
+            // stopwaitsecs (10 s) whatever `timeout` is.
+            let cut = move || {
+                std::thread::sleep(STOP_GRACE);
+                closing.shutdown();
+            };
+            if let Err(e) = std::thread::Builder::new()
+                .name("tracker stop".into())
+                .spawn(cut)
+            {
+                log::warn!("cannot start the thread that ends a hanging request on stop: {e}");
+            }
+        });
         TrackerClient {
             agent,
             resolved,
@@ -214,6 +235,26 @@ impl TrackerClient {
             }
         }
     }
+}
+
+/// The HTTP proxy the environment names (`ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`, with
+/// `NO_PROXY`), as ureq reads it. A SOCKS proxy is not supported (ureq's SOCKS support is not
+/// built in): it is left out with a warning, rather than every request failing with "no
+/// address to connect to".
+fn http_proxy_from_env() -> Option<ureq::Proxy> {
+    let p = ureq::Proxy::try_from_env()?;
+    if matches!(
+        p.protocol(),
+        ureq::ProxyProtocol::Http | ureq::ProxyProtocol::Https
+    ) {
+        return Some(p);
+    }
+    log::warn!(
+        "the proxy {}:{} named in the environment (ALL_PROXY, HTTPS_PROXY or HTTP_PROXY) is a SOCKS proxy, which loglines does not support; connecting to the tracker directly",
+        p.host(),
+        p.port()
+    );
+    None
 }
 
 /// Exponential backoff with full jitter: the n-th wait is uniform in [0, min(cap, 1 s * 2^n)],

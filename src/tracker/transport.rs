@@ -14,12 +14,13 @@
 //! Proxies (CONNECT) and TLS come from ureq's own connectors, chained around this one exactly
 //! as in ureq's default chain.
 
+use crate::shutdown::Shutdown;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use ureq::unversioned::transport::{
     Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout,
     RustlsConnector, ShutdownHandle, Transport,
@@ -31,16 +32,23 @@ use ureq::Error;
 pub const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
 
 /// The connector chain for the tracker: CONNECT proxy (when configured), this TCP transport,
-/// then TLS for `https://`.
-pub fn connector() -> impl Connector<()> {
+/// then TLS for `https://`. A connection attempt gives up at once when `stop` is set.
+pub fn connector(stop: Shutdown) -> impl Connector<()> {
     ().chain(ConnectProxyConnector::default())
-        .chain(TrackerTcpConnector)
+        .chain(TrackerTcpConnector { stop })
         .chain(RustlsConnector::default())
 }
 
+/// How often a connection attempt looks at the stop flag.
+const CONNECT_STEP: Duration = Duration::from_millis(100);
+
 /// Opens [`TrackerTcp`] connections.
-#[derive(Debug, Default)]
-pub struct TrackerTcpConnector;
+#[derive(Debug)]
+pub struct TrackerTcpConnector {
+    /// ureq's shutdown does not reach a connect in progress, and `connect_timeout` (default
+    /// 10 s) is as long as supervisord waits for a stopping worker.
+    stop: Shutdown,
+}
 
 impl<In: Transport> Connector<In> for TrackerTcpConnector {
     type Out = Either<In, TrackerTcp>;
@@ -54,25 +62,25 @@ impl<In: Transport> Connector<In> for TrackerTcpConnector {
         if let Some(c) = chained {
             return Ok(Some(Either::A(c)));
         }
-        let budget = details.timeout.not_zero();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
+        let deadline = details.timeout.not_zero().map(|t| started + *t);
         let addrs: Vec<_> = details.addrs.iter().copied().collect();
         let mut last_err = None;
         for (i, addr) in addrs.iter().enumerate() {
             // The time left is shared out evenly among the addresses not yet tried, so one
             // that swallows packets cannot use up the whole connect timeout.
-            let attempt = match budget {
-                None => TcpStream::connect(addr),
-                Some(total) => {
-                    let left = total.saturating_sub(started.elapsed());
+            let until = match deadline {
+                None => None,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err(Error::Timeout(details.timeout.reason));
                     }
                     let share = left / (addrs.len() - i) as u32;
-                    TcpStream::connect_timeout(addr, share.max(Duration::from_millis(10)))
+                    Some(Instant::now() + share.max(Duration::from_millis(10)))
                 }
             };
-            match attempt {
+            match connect_until(addr, until, &self.stop) {
                 Ok(stream) => {
                     if details.config.no_delay() {
                         stream.set_nodelay(true)?;
@@ -87,6 +95,7 @@ impl<In: Transport> Connector<In> for TrackerTcpConnector {
                     (details.register_shutdown)(transport.shutdown_handle())?;
                     return Ok(Some(Either::B(transport)));
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e.into()),
                 Err(e) => {
                     log::debug!("connecting to {addr}: {e}");
                     last_err = Some(e);
@@ -100,6 +109,136 @@ impl<In: Transport> Connector<In> for TrackerTcpConnector {
             Some(e) => e.into(),
             None => io::Error::new(io::ErrorKind::NotFound, "no address to connect to").into(),
         })
+    }
+}
+
+/// Connects to `addr`, giving up at `until` (TimedOut) or as soon as `stop` is set
+/// (Interrupted): a non-blocking connect, waited for in steps of [`CONNECT_STEP`].
+fn connect_until(
+    addr: &SocketAddr,
+    until: Option<Instant>,
+    stop: &Shutdown,
+) -> io::Result<TcpStream> {
+    if stop.is_set() {
+        return Err(stopping());
+    }
+    let (family, storage, len) = sockaddr_of(addr);
+    // SAFETY: plain socket(2); the descriptor is owned by `sock` from here on.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `storage` holds a sockaddr of `len` bytes, alive across the call.
+    let r = unsafe { libc::connect(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+        loop {
+            if stop.is_set() {
+                return Err(stopping());
+            }
+            let step = match until {
+                None => CONNECT_STEP,
+                Some(u) => {
+                    let left = u.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    left.min(CONNECT_STEP)
+                }
+            };
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            // SAFETY: one pollfd, alive across the call.
+            let n = unsafe { libc::poll(&mut pfd, 1, step.as_millis().max(1) as libc::c_int) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n > 0 {
+                break;
+            }
+        }
+        let mut err: libc::c_int = 0;
+        let mut err_len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: SO_ERROR writes one c_int into `err`, whose size is passed.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut err_len,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if err != 0 {
+            return Err(io::Error::from_raw_os_error(err));
+        }
+    }
+    let stream = TcpStream::from(sock);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+fn stopping() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Interrupted,
+        "the worker is stopping; connection attempt abandoned",
+    )
+}
+
+/// `addr` as the C socket API wants it.
+fn sockaddr_of(addr: &SocketAddr) -> (libc::c_int, libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage (and sockaddr_in/in6) bit pattern.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
+            let sin = unsafe {
+                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from_ne_bytes(a.ip().octets()),
+            };
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            (libc::AF_INET, storage, len)
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above.
+            let sin6 = unsafe {
+                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_addr = libc::in6_addr {
+                s6_addr: a.ip().octets(),
+            };
+            sin6.sin6_scope_id = a.scope_id();
+            let len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+            (libc::AF_INET6, storage, len)
+        }
     }
 }
 
@@ -137,7 +276,7 @@ struct Socket(TcpStream);
 impl ShutdownHandle for Socket {
     fn shutdown(&self) {
         // Already closed is fine: the point is that nothing waits on it any more.
-        let _ = self.0.shutdown(Shutdown::Both);
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -189,13 +328,23 @@ impl Transport for TrackerTcp {
             self.stream.0.set_read_timeout(wanted)?;
             self.read_timeout = wanted;
         }
+        let started = Instant::now();
         let input = self.buffers.input_append_buf();
         let amount = loop {
-            // A signal (SIGTERM asking the worker to stop, say) interrupts a read with a
-            // timeout even under SA_RESTART; the read is simply made again: the worker stops
-            // after this request, and the socket timeout still bounds the wait.
+            // A signal (SIGHUP from logrotate, say) interrupts a read that has a timeout even
+            // under SA_RESTART. The read is made again with only the time that is left, so
+            // signals cannot stretch the wait beyond the timeout.
             match (&self.stream.0).read(input) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    if let Some(total) = wanted {
+                        let left = total.saturating_sub(started.elapsed());
+                        if left.is_zero() {
+                            return Err(Error::Timeout(t.reason));
+                        }
+                        self.stream.0.set_read_timeout(Some(left))?;
+                        self.read_timeout = Some(left);
+                    }
+                }
                 r => break r.map_err(|e| timed_out(e, t))?,
             }
         };
@@ -289,5 +438,126 @@ mod tests {
             handle.upgrade().is_none(),
             "the handle does not keep the socket"
         );
+    }
+
+    /// A listener whose accept queue is full, so a further connection attempt gets no answer
+    /// at all (its SYNs are dropped), as with a tracker behind a firewall that drops packets.
+    fn black_hole() -> (OwnedFd, SocketAddr, Vec<TcpStream>) {
+        // SAFETY: socket/bind/listen on a descriptor owned by the returned OwnedFd.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0);
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let (_, storage, len) = sockaddr_of(&"127.0.0.1:0".parse().unwrap());
+        assert_eq!(
+            unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) },
+            0
+        );
+        assert_eq!(unsafe { libc::listen(fd, 0) }, 0);
+        let listener = std::net::TcpListener::from(owned.try_clone().unwrap());
+        let addr = listener.local_addr().unwrap();
+        std::mem::forget(listener); // `owned` keeps the descriptor
+                                    // Fill the queue (a backlog of 0 still takes one or two); connections beyond it hang.
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(s) => fillers.push(s),
+                Err(_) => break,
+            }
+        }
+        (owned, addr, fillers)
+    }
+
+    #[test]
+    fn a_connection_attempt_ends_when_the_worker_stops() {
+        let (_l, addr, _fillers) = black_hole();
+        let stop = Shutdown::new();
+        let trigger = stop.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            trigger.trigger();
+        });
+        let started = Instant::now();
+        let e = connect_until(&addr, Some(Instant::now() + Duration::from_secs(30)), &stop)
+            .unwrap_err();
+        t.join().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::Interrupted, "{e}");
+        // Bounded by the 100 ms steps, not by the 30 s timeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        // Once stopping, no attempt is made at all.
+        let e = connect_until(&addr, None, &stop).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Interrupted);
+    }
+
+    #[test]
+    fn a_connection_attempt_times_out_and_a_refusal_is_reported() {
+        let (_l, addr, _fillers) = black_hole();
+        let stop = Shutdown::new();
+        let e = connect_until(
+            &addr,
+            Some(Instant::now() + Duration::from_millis(300)),
+            &stop,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        // A port nobody listens on: refused at once.
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let e = connect_until(&free, None, &stop).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
+        // And a listening one connects, blocking afterwards.
+        let l = std::net::TcpListener::bind("[::1]:0")
+            .or_else(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let s = connect_until(&l.local_addr().unwrap(), None, &stop).unwrap();
+        assert_eq!(s.peer_addr().unwrap(), l.local_addr().unwrap());
+        let (mut server, _) = l.accept().unwrap();
+        server.write_all(b"x").unwrap();
+        let mut one = [0u8; 1];
+        (&s).read_exact(&mut one).unwrap();
+    }
+
+    #[test]
+    fn signals_do_not_stretch_a_read_beyond_its_timeout() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_server, _) = listener.accept().unwrap();
+        let mut t = TrackerTcp::new(client, LazyBuffers::new(1024, 1024));
+        // A handler, so SIGUSR1 interrupts the read rather than ending the test process.
+        let flag = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(libc::SIGUSR1, flag.clone()).unwrap();
+        // SAFETY: pthread_self of this (the reading) thread, signalled while it lives.
+        let me = unsafe { libc::pthread_self() } as usize;
+        let done = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        // Signals for 3 s at most, so that without the rule the test fails instead of hanging.
+        let pester = std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(3);
+            while !d.load(Ordering::SeqCst) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(150));
+                if !d.load(Ordering::SeqCst) {
+                    unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR1) };
+                }
+            }
+        });
+        let timeout = NextTimeout {
+            after: ureq::unversioned::transport::time::Duration::Exact(Duration::from_secs(1)),
+            ..NextTimeout::default()
+        };
+        let started = Instant::now();
+        let r = t.await_input(timeout);
+        let took = started.elapsed();
+        done.store(true, Ordering::SeqCst);
+        pester.join().unwrap();
+        assert!(flag.load(Ordering::SeqCst), "the read was interrupted");
+        assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
+        // Without the remaining-time rule every signal restarts the full second.
+        assert!(took < Duration::from_millis(1900), "{took:?}");
     }
 }

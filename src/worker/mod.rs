@@ -1,8 +1,9 @@
 //! `loglines worker` (the 2010 pirus2.py): runs the Lua plugin on each message and sends the
 //! usage events to the tracker.
 //!
-//! Messages are handled one by one in queue order; the plugin runs on a thread of its own, a
-//! little ahead, so that its work overlaps the wait for the tracker (see `prepare`). A usage event the tracker cannot take right
+//! Messages are handled one by one in queue order; the plugin runs on a thread of its own,
+//! ahead of the sending within the batch, so that its work overlaps the wait for the tracker
+//! (see `prepare`). A usage event the tracker cannot take right
 //! now (unreachable, timeout, 408, 429, 5xx) is retried in place with exponential backoff and
 //! jitter capped at `pauseonfail`, so order is kept and nothing is dropped; a plugin error or a
 //! permanent rejection (other 4xx) dead-letters that one message and the worker carries on.
@@ -144,7 +145,14 @@ impl Worker<'_> {
             plugin.submit(batch).map_err(WorkerError::Plugin)?;
             let mut pending = Pending::default();
             while let Some(prepared) = plugin.next_result() {
-                let prepared = prepared.map_err(WorkerError::Plugin)?;
+                let prepared = match prepared {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // What was sent is acked, so a restart does not send it again.
+                        self.commit(pending)?;
+                        return Err(WorkerError::Plugin(e));
+                    }
+                };
                 if !self.handle(plugin, prepared, &mut pending)? {
                     return Ok(());
                 }
@@ -154,8 +162,8 @@ impl Worker<'_> {
         Ok(())
     }
 
-    /// Handles one message. Returns false when shutdown interrupted a retry (the batch has
-    /// then been committed and requeued).
+    /// Handles one message. Returns false when the worker is stopping: the batch has then been
+    /// committed as far as it got and the rest requeued in order.
     fn handle(
         &mut self,
         plugin: &mut Preparer,
@@ -177,11 +185,24 @@ impl Worker<'_> {
                 return Ok(true);
             }
             Step::Send(url) => url,
+            // Only `drain` asks for skipping, and it keeps what it takes back. Should one reach
+            // here all the same, it goes back to the queue unlooked at, and the worker stops
+            // with an error rather than carry on past a message it did not handle.
+            Step::Skipped => {
+                self.give_back(plugin, msg, pending)?;
+                return Err(WorkerError::Plugin(
+                    "the plugin thread returned a message unprocessed outside a stop; it and the rest of its batch are back in the queue".into(),
+                ));
+            }
         };
         if self.settings.debug {
             log::info!("[{}] {url}", self.section.name);
         }
         loop {
+            // Stopping: nothing new is sent; this message and the rest go back in order.
+            if self.shutdown.is_set() {
+                return self.give_back(plugin, msg, pending);
+            }
             match self.client.send(&url) {
                 Answer::Accepted => {
                     self.tracker_ok();
@@ -201,26 +222,37 @@ impl Worker<'_> {
                     return Ok(true);
                 }
                 Answer::Retry(why) => {
-                    // Shutdown closes the connection under a request in flight: that is no
-                    // outage, and the message goes back to the queue (the tracker may have
-                    // counted it already: a duplicate of the kind a crash leaves).
-                    let stopping = self.shutdown.is_set();
-                    if !stopping {
-                        self.tracker_failed(&why);
+                    // A stop cuts a request still unanswered after STOP_GRACE (or a connection
+                    // attempt at once): that is no outage. The message goes back to the queue;
+                    // the tracker may have counted it already (a duplicate of the kind a crash
+                    // leaves).
+                    if self.shutdown.is_set() {
+                        return self.give_back(plugin, msg, pending);
                     }
+                    self.tracker_failed(&why);
                     let delay = self.backoff.next_delay();
-                    if stopping || self.wait(delay)? {
-                        // Shutting down mid-retry: keep what is done, return the rest in order.
-                        let mut back = vec![msg];
-                        back.extend(plugin.drain().map_err(WorkerError::Plugin)?);
-                        self.commit(std::mem::take(pending))?;
-                        match self.consumer.requeue(back) {
-                            Ok(()) | Err(QueueError::ShuttingDown) => return Ok(false),
-                            Err(e) => return Err(e.into()),
-                        }
+                    if self.wait(delay)? {
+                        return self.give_back(plugin, msg, pending);
                     }
                 }
             }
+        }
+    }
+
+    /// On stop: commits what is done, and returns `msg` and the rest of the batch (taken back
+    /// from the plugin thread, unprocessed) to the queue in order. Always false ("stopping").
+    fn give_back(
+        &mut self,
+        plugin: &mut Preparer,
+        msg: Message,
+        pending: &mut Pending,
+    ) -> Result<bool, WorkerError> {
+        let mut back = vec![msg];
+        back.extend(plugin.drain().map_err(WorkerError::Plugin)?);
+        self.commit(std::mem::take(pending))?;
+        match self.consumer.requeue(back) {
+            Ok(()) | Err(QueueError::ShuttingDown) => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
 

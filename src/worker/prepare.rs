@@ -5,8 +5,8 @@
 //! whatever it does between answers. Running the plugin (a few microseconds of Lua per message)
 //! on a thread of its own takes that work out of the gap: it happens while the worker waits for
 //! the tracker's answer. Results come back one by one and in queue order, so the worker still
-//! handles (sends, acks, dead-letters) messages strictly in order; the plugin is at most one
-//! batch ahead.
+//! handles (sends, acks, dead-letters) messages strictly in order; the plugin runs ahead only
+//! within the batch being handled.
 //!
 //! The Lua VM is not `Send`, so the plugin is loaded on this thread and never leaves it; a load
 //! failure is reported to [`Preparer::start`]'s caller before anything else happens.
@@ -16,6 +16,8 @@ use crate::config::WorkerSettings;
 use crate::plugin::{Outcome, Plugin, PluginSpec};
 use crate::queue::Message;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// What the plugin made of one message.
@@ -27,6 +29,8 @@ pub enum Step {
     NotEligible,
     /// The plugin failed on this message: the error, naming file and line.
     PluginError(String),
+    /// Not looked at: the worker is taking the batch back (see [`Preparer::drain`]).
+    Skipped,
 }
 
 /// A message with what the plugin made of it.
@@ -41,6 +45,9 @@ pub struct Preparer {
     jobs: Option<Sender<Vec<Message>>>,
     results: Option<Receiver<Prepared>>,
     thread: Option<JoinHandle<()>>,
+    /// Set while the rest of a batch is being taken back: the thread returns messages without
+    /// running the plugin on them (which, with an `http_get` per message, could take long).
+    skip: Arc<AtomicBool>,
     display_path: String,
     /// Messages handed over and not yet taken back with [`Preparer::next_result`].
     outstanding: usize,
@@ -64,6 +71,8 @@ impl Preparer {
         // One batch at a time is handed over; the worker waits for all of it before the next.
         let (jobs_tx, jobs_rx) = bounded::<Vec<Message>>(1);
         let (results_tx, results_rx) = unbounded::<Prepared>();
+        let skip = Arc::new(AtomicBool::new(false));
+        let skipping = skip.clone();
         let thread = std::thread::Builder::new()
             .name(format!("{section} plugin"))
             .spawn(move || {
@@ -77,7 +86,14 @@ impl Preparer {
                         return;
                     }
                 };
-                serve(plugin, &settings, &section, &jobs_rx, &results_tx);
+                serve(
+                    plugin,
+                    &settings,
+                    &section,
+                    &skipping,
+                    &jobs_rx,
+                    &results_tx,
+                );
             })
             .map_err(|e| format!("cannot start the plugin thread: {e}"))?;
         match loaded_rx.recv() {
@@ -85,6 +101,7 @@ impl Preparer {
                 jobs: Some(jobs_tx),
                 results: Some(results_rx),
                 thread: Some(thread),
+                skip,
                 display_path,
                 outstanding: 0,
             }),
@@ -135,14 +152,26 @@ impl Preparer {
         })
     }
 
-    /// Takes back every outstanding message, in order, whatever the plugin made of them (on
-    /// shutdown, to return them to the queue).
+    /// Takes back every outstanding message, in order, without waiting for the plugin to look
+    /// at those it has not reached (on stop, to return them to the queue). Waits at most for
+    /// the one plugin call in progress.
     pub fn drain(&mut self) -> Result<Vec<Message>, String> {
+        self.skip.store(true, Ordering::SeqCst);
         let mut out = Vec::with_capacity(self.outstanding);
+        let mut result = Ok(());
         while let Some(p) = self.next_result() {
-            out.push(p?.msg);
+            match p {
+                Ok(p) => out.push(p.msg),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
         }
-        Ok(out)
+        // Every message of the batch is back, so the thread is between batches: the next one
+        // is processed normally.
+        self.skip.store(false, Ordering::SeqCst);
+        result.map(|()| out)
     }
 
     /// Why the thread is gone (only a panic in the plugin host ends it early).
@@ -172,6 +201,7 @@ fn serve(
     mut plugin: Plugin,
     settings: &WorkerSettings,
     section: &str,
+    skip: &AtomicBool,
     jobs: &Receiver<Vec<Message>>,
     results: &Sender<Prepared>,
 ) {
@@ -183,6 +213,18 @@ fn serve(
             Err(e) => log::error!("[{section}] {} changed on disk but cannot be loaded, keeping the previous version: {e}", plugin.display_path()),
         }
         for msg in batch {
+            if skip.load(Ordering::SeqCst) {
+                if results
+                    .send(Prepared {
+                        msg,
+                        step: Step::Skipped,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
             let step = match plugin.process(&msg.body) {
                 Ok(Outcome::Eligible(params)) => Step::Send(event_url(settings, params)),
                 Ok(Outcome::NotEligible) => Step::NotEligible,
@@ -201,5 +243,142 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         (Some(s), _) => (*s).to_string(),
         (_, Some(s)) => s.clone(),
         _ => "a panic without a message".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Endpoint, HttpMethod, PluginLimits};
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn settings(plugin: &Path) -> WorkerSettings {
+        WorkerSettings {
+            listento: "pirus2".into(),
+            plugin: plugin.to_path_buf(),
+            endpoint: Endpoint::DryRun,
+            url_ver: "Z39.88-2004".into(),
+            rfr_id: None,
+            success: 200,
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            pauseonfail: Duration::from_secs(5),
+            ratelimit: Duration::ZERO,
+            success_queue: None,
+            other_queue: None,
+            debug: false,
+            method: HttpMethod::Get,
+            limits: PluginLimits {
+                memory_mb: 64,
+                max_instructions: 1_000_000_000,
+            },
+            robots_list: None,
+        }
+    }
+
+    /// A plugin that takes `ms` milliseconds of CPU per message, says "n" is an event when the
+    /// message is an even number, not one when odd, and fails on "boom".
+    fn plugin(dir: &Path, ms: u32) -> (PluginSpec, WorkerSettings) {
+        let path = dir.join("slow.lua");
+        std::fs::write(
+            &path,
+            format!(
+                "function parseline(m)\n\
+                 local t = os.clock() while os.clock() - t < {ms} / 1000 do end\n\
+                 if m == 'boom' then error('boom at this line') end\n\
+                 local n = tonumber(m) if n % 2 == 0 then return {{n = m}} end return nil\n\
+                 end\n\
+                 function get_openurl_params(c, s, pl) return {{['rft.artnum'] = pl.n}} end\n"
+            ),
+        )
+        .unwrap();
+        let mut spec = PluginSpec::standalone(&path, "worker_test");
+        spec.limits = settings(&path).limits;
+        (spec, settings(&path))
+    }
+
+    fn batch(items: &[&str]) -> Vec<Message> {
+        items.iter().map(|s| Message::new(*s)).collect()
+    }
+
+    #[test]
+    fn results_come_back_in_order_with_their_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, settings) = plugin(dir.path(), 0);
+        let mut p = Preparer::start(spec, settings).unwrap();
+        assert!(p.next_result().is_none(), "nothing handed over yet");
+        p.submit(batch(&["2", "3", "boom", "4"])).unwrap();
+        let mut got = Vec::new();
+        while let Some(r) = p.next_result() {
+            let r = r.unwrap();
+            got.push((r.msg.body, format!("{:?}", r.step)));
+        }
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0].0, "2");
+        assert!(got[0].1.contains("rft.artnum=2"), "{got:?}");
+        assert_eq!(got[1], ("3".into(), "NotEligible".into()));
+        assert!(
+            got[2].1.starts_with("PluginError") && got[2].1.contains("slow.lua:3"),
+            "{got:?}"
+        );
+        assert!(got[3].1.contains("rft.artnum=4"), "{got:?}");
+    }
+
+    #[test]
+    fn a_plugin_that_does_not_load_is_reported_by_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.lua");
+        std::fs::write(&path, "function parseline(m\n").unwrap();
+        let spec = PluginSpec::standalone(&path, "worker_test");
+        let e = Preparer::start(spec, settings(&path)).unwrap_err();
+        assert!(e.contains("broken.lua"), "{e}");
+    }
+
+    #[test]
+    fn drain_takes_the_rest_back_in_order_without_running_the_plugin_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // 50 ms a message: the 100-message batch would take 5 s to run through.
+        let (spec, settings) = plugin(dir.path(), 50);
+        let mut p = Preparer::start(spec, settings).unwrap();
+        let items: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+        p.submit(batch(&refs)).unwrap();
+        let first = p.next_result().unwrap().unwrap();
+        assert_eq!(first.msg.body, "0");
+        let rest = p.drain().unwrap();
+        let bodies: Vec<&str> = rest.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, &refs[1..], "all of the rest, in order");
+        assert!(p.next_result().is_none());
+        // The next batch is processed normally again.
+        p.submit(batch(&["6"])).unwrap();
+        let r = p.next_result().unwrap().unwrap();
+        assert!(matches!(r.step, Step::Send(_)), "{:?}", r.step);
+    }
+
+    #[test]
+    fn drain_skips_what_the_plugin_has_not_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, settings) = plugin(dir.path(), 50);
+        let mut p = Preparer::start(spec, settings).unwrap();
+        let items: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+        p.submit(batch(&refs)).unwrap();
+        p.next_result().unwrap().unwrap();
+        // Count the skipped ones through the same channel drain uses.
+        p.skip.store(true, Ordering::SeqCst);
+        let mut skipped = 0;
+        let mut looked_at = 0;
+        while let Some(r) = p.next_result() {
+            match r.unwrap().step {
+                Step::Skipped => skipped += 1,
+                _ => looked_at += 1,
+            }
+        }
+        p.skip.store(false, Ordering::SeqCst);
+        // At most the message in progress when the flag was set (and, on a stalled machine, a
+        // few more) is looked at; the plugin would need 5 s for all of them.
+        assert!(skipped >= 90, "{skipped} skipped, {looked_at} looked at");
+        assert_eq!(skipped + looked_at, 99);
     }
 }

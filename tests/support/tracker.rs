@@ -148,6 +148,10 @@ struct Shared {
     active: AtomicUsize,
     /// Requests read while hanging, which by definition were never answered.
     unanswered: AtomicUsize,
+    /// How long each answer is held back, in milliseconds (a slow but healthy tracker).
+    delay_ms: AtomicU64,
+    /// Requests being held back by the delay right now.
+    delaying: AtomicUsize,
 }
 
 /// Locks, ignoring poisoning: a panicking test thread must not turn every later call into a
@@ -204,6 +208,8 @@ impl Tracker {
             next_conn: AtomicU64::new(1),
             active: AtomicUsize::new(0),
             unanswered: AtomicUsize::new(0),
+            delay_ms: AtomicU64::new(0),
+            delaying: AtomicUsize::new(0),
         });
         let s = shared.clone();
         let acceptor = thread::Builder::new()
@@ -279,6 +285,19 @@ impl TrackerHandle {
     /// closes the hanging connections (their clients have usually timed out by then).
     pub fn hang(&self) {
         self.set_mode(Mode::Hang);
+    }
+
+    /// Hold every answer back by `d` before giving it (in any answering mode): a tracker that
+    /// is slow but answers. `Duration::ZERO` answers at once again.
+    pub fn delay(&self, d: Duration) {
+        self.0
+            .delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Requests whose answer is being held back by [`TrackerHandle::delay`] right now.
+    pub fn delaying(&self) -> usize {
+        self.0.delaying.load(Ordering::SeqCst)
     }
 
     /// Stop listening and close every open connection, so connecting fails with "connection
@@ -582,6 +601,12 @@ fn serve(sh: &Shared, stream: TcpStream, id: u64) -> io::Result<()> {
             }
             Mode::Answer { .. } => (405, b"method not allowed\n"),
         };
+        let delay = sh.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            sh.delaying.fetch_add(1, Ordering::SeqCst);
+            thread::sleep(Duration::from_millis(delay));
+            sh.delaying.fetch_sub(1, Ordering::SeqCst);
+        }
         // Recorded before writing, so a client that has read its response always finds its
         // request recorded.
         {
