@@ -14,6 +14,7 @@ pub mod filelog;
 pub mod notify;
 pub mod openurl;
 pub mod plugin;
+pub mod proxy;
 pub mod push;
 pub mod queue;
 pub mod queuecmd;

@@ -94,7 +94,10 @@ pub fn run_consumer_role(
     let plugin = match &sec.role {
         Role::Worker(w) => {
             let spec = PluginSpec::for_worker(&cfg, section).expect("worker section has a plugin");
-            Some(Preparer::start(spec, w.clone()).map_err(|e| Failure::Config(vec![e]))?)
+            Some(
+                Preparer::start(spec, w.clone(), &shutdown)
+                    .map_err(|e| Failure::Config(vec![e]))?,
+            )
         }
         _ => None,
     };

@@ -160,7 +160,7 @@ fn start_consumers(
                     Role::Worker(w) => {
                         let spec =
                             PluginSpec::for_worker(&cfg, &sec.name).expect("a worker section");
-                        let plugin = match Preparer::start(spec, w.clone()) {
+                        let plugin = match Preparer::start(spec, w.clone(), &shutdown) {
                             Ok(p) => {
                                 let _ = ready.send(Ok(()));
                                 p

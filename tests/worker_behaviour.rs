@@ -256,10 +256,15 @@ fn in_flight(p: &Pipeline) -> Vec<String> {
 /// A Redis pipeline with one worker (batch 50, `timeout = 60`, the default) whose queue holds
 /// `lines` downloads, numbered from 0.
 fn worker_with_downloads(lines: u64) -> Pipeline {
+    worker_with_downloads_and(lines, Options::default())
+}
+
+/// [`worker_with_downloads`] with other options (a plugin of the test's own, say).
+fn worker_with_downloads_and(lines: u64, options: Options) -> Pipeline {
     let p = Pipeline::redis(Options {
         workers: 1,
         batch_size: Some(50),
-        ..Options::default()
+        ..options
     });
     // The watcher section feeds the worker's queue directly; `timeout = 60` is far beyond the
     // 5 s a stopping worker has.
@@ -371,8 +376,8 @@ fn sigterm_while_the_tracker_hangs_returns_the_batch_in_order_within_5_s() {
 fn sigterm_lets_a_request_the_tracker_is_answering_finish_so_nothing_is_sent_twice() {
     const LINES: u64 = 60;
     let mut p = worker_with_downloads(LINES);
-    // A slow tracker that answers: every request takes 0.8 s, less than the 2 s grace.
-    p.tracker.delay(Duration::from_millis(800));
+    // A slow tracker that answers: every request takes 0.4 s, well within the 2 s grace.
+    p.tracker.delay(Duration::from_millis(400));
     p.start("worker_pirus2", 0);
     assert!(
         p.tracker.wait_for(1, Duration::from_secs(20))
@@ -476,4 +481,52 @@ fn the_tracker_is_reached_through_an_http_proxy_and_a_socks_one_is_left_out() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("SOCKS proxy"), "{stderr}");
     assert_eq!(p.accepted_numbers(), vec![40], "sent directly");
+}
+
+#[test]
+fn sigterm_does_not_wait_for_the_plugin_on_the_rest_of_the_batch() {
+    const LINES: u64 = 100;
+    // A plugin that looks each message up on a server that never answers (a Solr that hangs),
+    // 2 s each, and finds no event: without the stop reaching the look-up and the plugin
+    // thread, a stop would wait for the rest of the batch, 2 s a message.
+    let solr = support::tracker::Tracker::start();
+    solr.hang();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("lookup.lua");
+    std::fs::write(
+        &plugin,
+        format!(
+            "function parseline(m) return {{m = m}} end\n\
+             function get_openurl_params(c, s, pl)\n\
+             loglines.http_get('{}', {{timeout = 2, cache = 0}})\n\
+             return nil\n\
+             end\n",
+            solr.url()
+        ),
+    )
+    .unwrap();
+    let mut p = worker_with_downloads_and(
+        LINES,
+        Options {
+            plugin: plugin.display().to_string(),
+            plugin_section: String::new(),
+            ..Options::default()
+        },
+    );
+    p.start("worker_pirus2", 0);
+    assert!(
+        support::wait_until(Duration::from_secs(20), || solr.unanswered() >= 1),
+        "the plugin did not start looking up\n{}",
+        p.outputs()
+    );
+    stop_within_5_s(&mut p);
+    // Nothing was sent or acked; everything is back in the queue, in order.
+    assert!(in_flight(&p).is_empty(), "{:?}", in_flight(&p));
+    let back: Vec<u64> = queued(&p, "pirus2")
+        .iter()
+        .map(|m| support::loggen::number_of(m).expect("a generated line"))
+        .collect();
+    let first = back[0];
+    assert_eq!(back, (first..LINES).collect::<Vec<_>>());
+    assert!(first <= 1, "at most the first look-up finished: {first}");
 }

@@ -6,6 +6,7 @@
 //! Only answers are cached, never failures (a connection error is retried on the next call), and
 //! server errors (5xx) are not cached either.
 
+use crate::shutdown::Shutdown;
 use mlua::{Lua, Table, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -34,25 +35,32 @@ struct Entry {
 pub(crate) struct HttpClient {
     // Built on first use: most plugins never call http_get, and TLS set-up is not free.
     agent: std::cell::OnceCell<ureq::Agent>,
+    /// A stop ends a look-up in progress, so a stopping worker does not wait out its timeout.
+    stop: Shutdown,
     cache: RefCell<HashMap<String, Entry>>,
 }
 
 impl HttpClient {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(stop: Shutdown) -> Self {
         HttpClient {
             agent: std::cell::OnceCell::new(),
+            stop,
             cache: RefCell::new(HashMap::new()),
         }
     }
 
     fn agent(&self) -> &ureq::Agent {
         self.agent.get_or_init(|| {
-            ureq::Agent::config_builder()
+            let agent: ureq::Agent = ureq::Agent::config_builder()
                 // A 404 is an answer the plugin wants to see, not an error.
                 .http_status_as_error(false)
                 .user_agent(concat!("loglines/", env!("CARGO_PKG_VERSION")))
+                .proxy(crate::proxy::from_env())
                 .build()
-                .into()
+                .into();
+            let closing = agent.clone();
+            self.stop.on_trigger(move || closing.shutdown());
+            agent
         })
     }
 
@@ -148,8 +156,8 @@ fn seconds(opts: &Option<Table>, key: &str, default: f64, max: f64) -> mlua::Res
 
 /// Installs `loglines.http_get(url[, {timeout = s, cache = s}])` -> status, body; or nil and a
 /// message when no answer came (connection refused, timeout, bad URL).
-pub(crate) fn install(lua: &Lua, into: &Table) -> mlua::Result<()> {
-    let client = Rc::new(HttpClient::new());
+pub(crate) fn install(lua: &Lua, into: &Table, stop: Shutdown) -> mlua::Result<()> {
+    let client = Rc::new(HttpClient::new(stop));
     into.set(
         "http_get",
         lua.create_function(move |lua, (url, opts): (String, Option<Table>)| {

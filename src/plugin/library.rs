@@ -18,6 +18,8 @@ pub(crate) struct LibraryContext {
     /// The plugin's name (its file name without `.lua`): the log target of `loglines.log`.
     pub name: String,
     pub robots: Arc<Robots>,
+    /// The worker's stop signal: it ends an `http_get` in progress.
+    pub stop: crate::shutdown::Shutdown,
 }
 
 /// Installs the global `loglines` table and `print` (which logs instead of writing to stdout,
@@ -75,7 +77,7 @@ pub(crate) fn install(lua: &Lua, ctx: LibraryContext) -> mlua::Result<()> {
     )?;
 
     regex::install(lua, &l)?;
-    http::install(lua, &l)?;
+    http::install(lua, &l, ctx.stop.clone())?;
     install_log(lua, &l, &ctx.name)?;
 
     lua.globals().set("loglines", l)

@@ -25,6 +25,7 @@ pub use config_object::ConfigObject;
 
 use crate::config::{Config, PluginLimits, RawIni, Role};
 use crate::robots::{Robots, RobotsError};
+use crate::shutdown::Shutdown;
 use mlua::{AnyUserData, ChunkMode, Function, Lua, Value};
 use sandbox::Budget;
 use std::cell::RefCell;
@@ -46,6 +47,9 @@ pub struct PluginSpec {
     pub limits: PluginLimits,
     /// A robots list replacing the bundled COUNTER list.
     pub robots_list: Option<PathBuf>,
+    /// Ends the plugin's `http_get` look-ups in progress when triggered (a worker's stop);
+    /// a fresh one, never triggered, elsewhere.
+    pub stop: Shutdown,
 }
 
 impl PluginSpec {
@@ -60,6 +64,7 @@ impl PluginSpec {
                 worker_section: s.name.clone(),
                 limits: w.limits,
                 robots_list: w.robots_list.clone(),
+                stop: Shutdown::new(),
             }),
             _ => None,
         }
@@ -73,6 +78,7 @@ impl PluginSpec {
             worker_section: worker_section.to_string(),
             limits: PluginLimits::default(),
             robots_list: None,
+            stop: Shutdown::new(),
         }
     }
 }
@@ -296,6 +302,7 @@ impl Plugin {
             library::LibraryContext {
                 name: name.clone(),
                 robots,
+                stop: spec.stop.clone(),
             },
         )
         .map_err(setup)?;

@@ -145,6 +145,7 @@ pub struct TrackerClient {
     success: u16,
     ratelimit: Duration,
     last_request: Option<Instant>,
+    stop: Shutdown,
 }
 
 impl TrackerClient {
@@ -156,13 +157,13 @@ impl TrackerClient {
             .timeout_connect(Some(w.connect_timeout))
             .http_status_as_error(false)
             .user_agent(concat!("loglines/", env!("CARGO_PKG_VERSION")))
-            .proxy(http_proxy_from_env())
+            .proxy(crate::proxy::from_env())
             .build();
         let resolver = CachingResolver::new(DefaultResolver::default(), RESOLVE_TTL);
         let resolved = resolver.forgetter();
         let agent =
             ureq::Agent::with_parts(config, transport::connector(shutdown.clone()), resolver);
-        let closing = agent.clone();
+        let (closing, closing_now) = (agent.clone(), agent.clone());
         shutdown.on_trigger(move || {
             // A request the tracker is answering normally is given STOP_GRACE to finish: cut,
             // it would be sent again after the restart although the tracker counted it. One
@@ -176,7 +177,8 @@ impl TrackerClient {
                 .name("tracker stop".into())
                 .spawn(cut)
             {
-                log::warn!("cannot start the thread that ends a hanging request on stop: {e}");
+                log::warn!("cannot start a thread to wait {STOP_GRACE:?} for the request in progress ({e}); ending it now");
+                closing_now.shutdown();
             }
         });
         TrackerClient {
@@ -187,6 +189,7 @@ impl TrackerClient {
             success: w.success,
             ratelimit: w.ratelimit,
             last_request: None,
+            stop: shutdown.clone(),
         }
     }
 
@@ -208,8 +211,10 @@ impl TrackerClient {
         }
         if let Some(last) = self.last_request {
             let since = last.elapsed();
-            if since < self.ratelimit {
-                std::thread::sleep(self.ratelimit - since);
+            // `ratelimit` may be long (up to an hour): a stop ends the wait, and then nothing
+            // is sent.
+            if since < self.ratelimit && self.stop.sleep(self.ratelimit - since) {
+                return Answer::Retry("the worker is stopping".into());
             }
         }
         self.last_request = Some(Instant::now());
@@ -235,26 +240,6 @@ impl TrackerClient {
             }
         }
     }
-}
-
-/// The HTTP proxy the environment names (`ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`, with
-/// `NO_PROXY`), as ureq reads it. A SOCKS proxy is not supported (ureq's SOCKS support is not
-/// built in): it is left out with a warning, rather than every request failing with "no
-/// address to connect to".
-fn http_proxy_from_env() -> Option<ureq::Proxy> {
-    let p = ureq::Proxy::try_from_env()?;
-    if matches!(
-        p.protocol(),
-        ureq::ProxyProtocol::Http | ureq::ProxyProtocol::Https
-    ) {
-        return Some(p);
-    }
-    log::warn!(
-        "the proxy {}:{} named in the environment (ALL_PROXY, HTTPS_PROXY or HTTP_PROXY) is a SOCKS proxy, which loglines does not support; connecting to the tracker directly",
-        p.host(),
-        p.port()
-    );
-    None
 }
 
 /// Exponential backoff with full jitter: the n-th wait is uniform in [0, min(cap, 1 s * 2^n)],

@@ -442,8 +442,8 @@ mod tests {
 
     /// A listener whose accept queue is full, so a further connection attempt gets no answer
     /// at all (its SYNs are dropped), as with a tracker behind a firewall that drops packets.
-    fn black_hole() -> (OwnedFd, SocketAddr, Vec<TcpStream>) {
-        // SAFETY: socket/bind/listen on a descriptor owned by the returned OwnedFd.
+    fn black_hole() -> (std::net::TcpListener, SocketAddr, Vec<TcpStream>) {
+        // SAFETY: socket/bind/listen on a descriptor owned by `owned` from the start.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
         assert!(fd >= 0);
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -453,10 +453,9 @@ mod tests {
             0
         );
         assert_eq!(unsafe { libc::listen(fd, 0) }, 0);
-        let listener = std::net::TcpListener::from(owned.try_clone().unwrap());
+        let listener = std::net::TcpListener::from(owned);
         let addr = listener.local_addr().unwrap();
-        std::mem::forget(listener); // `owned` keeps the descriptor
-                                    // Fill the queue (a backlog of 0 still takes one or two); connections beyond it hang.
+        // Fill the queue (a backlog of 0 still takes one or two); connections beyond it hang.
         let mut fillers = Vec::new();
         for _ in 0..4 {
             match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
@@ -464,7 +463,7 @@ mod tests {
                 Err(_) => break,
             }
         }
-        (owned, addr, fillers)
+        (listener, addr, fillers)
     }
 
     #[test]

@@ -153,6 +153,12 @@ impl Worker<'_> {
                         return Err(WorkerError::Plugin(e));
                     }
                 };
+                // Stopping: what the plugin made of the rest no longer matters (it may even
+                // come from an `http_get` the stop cut short); it all goes back in order.
+                if self.shutdown.is_set() {
+                    self.give_back(plugin, prepared.msg, &mut pending)?;
+                    return Ok(());
+                }
                 if !self.handle(plugin, prepared, &mut pending)? {
                     return Ok(());
                 }
@@ -185,11 +191,14 @@ impl Worker<'_> {
                 return Ok(true);
             }
             Step::Send(url) => url,
-            // Only `drain` asks for skipping, and it keeps what it takes back. Should one reach
-            // here all the same, it goes back to the queue unlooked at, and the worker stops
-            // with an error rather than carry on past a message it did not handle.
+            // Skipping happens on a stop (caught before `handle`, unless it came just now) or
+            // inside `drain`. Outside a stop it would be a bug: the message goes back to the
+            // queue unlooked at, and the worker stops with an error rather than carry on.
             Step::Skipped => {
                 self.give_back(plugin, msg, pending)?;
+                if self.shutdown.is_set() {
+                    return Ok(false);
+                }
                 return Err(WorkerError::Plugin(
                     "the plugin thread returned a message unprocessed outside a stop; it and the rest of its batch are back in the queue".into(),
                 ));
@@ -247,9 +256,10 @@ impl Worker<'_> {
         msg: Message,
         pending: &mut Pending,
     ) -> Result<bool, WorkerError> {
+        // What was sent is acked first, whatever happens to the rest.
+        self.commit(std::mem::take(pending))?;
         let mut back = vec![msg];
         back.extend(plugin.drain().map_err(WorkerError::Plugin)?);
-        self.commit(std::mem::take(pending))?;
         match self.consumer.requeue(back) {
             Ok(()) | Err(QueueError::ShuttingDown) => Ok(false),
             Err(e) => Err(e.into()),

@@ -15,6 +15,7 @@ use super::event_url;
 use crate::config::WorkerSettings;
 use crate::plugin::{Outcome, Plugin, PluginSpec};
 use crate::queue::Message;
+use crate::shutdown::Shutdown;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,7 +30,7 @@ pub enum Step {
     NotEligible,
     /// The plugin failed on this message: the error, naming file and line.
     PluginError(String),
-    /// Not looked at: the worker is taking the batch back (see [`Preparer::drain`]).
+    /// Not looked at: the worker is stopping or taking the batch back (see [`Preparer::drain`]).
     Skipped,
 }
 
@@ -65,7 +66,14 @@ impl std::fmt::Debug for Preparer {
 impl Preparer {
     /// Starts the thread and loads the plugin on it. The error is the plugin's load error, as
     /// `Plugin::load` words it.
-    pub fn start(spec: PluginSpec, settings: WorkerSettings) -> Result<Preparer, String> {
+    pub fn start(
+        mut spec: PluginSpec,
+        settings: WorkerSettings,
+        stop: &Shutdown,
+    ) -> Result<Preparer, String> {
+        // A stop ends the plugin's `http_get` in progress, and the thread then hands back the
+        // rest of its batch without running the plugin on it.
+        spec.stop = stop.clone();
         let section = spec.worker_section.clone();
         let (loaded_tx, loaded_rx) = bounded::<Result<String, String>>(1);
         // One batch at a time is handed over; the worker waits for all of it before the next.
@@ -73,6 +81,9 @@ impl Preparer {
         let (results_tx, results_rx) = unbounded::<Prepared>();
         let skip = Arc::new(AtomicBool::new(false));
         let skipping = skip.clone();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let stopping = stopped.clone();
+        stop.on_trigger(move || stopped.store(true, Ordering::SeqCst));
         let thread = std::thread::Builder::new()
             .name(format!("{section} plugin"))
             .spawn(move || {
@@ -86,14 +97,8 @@ impl Preparer {
                         return;
                     }
                 };
-                serve(
-                    plugin,
-                    &settings,
-                    &section,
-                    &skipping,
-                    &jobs_rx,
-                    &results_tx,
-                );
+                let skip = [&*skipping, &*stopping];
+                serve(plugin, &settings, &section, &skip, &jobs_rx, &results_tx);
             })
             .map_err(|e| format!("cannot start the plugin thread: {e}"))?;
         match loaded_rx.recv() {
@@ -201,7 +206,7 @@ fn serve(
     mut plugin: Plugin,
     settings: &WorkerSettings,
     section: &str,
-    skip: &AtomicBool,
+    skip: &[&AtomicBool],
     jobs: &Receiver<Vec<Message>>,
     results: &Sender<Prepared>,
 ) {
@@ -213,7 +218,7 @@ fn serve(
             Err(e) => log::error!("[{section}] {} changed on disk but cannot be loaded, keeping the previous version: {e}", plugin.display_path()),
         }
         for msg in batch {
-            if skip.load(Ordering::SeqCst) {
+            if skip.iter().any(|f| f.load(Ordering::SeqCst)) {
                 if results
                     .send(Prepared {
                         msg,
@@ -306,7 +311,7 @@ mod tests {
     fn results_come_back_in_order_with_their_steps() {
         let dir = tempfile::tempdir().unwrap();
         let (spec, settings) = plugin(dir.path(), 0);
-        let mut p = Preparer::start(spec, settings).unwrap();
+        let mut p = Preparer::start(spec, settings, &Shutdown::new()).unwrap();
         assert!(p.next_result().is_none(), "nothing handed over yet");
         p.submit(batch(&["2", "3", "boom", "4"])).unwrap();
         let mut got = Vec::new();
@@ -331,16 +336,17 @@ mod tests {
         let path = dir.path().join("broken.lua");
         std::fs::write(&path, "function parseline(m\n").unwrap();
         let spec = PluginSpec::standalone(&path, "worker_test");
-        let e = Preparer::start(spec, settings(&path)).unwrap_err();
+        let e = Preparer::start(spec, settings(&path), &Shutdown::new()).unwrap_err();
         assert!(e.contains("broken.lua"), "{e}");
     }
 
     #[test]
     fn drain_takes_the_rest_back_in_order_without_running_the_plugin_on_it() {
         let dir = tempfile::tempdir().unwrap();
-        // 50 ms a message: the 100-message batch would take 5 s to run through.
-        let (spec, settings) = plugin(dir.path(), 50);
-        let mut p = Preparer::start(spec, settings).unwrap();
+        // 200 ms of CPU a message: the 100-message batch would take 20 s to run through (10 s
+        // if other tests share the process's CPU time, which os.clock counts).
+        let (spec, settings) = plugin(dir.path(), 200);
+        let mut p = Preparer::start(spec, settings, &Shutdown::new()).unwrap();
         let items: Vec<String> = (0..100).map(|i| i.to_string()).collect();
         let refs: Vec<&str> = items.iter().map(String::as_str).collect();
         p.submit(batch(&refs)).unwrap();
@@ -359,8 +365,8 @@ mod tests {
     #[test]
     fn drain_skips_what_the_plugin_has_not_reached() {
         let dir = tempfile::tempdir().unwrap();
-        let (spec, settings) = plugin(dir.path(), 50);
-        let mut p = Preparer::start(spec, settings).unwrap();
+        let (spec, settings) = plugin(dir.path(), 200);
+        let mut p = Preparer::start(spec, settings, &Shutdown::new()).unwrap();
         let items: Vec<String> = (0..100).map(|i| i.to_string()).collect();
         let refs: Vec<&str> = items.iter().map(String::as_str).collect();
         p.submit(batch(&refs)).unwrap();
@@ -377,7 +383,7 @@ mod tests {
         }
         p.skip.store(false, Ordering::SeqCst);
         // At most the message in progress when the flag was set (and, on a stalled machine, a
-        // few more) is looked at; the plugin would need 5 s for all of them.
+        // few more) is looked at; the plugin would need 10 to 20 s for all of them.
         assert!(skipped >= 90, "{skipped} skipped, {looked_at} looked at");
         assert_eq!(skipped + looked_at, 99);
     }
