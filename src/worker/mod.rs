@@ -259,7 +259,13 @@ impl Worker<'_> {
         // What was sent is acked first, whatever happens to the rest.
         self.commit(std::mem::take(pending))?;
         let mut back = vec![msg];
-        back.extend(plugin.drain().map_err(WorkerError::Plugin)?);
+        back.extend(
+            plugin
+                .drain()
+                .map_err(WorkerError::Plugin)?
+                .into_iter()
+                .map(|p| p.msg),
+        );
         match self.consumer.requeue(back) {
             Ok(()) | Err(QueueError::ShuttingDown) => Ok(false),
             Err(e) => Err(e.into()),

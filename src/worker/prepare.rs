@@ -158,15 +158,15 @@ impl Preparer {
     }
 
     /// Takes back every outstanding message, in order, without waiting for the plugin to look
-    /// at those it has not reached (on stop, to return them to the queue). Waits at most for
-    /// the one plugin call in progress.
-    pub fn drain(&mut self) -> Result<Vec<Message>, String> {
+    /// at those it has not reached (their step is [`Step::Skipped`]); on stop, to return them
+    /// to the queue. Waits at most for the one plugin call in progress.
+    pub fn drain(&mut self) -> Result<Vec<Prepared>, String> {
         self.skip.store(true, Ordering::SeqCst);
         let mut out = Vec::with_capacity(self.outstanding);
         let mut result = Ok(());
         while let Some(p) = self.next_result() {
             match p {
-                Ok(p) => out.push(p.msg),
+                Ok(p) => out.push(p),
                 Err(e) => {
                     result = Err(e);
                     break;
@@ -353,38 +353,19 @@ mod tests {
         let first = p.next_result().unwrap().unwrap();
         assert_eq!(first.msg.body, "0");
         let rest = p.drain().unwrap();
-        let bodies: Vec<&str> = rest.iter().map(|m| m.body.as_str()).collect();
+        let bodies: Vec<&str> = rest.iter().map(|r| r.msg.body.as_str()).collect();
         assert_eq!(bodies, &refs[1..], "all of the rest, in order");
         assert!(p.next_result().is_none());
+        // At most the message in progress when drain began (and, on a stalled machine, a few
+        // more) is looked at; the plugin would need 10 to 20 s for all of them.
+        let skipped = rest
+            .iter()
+            .filter(|r| matches!(r.step, Step::Skipped))
+            .count();
+        assert!(skipped >= 90, "{skipped} of {} skipped", rest.len());
         // The next batch is processed normally again.
         p.submit(batch(&["6"])).unwrap();
         let r = p.next_result().unwrap().unwrap();
         assert!(matches!(r.step, Step::Send(_)), "{:?}", r.step);
-    }
-
-    #[test]
-    fn drain_skips_what_the_plugin_has_not_reached() {
-        let dir = tempfile::tempdir().unwrap();
-        let (spec, settings) = plugin(dir.path(), 200);
-        let mut p = Preparer::start(spec, settings, &Shutdown::new()).unwrap();
-        let items: Vec<String> = (0..100).map(|i| i.to_string()).collect();
-        let refs: Vec<&str> = items.iter().map(String::as_str).collect();
-        p.submit(batch(&refs)).unwrap();
-        p.next_result().unwrap().unwrap();
-        // Count the skipped ones through the same channel drain uses.
-        p.skip.store(true, Ordering::SeqCst);
-        let mut skipped = 0;
-        let mut looked_at = 0;
-        while let Some(r) = p.next_result() {
-            match r.unwrap().step {
-                Step::Skipped => skipped += 1,
-                _ => looked_at += 1,
-            }
-        }
-        p.skip.store(false, Ordering::SeqCst);
-        // At most the message in progress when the flag was set (and, on a stalled machine, a
-        // few more) is looked at; the plugin would need 10 to 20 s for all of them.
-        assert!(skipped >= 90, "{skipped} skipped, {looked_at} looked at");
-        assert_eq!(skipped + looked_at, 99);
     }
 }
