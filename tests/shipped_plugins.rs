@@ -5,13 +5,10 @@ mod plugin_util;
 
 use loglines::config::ini;
 use loglines::plugin::{Outcome, Plugin, PluginSpec};
-use plugin_util::Dir;
+use plugin_util::{closed_port, Dir, HttpStub};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -494,56 +491,30 @@ fn ora_metadata_datastreams_are_configurable() {
     assert_eq!(got[4], None, "MODS still metadata");
 }
 
-/// A stand-in Solr on 127.0.0.1 that knows one item; stops by itself.
-fn solr() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}/solr/select", listener.local_addr().unwrap());
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let Ok((mut stream, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            stream.set_nonblocking(false).unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut first = String::new();
-            reader.read_line(&mut first).unwrap();
-            loop {
-                let mut l = String::new();
-                if reader.read_line(&mut l).unwrap() == 0 || l == "\r\n" {
-                    break;
-                }
-            }
-            let target = first.split(' ').nth(1).unwrap_or("").to_string();
-            let known = target.contains("c2c638d3");
-            log.lock().unwrap().push(target);
-            let body = format!(
-                "{{\"response\": {{\"numFound\": {}, \"docs\": []}}}}",
-                u8::from(known)
-            );
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (url, seen)
+/// A stand-in Solr that knows one item.
+fn solr() -> HttpStub {
+    HttpStub::start(|target| {
+        let known = target.contains("c2c638d3");
+        let body = format!(
+            "{{\"response\": {{\"numFound\": {}, \"docs\": []}}}}",
+            u8::from(known)
+        );
+        ("200 OK", body)
+    })
 }
 
 #[test]
 fn ora_looks_items_up_in_solr_when_configured() {
-    let (url, seen) = solr();
-    let cfg = format!("[ora]\nsolr_url = {url}\ndrop_robots = false\n");
+    let solr = solr();
+    let cfg = format!(
+        "[ora]\nsolr_url = {}/solr/select\ndrop_robots = false\n",
+        solr.addr
+    );
     let got = run(shipped("ora.lua", &cfg), "ora-wsgi.log", ORA);
     assert_eq!(got[0], ora_line1(), "Solr knows the first item");
     assert_eq!(got[1], None, "Solr does not know the second");
     assert_eq!(got[2], None, "nor the third");
-    let queries = seen.lock().unwrap().clone();
+    let queries = solr.requests();
     assert_eq!(queries.len(), 3, "one look-up per download: {queries:?}");
     assert!(
         queries[0]
@@ -553,10 +524,7 @@ fn ora_looks_items_up_in_solr_when_configured() {
     );
 
     // Solr unreachable: downloads are still counted (and a warning logged).
-    let closed = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed = closed_port();
     let cfg =
         format!("[ora]\nsolr_url = http://127.0.0.1:{closed}/solr/select\nsolr_timeout = 1\n");
     let got = run(shipped("ora.lua", &cfg), "ora-wsgi.log", ORA);
