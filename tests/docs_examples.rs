@@ -5,13 +5,9 @@ mod plugin_util;
 
 use loglines::config::ini;
 use loglines::plugin::{Plugin, PluginSpec};
-use plugin_util::{Dir, NO_HOOKS};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use plugin_util::{Dir, HttpStub, NO_HOOKS};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 fn page() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/plugins.md");
@@ -54,37 +50,11 @@ fn example_config(md: &str) -> String {
 }
 
 /// A Solr stand-in for the http_get example: answers every request with one result.
-fn solr() -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = format!("http://{}", listener.local_addr().unwrap());
-    let hits = Arc::new(AtomicUsize::new(0));
-    let h = hits.clone();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let Ok((mut stream, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            stream.set_nonblocking(false).unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            loop {
-                let mut l = String::new();
-                if reader.read_line(&mut l).unwrap() == 0 || l == "\r\n" {
-                    break;
-                }
-            }
-            h.fetch_add(1, Ordering::SeqCst);
-            let body = r#"{"response": {"numFound": 1, "docs": [{"id": "uuid:1234"}]}}"#;
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (addr, hits)
+fn solr() -> HttpStub {
+    HttpStub::start(|_| {
+        let body = r#"{"response": {"numFound": 1, "docs": [{"id": "uuid:1234"}]}}"#;
+        ("200 OK", body.to_string())
+    })
 }
 
 #[test]
@@ -92,7 +62,7 @@ fn every_lua_example_runs() {
     let md = page();
     let cfg = ini::parse(Path::new("loglines.cfg"), &example_config(&md)).unwrap();
     let cfg = Arc::new(cfg);
-    let (solr_addr, hits) = solr();
+    let solr = solr();
     let examples = blocks(&md, "lua");
     assert!(
         examples.len() >= 12,
@@ -102,7 +72,7 @@ fn every_lua_example_runs() {
     let d = Dir::new();
     for (i, code) in examples.iter().enumerate() {
         // The page's look-up example names a Solr on the usual port; point it at ours.
-        let code = code.replace("http://127.0.0.1:8983", &solr_addr);
+        let code = code.replace("http://127.0.0.1:8983", &solr.addr);
         let path = d.write(&format!("example{i}.lua"), &format!("{NO_HOOKS}\n{code}"));
         let spec = PluginSpec {
             config: cfg.clone(),
@@ -113,7 +83,7 @@ fn every_lua_example_runs() {
         }
     }
     assert_eq!(
-        hits.load(Ordering::SeqCst),
+        solr.requests().len(),
         1,
         "the http_get example reached the server"
     );

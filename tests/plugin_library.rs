@@ -4,11 +4,8 @@
 mod plugin_util;
 
 use loglines::plugin::{Plugin, PluginSpec};
-use plugin_util::{load, Dir, NO_HOOKS};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use plugin_util::{closed_port, load, Dir, HttpStub, NO_HOOKS};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Runs Lua code at a plugin's top level; panics with the plugin error if it fails.
@@ -234,61 +231,19 @@ fn log_functions_write_to_the_host_logger_under_the_plugin_name() {
     );
 }
 
-/// A tiny HTTP server on 127.0.0.1 for `http_get`: `/slow` answers after two seconds,
-/// `/missing` with 404, anything else with 200 and a JSON body naming the path. It counts
-/// requests and stops by itself after a few seconds.
-struct Server {
-    addr: String,
-    hits: Arc<AtomicUsize>,
-}
-
-fn server() -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = format!("http://{}", listener.local_addr().unwrap());
-    let hits = Arc::new(AtomicUsize::new(0));
-    let h = hits.clone();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let stream = match listener.accept() {
-                Ok((s, _)) => s,
-                Err(_) => {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
-            };
-            h.fetch_add(1, Ordering::SeqCst);
-            std::thread::spawn(move || {
-                stream.set_nonblocking(false).unwrap();
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                reader.read_line(&mut request_line).unwrap();
-                loop {
-                    let mut l = String::new();
-                    if reader.read_line(&mut l).unwrap() == 0 || l == "\r\n" {
-                        break;
-                    }
-                }
-                let path = request_line.split(' ').nth(1).unwrap_or("/").to_string();
-                if path == "/slow" {
-                    std::thread::sleep(Duration::from_secs(2));
-                }
-                let (status, body) = if path == "/missing" {
-                    ("404 Not Found", "no such item".to_string())
-                } else {
-                    ("200 OK", format!("{{\"path\": \"{path}\"}}"))
-                };
-                let mut stream = stream;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
+/// A server for `http_get`: `/slow` answers after two seconds, `/missing` with 404, anything
+/// else with 200 and a JSON body naming the path.
+fn server() -> HttpStub {
+    HttpStub::start(|path| {
+        if path == "/slow" {
+            std::thread::sleep(Duration::from_secs(2));
         }
-    });
-    Server { addr, hits }
+        if path == "/missing" {
+            ("404 Not Found", "no such item".to_string())
+        } else {
+            ("200 OK", format!("{{\"path\": \"{path}\"}}"))
+        }
+    })
 }
 
 #[test]
@@ -313,7 +268,7 @@ fn http_get_returns_status_and_body_and_caches_answers() {
     );
     run(&code);
     assert_eq!(
-        s.hits.load(Ordering::SeqCst),
+        s.requests().len(),
         3,
         "/item/1 twice (once cached) and /missing once"
     );
@@ -322,11 +277,7 @@ fn http_get_returns_status_and_body_and_caches_answers() {
 #[test]
 fn http_get_failures_are_nil_and_a_message() {
     let s = server();
-    // A port nothing listens on: bind one, note it, and close it.
-    let closed = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed = closed_port();
     let code = format!(
         r#"
         local started = os.clock()

@@ -10,7 +10,7 @@ use loglines::queue::redis::RedisTransport;
 use loglines::queue::{ConsumerId, Message, Transport};
 use loglines::shutdown::Shutdown;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 use support::redis::{find_openssl, RedisServer, TestCerts};
 use support::temp_dir;
@@ -208,7 +208,7 @@ fn connecting_reads_the_files_again_and_names_the_key() {
 }
 
 fn loglines(cfg: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loglines"))
+    let mut child = support::bin::loglines()
         .arg("-c")
         .arg(cfg)
         .args(args)

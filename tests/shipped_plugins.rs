@@ -5,13 +5,10 @@ mod plugin_util;
 
 use loglines::config::ini;
 use loglines::plugin::{Outcome, Plugin, PluginSpec};
-use plugin_util::Dir;
+use plugin_util::{closed_port, HttpStub};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -37,11 +34,20 @@ fn shipped(plugin: &str, cfg: &str) -> PluginSpec {
 
 type Params = BTreeMap<String, String>;
 
-/// Runs every line of `log` through the plugin, wrapped with `service`.
+/// Runs every line of the sample `log` through the plugin, wrapped with `service`.
 fn run(spec: PluginSpec, log: &str, service: &str) -> Vec<Option<Params>> {
+    run_lines(spec, sample(log).iter().map(String::as_str), service)
+}
+
+/// Runs each of `lines` through one instance of the plugin, wrapped with `service`.
+fn run_lines<'a>(
+    spec: PluginSpec,
+    lines: impl IntoIterator<Item = &'a str>,
+    service: &str,
+) -> Vec<Option<Params>> {
     let mut p = Plugin::load(spec).unwrap_or_else(|e| panic!("{e}"));
-    sample(log)
-        .iter()
+    lines
+        .into_iter()
         .map(|line| {
             let jmsg = loglines::testplugin::wrap(service, line);
             match p.process(&jmsg).unwrap_or_else(|e| panic!("{line}: {e}")) {
@@ -350,25 +356,12 @@ fn irus_falls_back_to_the_workers_rfr_id_and_url_ver() {
 #[test]
 fn irus_custom_patterns_replace_the_defaults() {
     let cfg = "[irus]\nrequest_patterns = ^/files/(\\d+)/.+$\n  ^/download/(\\d+)$\ninvestigation_patterns = ^/record/(\\d+)$\n";
-    let d = Dir::new();
-    let log = d.write(
-        "custom.log",
-        "192.0.2.1 - - [27/Nov/2026:09:00:01 +0000] \"GET /download/5 HTTP/1.1\" 200 10 \"-\" \"Firefox/1\"\n\
+    let log = "192.0.2.1 - - [27/Nov/2026:09:00:01 +0000] \"GET /download/5 HTTP/1.1\" 200 10 \"-\" \"Firefox/1\"\n\
          192.0.2.1 - - [27/Nov/2026:09:00:02 +0000] \"GET /record/5 HTTP/1.1\" 200 10 \"-\" \"Firefox/1\"\n\
-         192.0.2.1 - - [27/Nov/2026:09:00:03 +0000] \"GET /id/eprint/5/1/x.pdf HTTP/1.1\" 200 10 \"-\" \"Firefox/1\"\n",
-    );
-    let mut p = Plugin::load(shipped("irus.lua", cfg)).unwrap();
-    let kinds: Vec<Option<String>> = std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .map(
-            |l| match p.process(&loglines::testplugin::wrap(REPO, l)).unwrap() {
-                Outcome::Eligible(ps) => {
-                    ps.into_iter().find(|(k, _)| k == "rft_dat").map(|(_, v)| v)
-                }
-                Outcome::NotEligible => None,
-            },
-        )
+         192.0.2.1 - - [27/Nov/2026:09:00:03 +0000] \"GET /id/eprint/5/1/x.pdf HTTP/1.1\" 200 10 \"-\" \"Firefox/1\"\n";
+    let kinds: Vec<Option<String>> = run_lines(shipped("irus.lua", cfg), log.lines(), REPO)
+        .into_iter()
+        .map(|p| p.map(|p| p["rft_dat"].clone()))
         .collect();
     assert_eq!(
         kinds,
@@ -494,56 +487,30 @@ fn ora_metadata_datastreams_are_configurable() {
     assert_eq!(got[4], None, "MODS still metadata");
 }
 
-/// A stand-in Solr on 127.0.0.1 that knows one item; stops by itself.
-fn solr() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}/solr/select", listener.local_addr().unwrap());
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let Ok((mut stream, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            stream.set_nonblocking(false).unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut first = String::new();
-            reader.read_line(&mut first).unwrap();
-            loop {
-                let mut l = String::new();
-                if reader.read_line(&mut l).unwrap() == 0 || l == "\r\n" {
-                    break;
-                }
-            }
-            let target = first.split(' ').nth(1).unwrap_or("").to_string();
-            let known = target.contains("c2c638d3");
-            log.lock().unwrap().push(target);
-            let body = format!(
-                "{{\"response\": {{\"numFound\": {}, \"docs\": []}}}}",
-                u8::from(known)
-            );
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (url, seen)
+/// A stand-in Solr that knows one item.
+fn solr() -> HttpStub {
+    HttpStub::start(|target| {
+        let known = target.contains("c2c638d3");
+        let body = format!(
+            "{{\"response\": {{\"numFound\": {}, \"docs\": []}}}}",
+            u8::from(known)
+        );
+        ("200 OK", body)
+    })
 }
 
 #[test]
 fn ora_looks_items_up_in_solr_when_configured() {
-    let (url, seen) = solr();
-    let cfg = format!("[ora]\nsolr_url = {url}\ndrop_robots = false\n");
+    let solr = solr();
+    let cfg = format!(
+        "[ora]\nsolr_url = {}/solr/select\ndrop_robots = false\n",
+        solr.addr
+    );
     let got = run(shipped("ora.lua", &cfg), "ora-wsgi.log", ORA);
     assert_eq!(got[0], ora_line1(), "Solr knows the first item");
     assert_eq!(got[1], None, "Solr does not know the second");
     assert_eq!(got[2], None, "nor the third");
-    let queries = seen.lock().unwrap().clone();
+    let queries = solr.requests();
     assert_eq!(queries.len(), 3, "one look-up per download: {queries:?}");
     assert!(
         queries[0]
@@ -553,10 +520,7 @@ fn ora_looks_items_up_in_solr_when_configured() {
     );
 
     // Solr unreachable: downloads are still counted (and a warning logged).
-    let closed = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed = closed_port();
     let cfg =
         format!("[ora]\nsolr_url = http://127.0.0.1:{closed}/solr/select\nsolr_timeout = 1\n");
     let got = run(shipped("ora.lua", &cfg), "ora-wsgi.log", ORA);
@@ -570,40 +534,27 @@ fn template_counts_only_its_download_pattern() {
         got.iter().all(Option::is_none),
         "no /files/ URL in the sample"
     );
-    let d = Dir::new();
-    let log = d.write(
-        "t.log",
-        &format!("192.0.2.9 - - [27/Nov/2026:09:00:01 +0100] \"GET /files/12/paper.pdf HTTP/1.1\" 200 99 \"https://example.org/\" \"{CHROME}\"\n\
-                  66.249.66.1 - - [27/Nov/2026:09:00:01 +0000] \"GET /files/12/paper.pdf HTTP/1.1\" 200 99 \"-\" \"Googlebot/2.1\"\n"),
+    let download = format!("192.0.2.9 - - [27/Nov/2026:09:00:01 +0100] \"GET /files/12/paper.pdf HTTP/1.1\" 200 99 \"https://example.org/\" \"{CHROME}\"");
+    let robot = "66.249.66.1 - - [27/Nov/2026:09:00:01 +0000] \"GET /files/12/paper.pdf HTTP/1.1\" 200 99 \"-\" \"Googlebot/2.1\"";
+    let got = run_lines(
+        shipped("template.lua", ""),
+        [download.as_str(), robot],
+        REPO,
     );
-    let mut p = Plugin::load(shipped("template.lua", "")).unwrap();
-    let lines: Vec<String> = std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let Outcome::Eligible(params) = p
-        .process(&loglines::testplugin::wrap(REPO, &lines[0]))
-        .unwrap()
-    else {
-        panic!("a download")
-    };
-    assert_eq!(
-        Some(params.into_iter().collect::<Params>()),
-        nine(
-            "2026-11-27T08:00:01Z",
-            "192.0.2.9",
-            CHROME,
-            "oai:repo.example.ac.uk:12",
-            "https://repo.example.ac.uk/files/12/paper.pdf",
-            "https://example.org/",
-            REPO,
-            "Request",
-        )
-    );
-    assert_eq!(
-        p.process(&loglines::testplugin::wrap(REPO, &lines[1]))
-            .unwrap(),
-        Outcome::NotEligible
+    assert_lines(
+        &got,
+        &[
+            nine(
+                "2026-11-27T08:00:01Z",
+                "192.0.2.9",
+                CHROME,
+                "oai:repo.example.ac.uk:12",
+                "https://repo.example.ac.uk/files/12/paper.pdf",
+                "https://example.org/",
+                REPO,
+                "Request",
+            ),
+            None,
+        ],
     );
 }

@@ -108,13 +108,14 @@ fn push_captures(lua: &Lua, caps: &Captures, out: &mut MultiValue) -> mlua::Resu
     Ok(())
 }
 
+/// The captures of the first match at or after `init` (as `start_offset` reads it), or None.
+fn captures_from<'s>(re: &Regex, s: &'s str, init: Option<i64>) -> Option<Captures<'s>> {
+    re.captures_at(s, start_offset(s, init)?)
+}
+
 fn do_match(lua: &Lua, re: &Regex, s: &str, init: Option<i64>) -> mlua::Result<MultiValue> {
     let mut out = MultiValue::new();
-    let Some(off) = start_offset(s, init) else {
-        out.push_back(Value::Nil);
-        return Ok(out);
-    };
-    match re.captures_at(s, off) {
+    match captures_from(re, s, init) {
         Some(caps) => push_captures(lua, &caps, &mut out)?,
         None => out.push_back(Value::Nil),
     }
@@ -123,11 +124,7 @@ fn do_match(lua: &Lua, re: &Regex, s: &str, init: Option<i64>) -> mlua::Result<M
 
 fn do_find(lua: &Lua, re: &Regex, s: &str, init: Option<i64>) -> mlua::Result<MultiValue> {
     let mut out = MultiValue::new();
-    let Some(off) = start_offset(s, init) else {
-        out.push_back(Value::Nil);
-        return Ok(out);
-    };
-    match re.captures_at(s, off) {
+    match captures_from(re, s, init) {
         Some(caps) => {
             let m = caps.get(0).expect("group 0 always takes part in a match");
             out.push_back(Value::Integer(m.start() as i64 + 1));
@@ -172,33 +169,29 @@ impl UserData for PatternSet {
     }
 }
 
+/// `re.match` or `re.find`: `(pattern, s [, init])` with the pattern from the cache, answered
+/// by `answer`.
+fn pattern_function(
+    lua: &Lua,
+    cache: Rc<RegexCache>,
+    answer: fn(&Lua, &Regex, &str, Option<i64>) -> mlua::Result<MultiValue>,
+) -> mlua::Result<mlua::Function> {
+    lua.create_function(
+        move |lua, (pattern, s, init): (mlua::String, mlua::String, Option<i64>)| {
+            let regex = cache.get(&pattern.to_str()?)?;
+            let s = s.to_str()?;
+            sandbox::without_memory_limit(lua, || answer(lua, &regex, &s, init))
+        },
+    )
+}
+
 /// Builds the `loglines.re` table.
 pub(crate) fn install(lua: &Lua, into: &mlua::Table) -> mlua::Result<()> {
     let cache = Rc::new(RegexCache::default());
     let re = lua.create_table()?;
 
-    let c = cache.clone();
-    re.set(
-        "match",
-        lua.create_function(
-            move |lua, (pattern, s, init): (mlua::String, mlua::String, Option<i64>)| {
-                let regex = c.get(&pattern.to_str()?)?;
-                let s = s.to_str()?;
-                sandbox::without_memory_limit(lua, || do_match(lua, &regex, &s, init))
-            },
-        )?,
-    )?;
-    let c = cache;
-    re.set(
-        "find",
-        lua.create_function(
-            move |lua, (pattern, s, init): (mlua::String, mlua::String, Option<i64>)| {
-                let regex = c.get(&pattern.to_str()?)?;
-                let s = s.to_str()?;
-                sandbox::without_memory_limit(lua, || do_find(lua, &regex, &s, init))
-            },
-        )?,
-    )?;
+    re.set("match", pattern_function(lua, cache.clone(), do_match)?)?;
+    re.set("find", pattern_function(lua, cache, do_find)?)?;
     re.set(
         "set",
         lua.create_function(|_, patterns: Vec<String>| {
@@ -237,67 +230,58 @@ mod tests {
         lua
     }
 
+    /// Runs a script whose Lua `assert`s are the checks; it must get to its `return true`.
+    fn check(script: &str) {
+        let ok: bool = lua().load(script).eval().unwrap();
+        assert!(ok);
+    }
+
     #[test]
     fn match_returns_groups_or_the_whole_match() {
-        let lua = lua();
-        let ok: bool = lua
-            .load(
-                r#"
-                local a, b = re.match([[^/id/eprint/(\d+)/(\d+)?]], "/id/eprint/12/")
-                assert(a == "12" and b == nil)
-                assert(re.match([[\d+]], "ab123c") == "123")
-                assert(re.match("(?i)^(get|head)$", "GET") == "GET")
-                assert(re.match("x", "abc") == nil)
-                assert(re.match("b", "abcb", 3) == "b")
-                assert(re.match("b", "abc", 10) == nil)
-                return true
-            "#,
-            )
-            .eval()
-            .unwrap();
-        assert!(ok);
+        check(
+            r#"
+            local a, b = re.match([[^/id/eprint/(\d+)/(\d+)?]], "/id/eprint/12/")
+            assert(a == "12" and b == nil)
+            assert(re.match([[\d+]], "ab123c") == "123")
+            assert(re.match("(?i)^(get|head)$", "GET") == "GET")
+            assert(re.match("x", "abc") == nil)
+            assert(re.match("b", "abcb", 3) == "b")
+            assert(re.match("b", "abc", 10) == nil)
+            return true
+        "#,
+        );
     }
 
     #[test]
     fn find_returns_positions_like_string_find() {
-        let lua = lua();
-        let ok: bool = lua
-            .load(
-                r#"
-                local s, e = re.find("b+", "abbbc")
-                assert(s == 2 and e == 4, tostring(s) .. " " .. tostring(e))
-                local s2, e2, cap = re.find("(c)", "abc")
-                assert(s2 == 3 and e2 == 3 and cap == "c")
-                assert(re.find("z", "abc") == nil)
-                local s3 = re.find("a", "aXa", -1)
-                assert(s3 == 3)
-                return true
-            "#,
-            )
-            .eval()
-            .unwrap();
-        assert!(ok);
+        check(
+            r#"
+            local s, e = re.find("b+", "abbbc")
+            assert(s == 2 and e == 4, tostring(s) .. " " .. tostring(e))
+            local s2, e2, cap = re.find("(c)", "abc")
+            assert(s2 == 3 and e2 == 3 and cap == "c")
+            assert(re.find("z", "abc") == nil)
+            local s3 = re.find("a", "aXa", -1)
+            assert(s3 == 3)
+            return true
+        "#,
+        );
     }
 
     #[test]
     fn set_reports_the_first_matching_pattern_and_its_captures() {
-        let lua = lua();
-        let ok: bool = lua
-            .load(
-                r#"
-                local s = re.set{ [[^/files/(\d+)$]], [[^/(\d+)/?$]], [[^/(\d+)]] }
-                local i, id = s:match("/17/")
-                assert(i == 2 and id == "17")
-                local j, id2 = s:match("/files/9")
-                assert(j == 1 and id2 == "9")
-                assert(s:match("/about") == nil)
-                assert(s:len() == 3)
-                return true
-            "#,
-            )
-            .eval()
-            .unwrap();
-        assert!(ok);
+        check(
+            r#"
+            local s = re.set{ [[^/files/(\d+)$]], [[^/(\d+)/?$]], [[^/(\d+)]] }
+            local i, id = s:match("/17/")
+            assert(i == 2 and id == "17")
+            local j, id2 = s:match("/files/9")
+            assert(j == 1 and id2 == "9")
+            assert(s:match("/about") == nil)
+            assert(s:len() == 3)
+            return true
+        "#,
+        );
     }
 
     #[test]

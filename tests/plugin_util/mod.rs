@@ -1,11 +1,16 @@
 //! Helpers shared by the plugin tests: plugins written into a temporary folder, loaded with
-//! chosen limits, and messages wrapped as the watcher wraps log lines.
+//! chosen limits, messages wrapped as the watcher wraps log lines, and a stand-in HTTP server
+//! for `http_get`.
 
 #![allow(dead_code)] // each test crate uses a different subset
 
 use loglines::config::PluginLimits;
 use loglines::plugin::{Plugin, PluginError, PluginSpec};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A folder holding plugin files for one test.
 pub struct Dir {
@@ -72,4 +77,73 @@ pub fn plugin(code: &str) -> (Dir, Plugin) {
 /// A message as the watcher sends it.
 pub fn msg(line: &str) -> String {
     serde_json::json!({"service": "repo.example.ac.uk", "logline": line}).to_string()
+}
+
+/// A stand-in HTTP server on 127.0.0.1 for plugins that call `http_get`. Each request is
+/// answered on its own thread (so a slow answer does not hold up the next request) with
+/// `answer(target)`, a status line such as `200 OK` and a JSON body. It records the request
+/// targets and stops by itself after 20 s, so a test never has to.
+pub struct HttpStub {
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub addr: String,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl HttpStub {
+    pub fn start(answer: fn(&str) -> (&'static str, String)) -> HttpStub {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let log = log.clone();
+                std::thread::spawn(move || respond(stream, answer, &log));
+            }
+        });
+        HttpStub { addr, seen }
+    }
+
+    /// The request targets (path and query) so far, in the order they arrived.
+    pub fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn respond(
+    mut stream: TcpStream,
+    answer: fn(&str) -> (&'static str, String),
+    log: &Mutex<Vec<String>>,
+) {
+    stream.set_nonblocking(false).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).unwrap();
+    loop {
+        let mut l = String::new();
+        if reader.read_line(&mut l).unwrap() == 0 || l == "\r\n" {
+            break;
+        }
+    }
+    let target = request_line.split(' ').nth(1).unwrap_or("/").to_string();
+    // Recorded before answering: a client that has its answer finds its request counted.
+    log.lock().unwrap().push(target.clone());
+    let (status, body) = answer(&target);
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// A port on 127.0.0.1 that nothing listens on: bound, noted and closed again.
+pub fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
 }
