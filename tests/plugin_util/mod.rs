@@ -9,8 +9,9 @@ use loglines::plugin::{Plugin, PluginError, PluginSpec};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A folder holding plugin files for one test.
 pub struct Dir {
@@ -82,11 +83,18 @@ pub fn msg(line: &str) -> String {
 /// A stand-in HTTP server on 127.0.0.1 for plugins that call `http_get`. Each request is
 /// answered on its own thread (so a slow answer does not hold up the next request) with
 /// `answer(target)`, a status line such as `200 OK` and a JSON body. It records the request
-/// targets and stops by itself after 20 s, so a test never has to.
+/// targets and stops accepting when dropped.
 pub struct HttpStub {
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub addr: String,
     seen: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for HttpStub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }
 
 impl HttpStub {
@@ -96,9 +104,10 @@ impl HttpStub {
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
+            while !stopped.load(Ordering::SeqCst) {
                 let Ok((stream, _)) = listener.accept() else {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
@@ -107,7 +116,7 @@ impl HttpStub {
                 std::thread::spawn(move || respond(stream, answer, &log));
             }
         });
-        HttpStub { addr, seen }
+        HttpStub { addr, seen, stop }
     }
 
     /// The request targets (path and query) so far, in the order they arrived.
