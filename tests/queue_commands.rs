@@ -27,25 +27,8 @@ fn config(dir: &Path, port: u16) -> PathBuf {
 }
 
 fn loglines(cfg: &Path, args: &[&str]) -> Output {
-    let mut child = support::bin::loglines()
-        .arg("-c")
-        .arg(cfg)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Bounded: none of these commands may hang.
-    let end = std::time::Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > end {
-            let _ = child.kill();
-            panic!("loglines {args:?} did not finish in 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
+    support::bin::output_within(cfg, args, Duration::from_secs(20))
 }
 
 fn stdout(o: &Output) -> String {

@@ -10,8 +10,8 @@ use loglines::queue::redis::RedisTransport;
 use loglines::queue::{ConsumerId, Message, Transport};
 use loglines::shutdown::Shutdown;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 use support::redis::{find_openssl, RedisServer, TestCerts};
 use support::temp_dir;
 
@@ -208,25 +208,8 @@ fn connecting_reads_the_files_again_and_names_the_key() {
 }
 
 fn loglines(cfg: &Path, args: &[&str]) -> Output {
-    let mut child = support::bin::loglines()
-        .arg("-c")
-        .arg(cfg)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Bounded: a TLS handshake that hangs must fail the test, not stall it.
-    let end = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > end {
-            let _ = child.kill();
-            panic!("loglines {args:?} did not finish in 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
+    support::bin::output_within(cfg, args, Duration::from_secs(30))
 }
 
 fn text(o: &Output) -> String {

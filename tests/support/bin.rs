@@ -1,6 +1,7 @@
 //! Running the built `loglines` binary from the integration tests.
 
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The built binary as a `Command`, without the environment variables that would change what it
 /// does (LOGLINES_CONFIG names another config, RUST_LOG adds log lines to stderr), so the
@@ -14,4 +15,27 @@ pub fn loglines() -> Command {
 /// Output bytes as text (invalid UTF-8 replaced), for assertions and failure messages.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `loglines -c CFG ARGS...` with no input and its output captured, failing the test if it
+/// does not finish within `limit` (a hung handshake or connection must fail, not stall).
+pub fn output_within(cfg: &std::path::Path, args: &[&str], limit: Duration) -> Output {
+    let mut child = loglines()
+        .arg("-c")
+        .arg(cfg)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("loglines {args:?} did not finish in {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
 }
