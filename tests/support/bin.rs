@@ -1,6 +1,6 @@
 //! Running the built `loglines` binary from the integration tests.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The built binary as a `Command`, without the environment variables that would change what it
 /// does (LOGLINES_CONFIG names another config, RUST_LOG adds log lines to stderr), so the
@@ -14,4 +14,9 @@ pub fn loglines() -> Command {
 /// Output bytes as text (invalid UTF-8 replaced), for assertions and failure messages.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Asserts that a finished command exited with `code`, showing its stderr when it did not.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
 }
