@@ -59,9 +59,8 @@ fn sample_logs_through_run_once() {
 #[test]
 fn run_once_replays_files_given_on_the_command_line() {
     let p = Pipeline::embedded(Options::default());
-    let log = std::fs::read_to_string(data("combined.log")).unwrap();
-    let (urls, _, _) = expected(&p, &log);
     let file = data("combined.log");
+    let (urls, _, _) = expected(&p, &std::fs::read_to_string(&file).unwrap());
     let out = run_once(&p, &[file.to_str().unwrap()]);
     assert_exit(&out, 0);
     assert_eq!(p.tracker.count(), urls.len());
@@ -236,9 +235,8 @@ fn a_plugin_error_on_some_lines_dead_letters_them_and_the_rest_is_delivered() {
 #[test]
 fn dry_run_prints_the_events_and_sends_nothing() {
     let p = Pipeline::embedded(Options::default());
-    let log = std::fs::read_to_string(data("combined.log")).unwrap();
-    let (urls, _, _) = expected(&p, &log);
     let file = data("combined.log");
+    let (urls, _, _) = expected(&p, &std::fs::read_to_string(&file).unwrap());
     let out = run_once(&p, &["--dry-run", file.to_str().unwrap()]);
     assert_exit(&out, 0);
     assert_eq!(p.tracker.count(), 0, "a dry run sends nothing");
