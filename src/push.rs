@@ -352,6 +352,34 @@ mod tests {
         v["logline"].as_str().unwrap().to_string()
     }
 
+    /// A recording producer, and what it will have seen.
+    fn recording(tracks: bool) -> (Arc<Mutex<Seen>>, Recording) {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let p = Recording {
+            seen: seen.clone(),
+            tracks,
+        };
+        (seen, p)
+    }
+
+    /// [`run`] with no notify queue and throwaway counters, which these tests do not look at.
+    fn push_from<R: Read + AsRawFd>(
+        (s, w): &(Section, WatchSettings),
+        p: Recording,
+        input: R,
+        shutdown: &Shutdown,
+    ) -> Result<PushStats, PushError> {
+        run(
+            s,
+            w,
+            Box::new(p),
+            input,
+            shutdown,
+            &mut Notifier::disabled(&s.name),
+            &Stats::new(),
+        )
+    }
+
     #[test]
     fn a_file_on_stdin_is_pushed_in_full_batches_with_the_last_line_unterminated() {
         let dir = tempfile::tempdir().unwrap();
@@ -362,22 +390,9 @@ mod tests {
         }
         text.push_str("last without newline");
         std::fs::write(&f, &text).unwrap();
-        let (s, w) = section(10, 1024);
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let p = Recording {
-            seen: seen.clone(),
-            tracks: false,
-        };
-        let counts = run(
-            &s,
-            &w,
-            Box::new(p),
-            std::fs::File::open(&f).unwrap(),
-            &Shutdown::new(),
-            &mut Notifier::disabled("logger_in"),
-            &Stats::new(),
-        )
-        .unwrap();
+        let (seen, p) = recording(false);
+        let file = std::fs::File::open(&f).unwrap();
+        let counts = push_from(&section(10, 1024), p, file, &Shutdown::new()).unwrap();
         assert_eq!(counts.lines, 26);
         assert!(counts.reached_end);
         let seen = seen.lock().unwrap();
@@ -393,25 +408,8 @@ mod tests {
     #[test]
     fn piped_lines_are_pushed_promptly_and_long_lines_dead_lettered() {
         let (r, mut wr) = std::io::pipe().unwrap();
-        let (s, w) = section(500, 300);
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let p = Recording {
-            seen: seen.clone(),
-            tracks: false,
-        };
-        let shutdown = Shutdown::new();
-        let sd = shutdown.clone();
-        let h = std::thread::spawn(move || {
-            run(
-                &s,
-                &w,
-                Box::new(p),
-                r,
-                &sd,
-                &mut Notifier::disabled("logger_in"),
-                &Stats::new(),
-            )
-        });
+        let (seen, p) = recording(false);
+        let h = std::thread::spawn(move || push_from(&section(500, 300), p, r, &Shutdown::new()));
         wr.write_all(b"first\n").unwrap();
         let pushed = |n: usize| {
             let end = Instant::now() + Duration::from_secs(5);
@@ -446,12 +444,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("old.log");
         std::fs::write(&f, "a\nb\nc\n").unwrap();
-        let (s, w) = section(2, 1024);
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let p = Recording {
-            seen: seen.clone(),
-            tracks: true,
-        };
+        let (seen, p) = recording(true);
         let seen2 = seen.clone();
         let consumer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
@@ -461,16 +454,8 @@ mod tests {
             drop(held);
             at
         });
-        let counts = run(
-            &s,
-            &w,
-            Box::new(p),
-            std::fs::File::open(&f).unwrap(),
-            &Shutdown::new(),
-            &mut Notifier::disabled("logger_in"),
-            &Stats::new(),
-        )
-        .unwrap();
+        let file = std::fs::File::open(&f).unwrap();
+        let counts = push_from(&section(2, 1024), p, file, &Shutdown::new()).unwrap();
         let returned = Instant::now();
         let released = consumer.join().unwrap();
         assert_eq!(counts.lines, 3);

@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 use support::loggen;
 use support::pipeline::{
-    check_generated, data, expected, sorted, wait_complete, Options, Pipeline,
+    assert_sample_delivered, check_generated, data, expected, wait_complete, Options, Pipeline,
 };
 
 fn run_sample(plugin: &str, log_name: &str, plugin_section: &str) {
@@ -32,24 +32,7 @@ fn run_sample(plugin: &str, log_name: &str, plugin_section: &str) {
     );
     assert!(p.tracker.wait_for(urls.len(), Duration::from_secs(10)));
     std::thread::sleep(Duration::from_millis(300));
-    let got: Vec<String> = p
-        .tracker
-        .requests()
-        .iter()
-        .map(|r| r.target.clone())
-        .collect();
-    assert_eq!(sorted(got), sorted(urls), "tracker requests");
-    // One worker per message, three workers: compare as multisets; one file logger each.
-    assert_eq!(
-        sorted(p.lines_of("logs/articles.log")),
-        sorted(sent),
-        "articles.log"
-    );
-    assert_eq!(
-        sorted(p.lines_of("logs/other.log")),
-        sorted(other),
-        "other.log"
-    );
+    assert_sample_delivered(&p, log_name, &urls, &sent, &other);
     for (who, code) in p.stop_all() {
         assert_eq!(
             code,

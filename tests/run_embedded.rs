@@ -5,10 +5,11 @@
 mod support;
 
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::bin::assert_exit;
 use support::loggen;
 use support::pipeline::{
-    check_generated, data, expected, sorted, wait_complete, Options, Pipeline,
+    assert_sample_delivered, check_generated, data, expected, wait_complete, Options, Pipeline,
 };
 
 fn run_once(p: &Pipeline, extra: &[&str]) -> std::process::Output {
@@ -32,29 +33,9 @@ fn sample_logs_through_run_once() {
         let (urls, sent, other) = expected(&p, &log);
         p.append(&log);
         let out = run_once(&p, &[]);
+        assert_exit(&out, 0);
+        assert_sample_delivered(&p, log_name, &urls, &sent, &other);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{stderr}");
-        let got: Vec<String> = p
-            .tracker
-            .requests()
-            .iter()
-            .map(|r| r.target.clone())
-            .collect();
-        assert_eq!(
-            sorted(got),
-            sorted(urls.clone()),
-            "{log_name}: tracker requests"
-        );
-        assert_eq!(
-            sorted(p.lines_of("logs/articles.log")),
-            sorted(sent),
-            "{log_name}: articles.log"
-        );
-        assert_eq!(
-            sorted(p.lines_of("logs/other.log")),
-            sorted(other.clone()),
-            "{log_name}: other.log"
-        );
         let summary = stderr.lines().last().unwrap_or_default();
         assert!(
             summary.contains(&format!(
@@ -78,16 +59,10 @@ fn sample_logs_through_run_once() {
 #[test]
 fn run_once_replays_files_given_on_the_command_line() {
     let p = Pipeline::embedded(Options::default());
-    let log = std::fs::read_to_string(data("combined.log")).unwrap();
-    let (urls, _, _) = expected(&p, &log);
     let file = data("combined.log");
+    let (urls, _, _) = expected(&p, &std::fs::read_to_string(&file).unwrap());
     let out = run_once(&p, &[file.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(p.tracker.count(), urls.len());
 }
 
@@ -103,22 +78,6 @@ fn start_run(p: &Pipeline) -> Child {
         .stderr(err)
         .spawn()
         .unwrap()
-}
-
-fn sigterm_exits_0_within_5s(mut child: Child) {
-    let started = Instant::now();
-    support::send_signal(child.id(), libc::SIGTERM);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no exit within 5 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 const N: u64 = 50_000;
@@ -145,7 +104,7 @@ fn kill_9_of_the_whole_process_then_restart_loses_nothing() {
         }
     }
     let ok = wait_complete(&p, N, EVERY, Duration::from_secs(120));
-    sigterm_exits_0_within_5s(child);
+    support::sigterm_exits_0_within_5s(&mut child);
     let (dup_requests, dup_other) = check_generated(&p, N, EVERY);
     println!("{kills} kill -9s; duplicates from lines in flight at a kill: {dup_requests} tracker requests, {dup_other} other.log lines");
     assert!(
@@ -162,7 +121,7 @@ fn tracker_down_then_back_and_rotation_while_running() {
         pauseonfail: 1,
         ..Options::default()
     });
-    let child = start_run(&p);
+    let mut child = start_run(&p);
     let tracker = p.tracker.handle();
     p.append(&loggen::lines(0, 10_000, EVERY));
     tracker.refuse();
@@ -193,7 +152,7 @@ fn tracker_down_then_back_and_rotation_while_running() {
         "{}",
         std::fs::read_to_string(p.path("run.err")).unwrap_or_default()
     );
-    sigterm_exits_0_within_5s(child);
+    support::sigterm_exits_0_within_5s(&mut child);
     let (dups, dup_other) = check_generated(&p, N, EVERY);
     assert_eq!((dups, dup_other), (0, 0), "no crash, so nothing twice");
     let accepted = p.accepted_numbers();
@@ -267,12 +226,7 @@ fn a_plugin_error_on_some_lines_dead_letters_them_and_the_rest_is_delivered() {
         .command(&["queue", "dead", "pirus2", "--embedded"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("cannot parse this line"));
 }
 
@@ -281,16 +235,10 @@ fn a_plugin_error_on_some_lines_dead_letters_them_and_the_rest_is_delivered() {
 #[test]
 fn dry_run_prints_the_events_and_sends_nothing() {
     let p = Pipeline::embedded(Options::default());
-    let log = std::fs::read_to_string(data("combined.log")).unwrap();
-    let (urls, _, _) = expected(&p, &log);
     let file = data("combined.log");
+    let (urls, _, _) = expected(&p, &std::fs::read_to_string(&file).unwrap());
     let out = run_once(&p, &["--dry-run", file.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(p.tracker.count(), 0, "a dry run sends nothing");
     let printed = String::from_utf8_lossy(&out.stdout);
     assert_eq!(printed.lines().count(), urls.len());

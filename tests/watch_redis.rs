@@ -8,14 +8,16 @@ use loglines::config::{Config, RedisSettings, Role, Section, WatchSettings};
 use loglines::notify::Notifier;
 use loglines::queue::embedded::EmbeddedTransport;
 use loglines::queue::redis::RedisTransport;
-use loglines::queue::{ConsumerId, Transport};
+use loglines::queue::{ConsumerId, Producer, Transport};
 use loglines::shutdown::Shutdown;
 use loglines::stats::Stats;
 use loglines::watch::{self, checkpoint, WatchStats};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use support::bin::assert_exit;
 use support::redis::RedisServer;
 use support::{temp_dir, wait_until};
 
@@ -75,22 +77,31 @@ fn append(path: &Path, text: &[u8]) {
         .unwrap();
 }
 
+/// Runs the watcher in a thread, pushing through `producer`, until `shutdown`.
+fn spawn_watch(
+    s: &Section,
+    w: &WatchSettings,
+    producer: Box<dyn Producer>,
+    shutdown: &Shutdown,
+) -> JoinHandle<WatchStats> {
+    let (s, w, sd) = (s.clone(), w.clone(), shutdown.clone());
+    std::thread::spawn(move || {
+        let mut n = Notifier::disabled(&s.name);
+        watch::run(&s, &w, producer, &sd, &mut n, &Stats::new()).unwrap()
+    })
+}
+
 fn start_in_process(
     s: &Section,
     w: &WatchSettings,
     redis: &RedisSettings,
-) -> (std::thread::JoinHandle<WatchStats>, Shutdown) {
+) -> (JoinHandle<WatchStats>, Shutdown) {
     let shutdown = Shutdown::new();
     let producer = RedisTransport::connect(redis, shutdown.clone())
         .unwrap()
         .producer(&w.pushto)
         .unwrap();
-    let (s, w, sd) = (s.clone(), w.clone(), shutdown.clone());
-    let h = std::thread::spawn(move || {
-        let mut n = Notifier::disabled(&s.name);
-        watch::run(&s, &w, producer, &sd, &mut n, &Stats::new()).unwrap()
-    });
-    (h, shutdown)
+    (spawn_watch(s, w, producer, &shutdown), shutdown)
 }
 
 #[test]
@@ -173,11 +184,7 @@ fn embedded_the_checkpoint_follows_acks_not_pushes() {
         .unwrap();
     let producer = t.producer("lines").unwrap();
     append(&log, numbered(0, 6).as_bytes());
-    let (s2, w2, sd) = (s.clone(), w.clone(), shutdown.clone());
-    let h = std::thread::spawn(move || {
-        let mut n = Notifier::disabled(&s2.name);
-        watch::run(&s2, &w2, producer, &sd, &mut n, &Stats::new()).unwrap()
-    });
+    let h = spawn_watch(&s, &w, producer, &shutdown);
     let offset = || match checkpoint::load(&ck) {
         checkpoint::Loaded::Found { checkpoint, .. } => Some(checkpoint.position.offset),
         _ => None,
@@ -212,8 +219,11 @@ fn embedded_the_checkpoint_follows_acks_not_pushes() {
     assert_eq!(stats.lines, 6);
 }
 
-fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_loglines")
+/// The built binary on config file `cfg`, with `args` after `--config CFG`.
+fn loglines(cfg: &Path, args: &[&str]) -> Command {
+    let mut c = support::bin::loglines();
+    c.arg("--config").arg(cfg).args(args);
+    c
 }
 
 #[test]
@@ -227,23 +237,11 @@ fn the_push_command_replays_a_file_and_exits_0() {
         &config_text(redis.port(), &log, &dir.path().join("w.checkpoint"), 3),
     );
     let sample = support::crate_root().join("tests/data/combined.log");
-    let out = Command::new(binary())
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "push",
-            "--section",
-            "logger_watch",
-        ])
+    let out = loglines(&cfg, &["push", "--section", "logger_watch"])
         .stdin(std::fs::File::open(&sample).unwrap())
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let want: Vec<String> = std::fs::read_to_string(&sample)
         .unwrap()
         .lines()
@@ -270,14 +268,7 @@ fn the_push_command_on_a_pipe_sends_promptly_and_drains_it_on_sigterm() {
             500,
         ),
     );
-    let mut child = Command::new(binary())
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "push",
-            "--section",
-            "logger_watch",
-        ])
+    let mut child = loglines(&cfg, &["push", "--section", "logger_watch"])
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
@@ -286,11 +277,7 @@ fn the_push_command_on_a_pipe_sends_promptly_and_drains_it_on_sigterm() {
     // Three lines, a batch of 500: they must not wait for more.
     assert!(wait_until(WAIT, || queue_lines(&redis, "lines").len() == 3));
     pipe.write_all(numbered(3, 10).as_bytes()).unwrap();
-    support::send_signal(child.id(), libc::SIGTERM);
-    let t = Instant::now();
-    let status = child.wait().unwrap();
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-    assert_eq!(status.code(), Some(0));
+    support::sigterm_exits_0_within_5s(&mut child);
     expect_numbered(&queue_lines(&redis, "lines"), 0, 10);
     drop(pipe);
 }
@@ -303,14 +290,7 @@ fn the_watch_command_stops_on_sigterm_with_exit_0_and_a_checkpoint() {
     let log = dir.path().join("access.log");
     let ck = dir.path().join("w.checkpoint");
     section(&cfg, &config_text(redis.port(), &log, &ck, 500));
-    let mut child = Command::new(binary())
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "watch",
-            "--section",
-            "logger_watch",
-        ])
+    let mut child = loglines(&cfg, &["watch", "--section", "logger_watch"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -318,11 +298,7 @@ fn the_watch_command_stops_on_sigterm_with_exit_0_and_a_checkpoint() {
     std::thread::sleep(Duration::from_millis(300));
     append(&log, numbered(0, 50).as_bytes());
     assert!(wait_until(WAIT, || queue_lines(&redis, "lines").len() >= 50));
-    let t = Instant::now();
-    support::send_signal(child.id(), libc::SIGTERM);
-    let status = child.wait().unwrap();
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-    assert_eq!(status.code(), Some(0));
+    support::sigterm_exits_0_within_5s(&mut child);
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert_eq!(err.matches("does not exist").count(), 1, "{err}");
@@ -344,15 +320,7 @@ fn unknown_sections_and_unreachable_redis_fail_with_one_line() {
         &cfg,
         &config_text(port, &dir.path().join("a.log"), &dir.path().join("c"), 5),
     );
-    let run = |args: &[&str]| {
-        let mut all = vec!["--config", cfg.to_str().unwrap()];
-        all.extend_from_slice(args);
-        Command::new(binary())
-            .args(all)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| loglines(&cfg, args).stdin(Stdio::null()).output().unwrap();
     let out = run(&["watch", "--section", "logger_nope"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

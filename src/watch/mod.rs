@@ -533,12 +533,11 @@ impl Watcher<'_> {
     }
 
     fn say_waiting(&mut self) {
-        if !self.said_waiting {
+        if first_time(&mut self.said_waiting) {
             log::warn!(
                 "{} does not exist (yet); waiting for it to appear",
                 self.path().display()
             );
-            self.said_waiting = true;
         }
     }
 
@@ -763,19 +762,17 @@ impl Watcher<'_> {
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if !self.said_gone {
+                if first_time(&mut self.said_gone) {
                     log::info!(
                         "{} was renamed or deleted; reading the old file to its end and waiting for a new one",
                         path.display()
                     );
-                    self.said_gone = true;
                 }
                 Ok(())
             }
             Err(e) => {
-                if !self.said_gone {
+                if first_time(&mut self.said_gone) {
                     log::warn!("cannot look at {}: {e}; retrying", path.display());
-                    self.said_gone = true;
                 }
                 Ok(())
             }
@@ -792,9 +789,8 @@ impl Watcher<'_> {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => {
-                if !self.said_open_error {
+                if first_time(&mut self.said_open_error) {
                     log::warn!("cannot open {}: {e}; retrying", path.display());
-                    self.said_open_error = true;
                 }
                 Ok(())
             }
@@ -820,12 +816,11 @@ impl Watcher<'_> {
         let new = match self.open_tail(path) {
             Ok(t) => t,
             Err(e) => {
-                if e.kind() != io::ErrorKind::NotFound && !self.said_open_error {
+                if e.kind() != io::ErrorKind::NotFound && first_time(&mut self.said_open_error) {
                     log::warn!(
                         "cannot open the new {}: {e}; still reading the old file, retrying",
                         path.display()
                     );
-                    self.said_open_error = true;
                 }
                 self.current = Some(old);
                 return Ok(());
@@ -976,9 +971,8 @@ impl Watcher<'_> {
                 self.written = Some(c);
             }
             Err(e) => {
-                if !self.checkpoint_failing {
+                if first_time(&mut self.checkpoint_failing) {
                     log::error!("{e}; retrying every second (until then a restart would send some lines again)");
-                    self.checkpoint_failing = true;
                 }
             }
         }
@@ -1051,6 +1045,12 @@ fn piece_text(wrapper: &mut Wrapper, piece: Piece<'_>) -> String {
         Piece::Line(l) => wrapper.wrap(l, || "an unfinished line".into()),
         Piece::TooLong { head, .. } => wrapper.wrap(head, || "an unfinished line".into()),
     }
+}
+
+/// Sets `flag` and says whether it was clear: for a problem that is logged when it starts,
+/// not again on every retry while it lasts (the flag is cleared when it is over).
+fn first_time(flag: &mut bool) -> bool {
+    !std::mem::replace(flag, true)
 }
 
 fn unix_now() -> u64 {

@@ -172,6 +172,11 @@ impl Harness {
     }
 
     fn start(&self, tracks: bool) -> Running {
+        self.start_on(tracks, || {})
+    }
+
+    /// [`Harness::start`], running `first` on the watcher's thread before the watcher.
+    fn start_on(&self, tracks: bool, first: impl FnOnce() + Send + 'static) -> Running {
         let (s, w) = self.section();
         let p = Recording {
             seen: self.seen.clone(),
@@ -187,6 +192,7 @@ impl Harness {
         };
         let counters = self.counters.clone();
         let handle = std::thread::spawn(move || {
+            first();
             let mut n = Notifier::new(&s.name, s.notify.clone(), Some(Box::new(notices)));
             run(&s, &w, Box::new(p), &sd, &mut n, &counters)
         });
@@ -207,22 +213,62 @@ impl Harness {
 
     /// Waits (at most 10 s) until `n` lines were pushed; returns them.
     fn wait_lines(&self, n: usize) -> Vec<String> {
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            let l = self.lines();
-            if l.len() >= n || Instant::now() >= end {
-                return l;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let mut l = Vec::new();
+        wait_for(|| {
+            l = self.lines();
+            l.len() >= n
+        });
+        l
     }
 
     fn append(&self, text: &[u8]) {
-        append_to(&self.log, text);
+        self.writer().write_all(text).unwrap();
+    }
+
+    /// Writes lines `0..n`, runs the watcher until it has pushed them, and stops it: a first
+    /// run leaving a checkpoint at the end of those lines.
+    fn first_run(&self, n: usize) {
+        self.append(numbered(0, n).as_bytes());
+        let r = self.start(false);
+        self.wait_lines(n);
+        r.stop();
+    }
+
+    /// The log opened for appending and kept open, as a web server keeps its log across a
+    /// rotation.
+    fn writer(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap()
+    }
+
+    /// Truncates the log to nothing in place (same inode), as copytruncate does.
+    fn truncate(&self) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
     }
 
     fn checkpoint_offset(&self) -> Option<u64> {
         offset_in(&self.ck)
+    }
+
+    /// The checkpoint on disk, which must be there and usable.
+    fn checkpoint(&self) -> checkpoint::Checkpoint {
+        match checkpoint::load(&self.ck) {
+            Loaded::Found { checkpoint, .. } => *checkpoint,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Warnings about the followed log: those starting with its path, then `what`.
+    fn log_warnings(&self, what: &str) -> Vec<String> {
+        logged(log::Level::Warn, &format!("{} {what}", self.log.display()))
     }
 }
 
@@ -251,15 +297,6 @@ fn offset_in(ck: &Path) -> Option<u64> {
     }
 }
 
-fn append_to(path: &Path, text: &[u8]) {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(text))
-        .unwrap();
-}
-
 fn logline(body: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(body).unwrap();
     v["logline"].as_str().unwrap().to_string()
@@ -269,9 +306,35 @@ fn numbered(from: usize, to: usize) -> String {
     (from..to).map(|i| format!("line {i}\n")).collect()
 }
 
+/// The length of `numbered(0, n)`: the offset just after line `n - 1`.
+fn end_of(n: usize) -> u64 {
+    numbered(0, n).len() as u64
+}
+
 fn expect_numbered(got: &[String], from: usize, to: usize) {
     let want: Vec<String> = (from..to).map(|i| format!("line {i}")).collect();
     assert_eq!(got, &want[..]);
+}
+
+/// `numbered` lines in number order (lines written late to a rotated file arrive out of
+/// order).
+fn sorted_by_number(mut lines: Vec<String>) -> Vec<String> {
+    lines.sort_by_key(|l| l[5..].parse::<u32>().unwrap());
+    lines
+}
+
+/// Polls `cond` until it is true, for at most 10 s; returns its last value.
+fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Waits a moment in which the watcher would have acted if it were going to.
@@ -301,7 +364,7 @@ fn start_at_beginning_reads_everything_there() {
     let r = h.start(false);
     expect_numbered(&h.wait_lines(5), 0, 5);
     r.stop();
-    assert_eq!(h.checkpoint_offset(), Some(numbered(0, 5).len() as u64));
+    assert_eq!(h.checkpoint_offset(), Some(end_of(5)));
 }
 
 #[test]
@@ -430,11 +493,7 @@ fn rename_rotation_loses_nothing_written_to_the_old_file() {
     let h = Harness::new("beginning");
     let r = h.start(false);
     // The writer keeps its descriptor across the rename, as a web server does.
-    let mut writer = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&h.log)
-        .unwrap();
+    let mut writer = h.writer();
     writer.write_all(numbered(0, 10).as_bytes()).unwrap();
     h.wait_lines(10);
     let rotated = h.dir.path().join("access.log.1");
@@ -450,9 +509,7 @@ fn rename_rotation_loses_nothing_written_to_the_old_file() {
     writer.write_all(numbered(30, 32).as_bytes()).unwrap();
     let got2 = h.wait_lines(32);
     let stats = r.stop();
-    let mut sorted = got2.clone();
-    sorted.sort_by_key(|l| l[5..].parse::<u32>().unwrap());
-    expect_numbered(&sorted, 0, 32);
+    expect_numbered(&sorted_by_number(got2), 0, 32);
     expect_numbered(&got[..25], 0, 25);
     assert_eq!(stats.rotations, 1);
     assert_eq!(stats.late_lines, 2);
@@ -464,11 +521,7 @@ fn rename_rotation_loses_nothing_written_to_the_old_file() {
 fn late_lines_of_a_rotated_file_written_while_stopped_are_read_after_a_restart() {
     let h = Harness::new("beginning");
     let r = h.start(false);
-    let mut writer = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&h.log)
-        .unwrap();
+    let mut writer = h.writer();
     writer.write_all(numbered(0, 5).as_bytes()).unwrap();
     h.wait_lines(5);
     std::fs::rename(&h.log, h.dir.path().join("access.log.1")).unwrap();
@@ -477,11 +530,10 @@ fn late_lines_of_a_rotated_file_written_while_stopped_are_read_after_a_restart()
     writer.write_all(numbered(8, 10).as_bytes()).unwrap();
     h.wait_lines(10);
     r.stop();
-    let c = match checkpoint::load(&h.ck) {
-        Loaded::Found { checkpoint, .. } => checkpoint,
-        other => panic!("{other:?}"),
-    };
-    let rotated = c.rotated.expect("the rotated file is in the checkpoint");
+    let rotated = h
+        .checkpoint()
+        .rotated
+        .expect("the rotated file is in the checkpoint");
     assert_eq!(
         rotated.position.offset,
         (numbered(0, 5).len() + numbered(8, 10).len()) as u64
@@ -494,9 +546,7 @@ fn late_lines_of_a_rotated_file_written_while_stopped_are_read_after_a_restart()
     h.wait_lines(15);
     settle();
     let stats = r.stop();
-    let mut got = h.lines();
-    got.sort_by_key(|l| l[5..].parse::<u32>().unwrap());
-    expect_numbered(&got, 0, 15);
+    expect_numbered(&sorted_by_number(h.lines()), 0, 15);
     assert_eq!(stats.late_lines, 3);
 }
 
@@ -519,10 +569,7 @@ fn a_rotated_file_gone_while_stopped_is_reported() {
     let warned = logged(log::Level::Warn, "is no longer in the folder");
     assert!(warned.iter().any(|w| w.contains(&h.tag())), "{warned:?}");
     // Forgotten in the next checkpoint.
-    match checkpoint::load(&h.ck) {
-        Loaded::Found { checkpoint, .. } => assert_eq!(checkpoint.rotated, None),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(h.checkpoint().rotated, None);
 }
 
 #[test]
@@ -532,23 +579,14 @@ fn copytruncate_starts_the_file_again() {
     h.append(numbered(0, 20).as_bytes());
     h.wait_lines(20);
     std::fs::copy(&h.log, h.dir.path().join("access.log.1")).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&h.log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    h.truncate();
     h.append(numbered(20, 23).as_bytes());
     expect_numbered(&h.wait_lines(23), 0, 23);
     let stats = r.stop();
     assert_eq!(stats.truncations, 1);
     assert_eq!(stats.rotations, 0);
     assert_eq!(h.checkpoint_offset(), Some(numbered(20, 23).len() as u64));
-    assert!(!logged(
-        log::Level::Warn,
-        &format!("{} was truncated", h.log.display())
-    )
-    .is_empty());
+    assert!(!h.log_warnings("was truncated").is_empty());
 }
 
 #[test]
@@ -568,10 +606,7 @@ fn delete_and_recreate_follows_the_new_file() {
 #[test]
 fn a_file_replaced_while_stopped_is_read_from_its_start_and_said_so() {
     let h = Harness::new("beginning");
-    h.append(numbered(0, 5).as_bytes());
-    let r = h.start(false);
-    h.wait_lines(5);
-    r.stop();
+    h.first_run(5);
     // Another file takes the name; the old one is gone for good.
     let tmp = h.dir.path().join("new.tmp");
     std::fs::write(&tmp, "other 1\nother 2\n").unwrap();
@@ -580,10 +615,7 @@ fn a_file_replaced_while_stopped_is_read_from_its_start_and_said_so() {
     let got = h.wait_lines(7);
     assert_eq!(&got[5..], ["other 1", "other 2"]);
     r.stop();
-    let warned = logged(
-        log::Level::Warn,
-        &format!("{} was replaced", h.log.display()),
-    );
+    let warned = h.log_warnings("was replaced");
     assert_eq!(warned.len(), 1, "{warned:?}");
     assert!(warned[0].contains("inode"), "{}", warned[0]);
 }
@@ -591,39 +623,22 @@ fn a_file_replaced_while_stopped_is_read_from_its_start_and_said_so() {
 #[test]
 fn a_file_rewritten_in_place_while_stopped_is_read_from_its_start() {
     let h = Harness::new("beginning");
-    h.append(numbered(0, 3).as_bytes());
-    let r = h.start(false);
-    h.wait_lines(3);
-    r.stop();
+    h.first_run(3);
     // Same inode, longer than the offset, but different bytes before it.
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&h.log)
-        .unwrap();
-    f.set_len(0).unwrap();
-    drop(f);
+    h.truncate();
     h.append(b"LINE 0\nLINE 1\nLINE 2\nLINE 3\n");
     let r = h.start(false);
     let got = h.wait_lines(7);
     assert_eq!(&got[3..], ["LINE 0", "LINE 1", "LINE 2", "LINE 3"]);
     r.stop();
-    let warned = logged(
-        log::Level::Warn,
-        &format!(
-            "{} is not the file the checkpoint describes",
-            h.log.display()
-        ),
-    );
+    let warned = h.log_warnings("is not the file the checkpoint describes");
     assert!(warned[0].contains("differ"), "{warned:?}");
 }
 
 #[test]
 fn a_file_rotated_while_stopped_is_finished_before_the_new_one() {
     let h = Harness::new("beginning");
-    h.append(numbered(0, 4).as_bytes());
-    let r = h.start(false);
-    h.wait_lines(4);
-    r.stop();
+    h.first_run(4);
     h.append(numbered(4, 8).as_bytes());
     std::fs::rename(&h.log, h.dir.path().join("access.log.1")).unwrap();
     h.append(numbered(8, 10).as_bytes());
@@ -643,35 +658,21 @@ fn a_missing_file_is_waited_for_and_read_whole_when_it_appears() {
     let h = Harness::new("end");
     let r = h.start(false);
     settle();
-    let warned = logged(
-        log::Level::Warn,
-        &format!("{} does not exist", h.log.display()),
-    );
+    let warned = h.log_warnings("does not exist");
     assert_eq!(warned.len(), 1);
     h.append(numbered(0, 3).as_bytes());
     expect_numbered(&h.wait_lines(3), 0, 3);
     settle();
     r.stop();
-    assert_eq!(
-        logged(
-            log::Level::Warn,
-            &format!("{} does not exist", h.log.display())
-        )
-        .len(),
-        1,
-        "said once"
-    );
+    assert_eq!(h.log_warnings("does not exist").len(), 1, "said once");
 }
 
 #[test]
 fn a_corrupt_checkpoint_falls_back_to_the_previous_copy() {
     let h = Harness::new("beginning");
-    h.append(numbered(0, 10).as_bytes());
-    let r = h.start(false);
-    h.wait_lines(10);
-    r.stop();
+    h.first_run(10);
     let older = std::fs::read(&h.ck).unwrap();
-    assert_eq!(h.checkpoint_offset(), Some(numbered(0, 10).len() as u64));
+    assert_eq!(h.checkpoint_offset(), Some(end_of(10)));
     let r = h.start(false);
     h.append(numbered(10, 20).as_bytes());
     h.wait_lines(20);
@@ -708,11 +709,9 @@ fn every_acknowledged_batch_is_in_the_checkpoint_before_the_next_push() {
     let secs = t.elapsed().as_secs();
     // A kill at any push would leave the checkpoint at the end of the batch before it: at most
     // the one batch being pushed is sent again.
-    let want: Vec<Option<u64>> = (0..10)
-        .map(|k| Some(numbered(0, 10 * k).len() as u64))
-        .collect();
+    let want: Vec<Option<u64>> = (0..10).map(|k| Some(end_of(10 * k))).collect();
     assert_eq!(h.seen.lock().unwrap().offset_at_push, want);
-    assert_eq!(h.checkpoint_offset(), Some(numbered(0, 100).len() as u64));
+    assert_eq!(h.checkpoint_offset(), Some(end_of(100)));
     // The fsynced writes stay rare: the first, the one making `NAME.prev`, one a second, the
     // last.
     assert!(stats.checkpoints >= 11, "{stats:?}");
@@ -728,7 +727,7 @@ fn an_idle_watcher_writes_no_checkpoint() {
         h.wait_lines(5);
         // With completion tracking, the lines finish later, while the watcher is idle.
         drop(std::mem::take(&mut h.seen.lock().unwrap().held));
-        let end = numbered(0, 5).len() as u64;
+        let end = end_of(5);
         assert!(wait_for(|| h.checkpoint_offset() == Some(end)));
         // Past the durable write that follows the last one within a second.
         std::thread::sleep(CHECKPOINT_EVERY + Duration::from_millis(400));
@@ -756,7 +755,6 @@ fn with_completion_tracking_the_checkpoint_waits_for_unfinished_lines() {
     let held: Vec<Message> = std::mem::take(&mut h.seen.lock().unwrap().held);
     assert!(held.iter().all(|m| m.lineage.is_tracked()));
     let mut held: Vec<Option<Message>> = held.into_iter().map(Some).collect();
-    let end_of = |n: usize| numbered(0, n).len() as u64;
     // Finished out of order: lines 2 and 3 (0-based) first. The checkpoint must not move.
     held[2] = None;
     held[3] = None;
@@ -795,27 +793,9 @@ fn a_failing_push_is_retried_and_nothing_is_lost_or_doubled() {
 fn an_idle_watcher_uses_no_cpu() {
     let h = Harness::new("beginning");
     h.append(b"one\n");
-    let (s, w) = h.section();
-    let p = Recording {
-        seen: h.seen.clone(),
-        tracks: false,
-        ck: None,
-    };
-    let shutdown = Shutdown::new();
-    let sd = shutdown.clone();
     let (tx, rx) = std::sync::mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        // SAFETY: gettid has no preconditions.
-        tx.send(unsafe { libc::gettid() }).unwrap();
-        run(
-            &s,
-            &w,
-            Box::new(p),
-            &sd,
-            &mut Notifier::disabled(&s.name),
-            &Stats::new(),
-        )
-    });
+    // SAFETY: gettid has no preconditions.
+    let r = h.start_on(false, move || tx.send(unsafe { libc::gettid() }).unwrap());
     let tid = rx.recv().unwrap();
     h.wait_lines(1);
     settle();
@@ -832,22 +812,7 @@ fn an_idle_watcher_uses_no_cpu() {
     let before = ticks();
     std::thread::sleep(Duration::from_secs(3));
     let used = ticks() - before;
-    shutdown.trigger();
-    handle.join().unwrap().unwrap();
+    r.stop();
     // Clock ticks are 10 ms: 2 ticks in 3 s is under 1% of a core.
     assert!(used <= 2, "the idle watcher used {used} clock ticks in 3 s");
-}
-
-fn wait_for(cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(10);
-    let mut cond = cond;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }

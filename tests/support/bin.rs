@@ -39,3 +39,8 @@ pub fn output_within(cfg: &std::path::Path, args: &[&str], limit: Duration) -> O
     }
     child.wait_with_output().unwrap()
 }
+
+/// Asserts that a finished command exited with `code`, showing its stderr when it did not.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+}

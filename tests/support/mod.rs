@@ -89,6 +89,24 @@ pub fn send_signal(pid: u32, sig: i32) {
     }
 }
 
+/// Sends SIGTERM to `child` and asserts that it exits 0 within 5 s. Polls rather than waits, so a
+/// child that hangs fails the test instead of blocking it.
+pub fn sigterm_exits_0_within_5s(child: &mut std::process::Child) {
+    let started = Instant::now();
+    send_signal(child.id(), libc::SIGTERM);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no exit within 5 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Stops a child: `sig` (SIGTERM normally), then SIGKILL if it has not exited within `grace`.
 /// Always reaps it, so no zombie is left behind.
 pub fn stop_child(

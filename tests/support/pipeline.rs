@@ -160,12 +160,11 @@ impl Pipeline {
 
     /// A command running the built binary with this pipeline's config.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_loglines"));
+        let mut c = super::bin::loglines();
         c.arg("--config")
             .arg(&self.config)
             .args(args)
             .current_dir(self.dir.path());
-        c.env_remove("RUST_LOG");
         c
     }
 
@@ -331,9 +330,42 @@ pub fn expected(p: &Pipeline, log: &str) -> (Vec<String>, Vec<String>, Vec<Strin
     (urls, sent, other)
 }
 
-pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
+}
+
+/// Checks that a sample log arrived as [`expected`] says: the tracker got `urls` and the file
+/// loggers filed `sent` (articles.log) and `other` (other.log). Compared as multisets, because
+/// several workers take messages in parallel. `what` names the sample in failure messages.
+pub fn assert_sample_delivered(
+    p: &Pipeline,
+    what: &str,
+    urls: &[String],
+    sent: &[String],
+    other: &[String],
+) {
+    let got: Vec<String> = p
+        .tracker
+        .requests()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    assert_eq!(
+        sorted(got),
+        sorted(urls.to_vec()),
+        "{what}: tracker requests"
+    );
+    assert_eq!(
+        sorted(p.lines_of("logs/articles.log")),
+        sorted(sent.to_vec()),
+        "{what}: articles.log"
+    );
+    assert_eq!(
+        sorted(p.lines_of("logs/other.log")),
+        sorted(other.to_vec()),
+        "{what}: other.log"
+    );
 }
 
 /// Checks the generated lines `0..n` all arrived: every download accepted by the tracker and
