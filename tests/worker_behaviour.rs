@@ -205,12 +205,7 @@ fn a_plugin_changed_on_disk_is_reloaded_and_a_broken_one_is_not() {
     std::thread::sleep(Duration::from_millis(1100));
     p.append(&loggen::lines(2, 3, 1));
     assert!(p.tracker.wait_for(3, Duration::from_secs(10)));
-    let started = Instant::now();
-    support::send_signal(child.id(), libc::SIGTERM);
-    while child.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < Duration::from_secs(5));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::sigterm_exits_0_within_5s(&mut child);
     let tags: Vec<String> = p
         .tracker
         .requests()
