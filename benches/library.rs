@@ -4,9 +4,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use loglines::clf::{parse_combined, to_iso8601_utc};
-use loglines::openurl::openurl;
-use loglines::robots::Robots;
+use loglines::plugin::library::clf::{parse_combined, to_iso8601_utc};
+use loglines::plugin::library::openurl::openurl;
+use loglines::plugin::library::robots::Robots;
 
 const SAMPLE: &str = include_str!("../tests/data/combined.log");
 
@@ -113,7 +113,7 @@ fn bench(c: &mut Criterion) {
         ("rft_dat", "Request"),
     ];
     c.bench_function("urlencode/useragent", |b| {
-        b.iter(|| loglines::openurl::urlencode(black_box(USER_AGENTS[0])))
+        b.iter(|| loglines::plugin::library::openurl::urlencode(black_box(USER_AGENTS[0])))
     });
     c.bench_function("openurl/9_params", |b| {
         b.iter(|| {

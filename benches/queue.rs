@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use loglines::config::RedisSettings;
 use loglines::queue::redis::RedisTransport;
 use loglines::queue::{ConsumerId, Message, Transport};
-use loglines::shutdown::Shutdown;
+use loglines::util::shutdown::Shutdown;
 use std::time::{Duration, Instant};
 use support::redis::RedisServer;
 

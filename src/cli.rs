@@ -1,14 +1,10 @@
-//! The command line: argument parsing, logging set-up, and one-line errors with exit codes.
-//!
-//! Exit codes: 0 success, 1 a runtime failure, 2 a usage or configuration error. Every error is
-//! printed as one line `loglines: <what went wrong and how to fix it>` (a configuration with
-//! several problems prints one line per problem).
+//! The command line: the clap types of every subcommand, and the dispatch to the module that
+//! runs it. Nothing else lives here; set-up, errors and exit codes are in `app`.
 
-use crate::check;
-use crate::config::Config;
-use crate::diag;
+use crate::app::{Failure, Global};
+use crate::commands;
+use crate::roles;
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,33 +19,14 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct Global {
-    /// The configuration file.
-    #[arg(
-        long,
-        short = 'c',
-        global = true,
-        env = "LOGLINES_CONFIG",
-        default_value = "loglines.cfg"
-    )]
-    pub config: PathBuf,
-    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-    /// Less log output (-q errors only, -qq nothing).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
-    pub quiet: u8,
-}
-
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Validate the configuration and show what it sets up.
     Check,
     /// Queue lengths, in-flight messages, dead letters and live consumers.
-    Status(crate::status::StatusArgs),
+    Status(commands::status::StatusArgs),
     /// Inspect and repair one queue.
-    Queue(crate::queuecmd::QueueArgs),
+    Queue(commands::queue::QueueArgs),
     /// Follow a section's log file and push its lines to its queue (the watcher role).
     Watch {
         /// The `logger_*` section with `command = loglines watch`.
@@ -64,7 +41,7 @@ pub enum Command {
         section: String,
     },
     /// Generate, enable, disable and list supervisord programs (docs/supervisor.md).
-    Supervisor(crate::supervisor::SupervisorArgs),
+    Supervisor(commands::supervisor::SupervisorArgs),
     /// Run a broker section: copy each message to every fan-out queue (over Redis).
     Broker(RoleArgs),
     /// Run a worker section: the Lua plugin on each message, events to the tracker (over Redis).
@@ -72,9 +49,9 @@ pub enum Command {
     /// Run a file-logger section: append each message's log line to a file (over Redis).
     Filelog(RoleArgs),
     /// Run every section of the file as threads of one process, no Redis needed.
-    Run(crate::run::RunArgs),
+    Run(commands::run::RunArgs),
     /// Run a plugin over sample log lines and show what it would send (nothing is sent).
-    TestPlugin(crate::testplugin::TestPluginArgs),
+    TestPlugin(commands::test_plugin::TestPluginArgs),
 }
 
 /// Which section a role process runs, and which of its processes this is.
@@ -89,105 +66,39 @@ pub struct RoleArgs {
     pub process_num: u32,
 }
 
-/// Why a command failed, deciding the exit code.
-#[derive(Debug)]
-pub enum Failure {
-    /// Bad arguments or configuration: exit 2. Each string is one line.
-    Config(Vec<String>),
-    /// Something went wrong while running: exit 1.
-    Runtime(anyhow::Error),
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
-        Failure::Runtime(e)
+impl Command {
+    /// True for the commands that run until stopped (they log at info by default).
+    pub fn is_service(&self) -> bool {
+        matches!(
+            self,
+            Command::Broker(_)
+                | Command::Worker(_)
+                | Command::Filelog(_)
+                | Command::Run(_)
+                | Command::Watch { .. }
+                | Command::Push { .. }
+        )
     }
 }
 
-/// Logging to stderr. Long-running roles log at info by default (what they do, outages,
-/// recoveries: what supervisord's log should show); one-shot commands only warn.
-fn init_logging(g: &Global, service: bool) {
-    let level = match (g.verbose, g.quiet) {
-        (0, 0) if service => "info",
-        (0, 0) => "warn",
-        (_, 1) => "error",
-        (_, q) if q > 1 => "off",
-        (1, _) => "info",
-        (2, _) => "debug",
-        _ => "trace",
-    };
-    let env = env_logger::Env::default().default_filter_or(format!("loglines={level},{level}"));
-    let _ = env_logger::Builder::from_env(env)
-        .format_timestamp_secs()
-        .try_init();
-}
-
-/// Loads the configuration, turning problems into a configuration failure and printing
-/// warnings to stderr.
-pub fn load_config(g: &Global) -> Result<Config, Failure> {
-    match Config::load(&g.config) {
-        Ok(c) => Ok(c),
-        Err(diags) => {
-            let text = diag::render(&diags);
-            Err(Failure::Config(text.lines().map(str::to_string).collect()))
-        }
-    }
-}
-
-/// Runs the command line; returns the process exit code.
-pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            let code = match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
-                _ => 2,
-            };
-            let _ = e.print();
-            return code;
-        }
-    };
-    let service = matches!(
-        cli.command,
-        Command::Broker(_)
-            | Command::Worker(_)
-            | Command::Filelog(_)
-            | Command::Run(_)
-            | Command::Watch { .. }
-            | Command::Push { .. }
-    );
-    init_logging(&cli.global, service);
-    let result = match &cli.command {
-        Command::Check => check::run(&cli.global),
-        Command::Status(a) => crate::status::run(&cli.global, a),
-        Command::Queue(a) => crate::queuecmd::run(&cli.global, a),
-        Command::Watch { section } => crate::roles::run_watch(&cli.global, section, false),
-        Command::Push { section } => crate::roles::run_watch(&cli.global, section, true),
-        Command::Supervisor(args) => crate::supervisor::run(&cli.global, args),
-        Command::Broker(a) => {
-            crate::roles::run_consumer_role(&cli.global, "broker", &a.section, a.process_num)
-        }
-        Command::Worker(a) => {
-            crate::roles::run_consumer_role(&cli.global, "worker", &a.section, a.process_num)
-        }
-        Command::Filelog(a) => {
-            crate::roles::run_consumer_role(&cli.global, "filelog", &a.section, a.process_num)
-        }
-        Command::Run(a) => crate::run::run(&cli.global, a),
-        Command::TestPlugin(a) => crate::testplugin::run(&cli.global, a),
-    };
-    match result {
-        Ok(code) => code,
-        Err(Failure::Config(lines)) => {
-            for l in lines {
-                eprintln!("loglines: {l}");
+impl Cli {
+    /// Runs the command; returns its exit code or why it failed.
+    pub fn dispatch(&self) -> Result<i32, Failure> {
+        let g = &self.global;
+        match &self.command {
+            Command::Check => commands::check::run(g),
+            Command::Status(a) => commands::status::run(g, a),
+            Command::Queue(a) => commands::queue::run(g, a),
+            Command::Watch { section } => roles::run_watch(g, section, false),
+            Command::Push { section } => roles::run_watch(g, section, true),
+            Command::Supervisor(a) => commands::supervisor::run(g, a),
+            Command::Broker(a) => roles::run_consumer_role(g, "broker", &a.section, a.process_num),
+            Command::Worker(a) => roles::run_consumer_role(g, "worker", &a.section, a.process_num),
+            Command::Filelog(a) => {
+                roles::run_consumer_role(g, "filelog", &a.section, a.process_num)
             }
-            2
-        }
-        Err(Failure::Runtime(e)) => {
-            eprintln!("loglines: {}", format!("{e:#}").replace('\n', " "));
-            1
+            Command::Run(a) => commands::run::run(g, a),
+            Command::TestPlugin(a) => commands::test_plugin::run(g, a),
         }
     }
 }

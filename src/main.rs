@@ -1,5 +1,5 @@
 //! The `loglines` binary: everything is in the library; this only hands over the exit code.
 
 fn main() {
-    std::process::exit(loglines::cli::main());
+    std::process::exit(loglines::app::main());
 }

@@ -2,8 +2,8 @@
 
 mod support;
 
+use loglines::config::diag::{Diagnostic, Severity};
 use loglines::config::{Config, Endpoint, Role, StartAt};
-use loglines::diag::{Diagnostic, Severity};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::configs::modernised_original;
@@ -67,7 +67,7 @@ fn assert_one(errs: &[String], expected: &str) {
 fn example_config_validates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cfg = Config::load(&root.join("loglines.cfg"))
-        .unwrap_or_else(|d| panic!("{}", loglines::diag::render(&d)));
+        .unwrap_or_else(|d| panic!("{}", loglines::config::diag::render(&d)));
     let roles: Vec<(&str, &str)> = cfg
         .sections
         .iter()
@@ -103,7 +103,7 @@ fn original_2010_config_validates_after_changing_commands_and_plugin() {
             "{}/lua_plugins/ora.lua",
             env!("CARGO_MANIFEST_DIR")
         )))
-        .unwrap_or_else(|e| panic!("{}", loglines::diag::render(&e)));
+        .unwrap_or_else(|e| panic!("{}", loglines::config::diag::render(&e)));
     let w = cfg.section("worker_pirus2").unwrap();
     let Role::Worker(ws) = &w.role else { panic!() };
     // Every 2010 key keeps its meaning.

@@ -5,7 +5,7 @@ mod support;
 
 use loglines::queue::redis::RedisTransport;
 use loglines::queue::{ConsumerId, Message, Transport};
-use loglines::shutdown::Shutdown;
+use loglines::util::shutdown::Shutdown;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;

@@ -9,7 +9,7 @@ mod support;
 use loglines::config::RedisSettings;
 use loglines::queue::redis::RedisTransport;
 use loglines::queue::{Consumer, ConsumerId, Transport};
-use loglines::shutdown::Shutdown;
+use loglines::util::shutdown::Shutdown;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

@@ -5,7 +5,7 @@ mod support;
 
 use loglines::queue::embedded::EmbeddedTransport;
 use loglines::queue::{Consumer, ConsumerId, Lineage, Message, QueueError, Transport};
-use loglines::shutdown::Shutdown;
+use loglines::util::shutdown::Shutdown;
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -9,7 +9,7 @@ mod support;
 
 use loglines::queue::redis::RedisTransport;
 use loglines::queue::{ConsumerId, Transport};
-use loglines::shutdown::Shutdown;
+use loglines::util::shutdown::Shutdown;
 use std::io::{Read, Write};
 use std::net::{Shutdown as NetShutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -5,7 +5,7 @@ mod support;
 
 use loglines::queue::redis::RedisTransport;
 use loglines::queue::{Consumer, ConsumerId, DeadLetter, Message, QueueError, Transport};
-use loglines::shutdown::Shutdown;
+use loglines::util::shutdown::Shutdown;
 use std::time::{Duration, Instant};
 use support::queue::{bodies, msgs, numbered, strs};
 use support::redis::{Options, RedisServer};

@@ -8,7 +8,7 @@ mod support;
 use loglines::config::{Config, RedisSettings};
 use loglines::queue::redis::RedisTransport;
 use loglines::queue::{ConsumerId, Message, Transport};
-use loglines::shutdown::Shutdown;
+use loglines::util::shutdown::Shutdown;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -91,7 +91,7 @@ fn push_take_ack_over_tls_with_the_ca_file_in_both_config_styles() {
             &dir.path().join("loglines.cfg"),
             &format!("[redis]\n{section}"),
         )
-        .unwrap_or_else(|d| panic!("{style}: {}", loglines::diag::render(&d)));
+        .unwrap_or_else(|d| panic!("{style}: {}", loglines::config::diag::render(&d)));
         let s = &cfg.redis["redis"];
         assert!(s.tls, "{style}");
         assert_eq!(s.tls_ca_file.as_deref(), Some(Path::new(&ca)), "{style}");

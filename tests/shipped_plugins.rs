@@ -49,7 +49,7 @@ fn run_lines<'a>(
     lines
         .into_iter()
         .map(|line| {
-            let jmsg = loglines::testplugin::wrap(service, line);
+            let jmsg = loglines::commands::test_plugin::wrap(service, line);
             match p.process(&jmsg).unwrap_or_else(|e| panic!("{line}: {e}")) {
                 Outcome::Eligible(params) => {
                     let n = params.len();
@@ -441,7 +441,7 @@ fn ora_reproduces_the_2010_splits() {
     let mut p = Plugin::load(shipped("ora.lua", "")).unwrap();
     let lines = sample("ora-wsgi.log");
     let split = |line: &str, p: &mut Plugin| -> serde_json::Value {
-        let ex = p.explain(&loglines::testplugin::wrap(ORA, line));
+        let ex = p.explain(&loglines::commands::test_plugin::wrap(ORA, line));
         ex.parsed.expect("parseline ran").expect("renders as JSON")
     };
     let s = split(&lines[0], &mut p);

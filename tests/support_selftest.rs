@@ -5,7 +5,7 @@
 
 mod support;
 
-use loglines::supervisor::rpc::base64;
+use loglines::commands::supervisor::rpc::base64;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 
 mod support;
 
-use loglines::watch::checkpoint::{self, Loaded};
+use loglines::roles::watch::checkpoint::{self, Loaded};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;

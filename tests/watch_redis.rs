@@ -5,13 +5,13 @@
 mod support;
 
 use loglines::config::{Config, RedisSettings, Role, Section, WatchSettings};
-use loglines::notify::Notifier;
 use loglines::queue::embedded::EmbeddedTransport;
 use loglines::queue::redis::RedisTransport;
 use loglines::queue::{ConsumerId, Producer, Transport};
-use loglines::shutdown::Shutdown;
-use loglines::stats::Stats;
-use loglines::watch::{self, checkpoint, WatchStats};
+use loglines::roles::notify::Notifier;
+use loglines::roles::watch::{self, checkpoint, WatchStats};
+use loglines::util::shutdown::Shutdown;
+use loglines::util::stats::Stats;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};

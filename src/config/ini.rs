@@ -7,7 +7,7 @@
 //! continuation, records where every section and key stands, and finds duplicates, so that every
 //! later message can say `FILE:LINE [section] key`.
 
-use crate::diag::Diagnostic;
+use crate::config::diag::Diagnostic;
 use std::path::{Path, PathBuf};
 
 /// One `key = value` line (plus its continuation lines). Keys are lower-cased, as Python's

@@ -6,11 +6,12 @@
 //! `command` (`command = loglines worker`), and everything else (the supervisord generator,
 //! `loglines run`, `check`) reads it from [`Section::role`].
 
+pub mod diag;
 pub mod ini;
 pub mod keys;
 mod validate;
 
-use crate::diag::Diagnostic;
+use crate::config::diag::Diagnostic;
 pub use ini::{RawEntry, RawIni, RawSection};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 
 use super::keys::{self, Scope};
 use super::*;
-use crate::diag::Diagnostic;
+use crate::config::diag::Diagnostic;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 

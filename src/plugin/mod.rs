@@ -15,17 +15,15 @@
 
 mod config_object;
 mod convert;
-mod http;
-mod library;
+pub mod library;
 mod raw;
-mod regex;
 pub(crate) mod sandbox;
 
 pub use config_object::ConfigObject;
 
 use crate::config::{Config, PluginLimits, RawIni, Role};
-use crate::robots::{Robots, RobotsError};
-use crate::shutdown::Shutdown;
+use crate::plugin::library::robots::{Robots, RobotsError};
+use crate::util::shutdown::Shutdown;
 use mlua::{AnyUserData, ChunkMode, Function, Lua, Value};
 use sandbox::Budget;
 use std::cell::RefCell;

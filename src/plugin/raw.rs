@@ -14,7 +14,7 @@
 //! - it owns nothing that needs dropping: a memory error longjmps out of it, so all owned data
 //!   (the parsed JSON, the log record) lives outside the closure and is only borrowed.
 
-use crate::clf::LogRecord;
+use crate::plugin::library::clf::LogRecord;
 use mlua::{ffi, Lua, Value};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;

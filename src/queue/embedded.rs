@@ -18,7 +18,7 @@ use super::{
     Admin, Consumer, ConsumerId, ConsumerInfo, DeadLetter, Lineage, Message, Producer, QResult,
     QueueError, QueueInfo, Transport,
 };
-use crate::shutdown::Shutdown;
+use crate::util::shutdown::Shutdown;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};

@@ -250,7 +250,7 @@ impl DeadLetter {
 
 /// Dead letters' `at`; kept under this name because the transports and notifications call it
 /// as `queue::utc_iso8601`.
-pub use crate::time::utc_iso8601;
+pub use crate::util::time::utc_iso8601;
 
 /// One consumer's in-flight state, for `loglines status`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -469,7 +469,7 @@ pub fn plugin_verdicts(config: &Path, section: &str, log: &str) -> Vec<(String, 
                 serde_json::json!({"service": "repo.example.ac.uk", "logline": line}).to_string();
             let target = match plugin.process(&msg).unwrap() {
                 Outcome::Eligible(params) => {
-                    let url = loglines::worker::event_url(ws, params);
+                    let url = loglines::roles::worker::event_url(ws, params);
                     Some(url[url.find("/counter/").expect("a /counter/ endpoint")..].to_string())
                 }
                 Outcome::NotEligible => None,

@@ -3,11 +3,11 @@
 //!
 //! XML-RPC over its inet HTTP server is used rather than parsing `supervisorctl status` text,
 //! because the reply is structured (exact state names, pids) and needs no subprocess per poll.
-//! The calls go through the library's own client (`loglines::supervisor::rpc`, unit-tested
+//! The calls go through the library's own client (`loglines::commands::supervisor::rpc`, unit-tested
 //! against Python-shaped replies) rather than a second hand-written one.
 
 use super::{crate_root, find_executable, free_port, stop_child};
-use loglines::supervisor::rpc;
+use loglines::commands::supervisor::rpc;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -258,7 +258,7 @@ pub fn web_ui_get(port: u16, auth: Option<(&str, &str)>) -> (u16, String) {
             "Authorization",
             format!(
                 "Basic {}",
-                loglines::supervisor::rpc::base64(format!("{u}:{p}").as_bytes())
+                loglines::commands::supervisor::rpc::base64(format!("{u}:{p}").as_bytes())
             ),
         );
     }

@@ -7,7 +7,7 @@
 //! and gives up only when shutdown is requested.
 
 use super::super::{QResult, QueueError};
-use crate::shutdown::Shutdown;
+use crate::util::shutdown::Shutdown;
 use redis::{Client, Connection, ErrorKind, RedisError, ServerErrorKind};
 use std::time::{Duration, Instant};
 

@@ -23,7 +23,7 @@ use super::{
     Transport,
 };
 use crate::config::{read_pem, PemKind, RedisSettings};
-use crate::shutdown::Shutdown;
+use crate::util::shutdown::Shutdown;
 use link::{Fail, Link, COMMAND_TIMEOUT};
 use redis::{Client, ClientTlsConfig, Script, TlsCertificates};
 use std::collections::{HashMap, VecDeque};

@@ -7,15 +7,15 @@
 //! tracker, routed to `other_queue`, written by a file logger, or dead-lettered. After a kill -9
 //! the lines that were in flight are read again.
 
-use crate::cli::{load_config, Failure, Global};
+use crate::app::{load_config, Failure, Global};
 use crate::config::{Config, Endpoint, Role, Section, WatchSettings};
-use crate::notify::Notifier;
 use crate::plugin::PluginSpec;
 use crate::queue::embedded::EmbeddedTransport;
 use crate::queue::{ConsumerId, Transport};
-use crate::shutdown::Shutdown;
-use crate::stats::{Snapshot, Stats};
-use crate::worker::prepare::Preparer;
+use crate::roles::notify::Notifier;
+use crate::roles::worker::prepare::Preparer;
+use crate::util::shutdown::Shutdown;
+use crate::util::stats::{Snapshot, Stats};
 use anyhow::anyhow;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -136,7 +136,7 @@ fn start_consumers(
                 let queue = |q: &str| transport.consumer(q, &id).map_err(|e| anyhow!("{e}"));
                 let mut notifier = Notifier::for_section(sec, &transport)?;
                 match &sec.role {
-                    Role::Broker(b) => Ok(crate::broker::run(
+                    Role::Broker(b) => Ok(crate::roles::broker::run(
                         sec,
                         b,
                         queue(&b.listento)?,
@@ -147,7 +147,7 @@ fn start_consumers(
                         // SIGHUP reopens the files, as for the separate process.
                         let hup = Arc::new(AtomicBool::new(false));
                         signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
-                        Ok(crate::filelog::run(
+                        Ok(crate::roles::filelog::run(
                             sec,
                             f,
                             queue(&f.listento)?,
@@ -171,7 +171,7 @@ fn start_consumers(
                             }
                         };
                         let consumer = queue(&w.listento)?;
-                        Ok(crate::worker::run(
+                        Ok(crate::roles::worker::run(
                             sec,
                             w,
                             plugin,
@@ -295,7 +295,7 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
                 };
                 let producer = transport.producer(&pushto)?;
                 let mut notifier = Notifier::for_section(sec, &transport)?;
-                crate::watch::run_until(
+                crate::roles::watch::run_until(
                     sec,
                     ws,
                     producer,
@@ -390,6 +390,6 @@ fn replay_file(
         std::fs::File::open(file).map_err(|e| anyhow!("cannot open {}: {e}", file.display()))?;
     let producer = transport.producer(&ws.pushto)?;
     let mut notifier = Notifier::for_section(sec, transport)?;
-    crate::push::run(sec, ws, producer, input, stop, &mut notifier, stats)?;
+    crate::roles::watch::push::run(sec, ws, producer, input, stop, &mut notifier, stats)?;
     Ok(())
 }

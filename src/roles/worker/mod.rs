@@ -11,14 +11,15 @@
 //! atomic forward.
 
 pub mod prepare;
+pub mod tracker;
 
 use crate::config::{Endpoint, Section, WorkerSettings};
-use crate::notify::Notifier;
-use crate::openurl::{openurl, query_string};
+use crate::plugin::library::openurl::{openurl, query_string};
 use crate::queue::{utc_iso8601, Consumer, Message, QueueError};
-use crate::shutdown::Shutdown;
-use crate::stats::Stats;
-use crate::tracker::{Answer, Backoff, TrackerClient};
+use crate::roles::notify::Notifier;
+use crate::roles::worker::tracker::{Answer, Backoff, TrackerClient};
+use crate::util::shutdown::Shutdown;
+use crate::util::stats::Stats;
 use prepare::{Prepared, Preparer, Step};
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -133,7 +134,7 @@ impl Worker<'_> {
         while !self.shutdown.is_set() {
             let batch = match self
                 .consumer
-                .take(self.section.batch_size, crate::broker::TAKE_WAIT)
+                .take(self.section.batch_size, crate::roles::broker::TAKE_WAIT)
             {
                 Ok(b) => b,
                 Err(QueueError::ShuttingDown) => return Ok(()),

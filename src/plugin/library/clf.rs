@@ -14,7 +14,7 @@
 //! deliberately: a quoted field that never closes (a truncated line) makes the whole line
 //! unparseable, because its remaining fields cannot be trusted.
 
-use crate::time::{self, days_in_month};
+use crate::util::time::{self, days_in_month};
 use std::borrow::Cow;
 use std::ops::Range;
 
@@ -406,8 +406,8 @@ fn month_number(b: &[u8]) -> Option<u32> {
 mod tests {
     use super::*;
 
-    const COMBINED: &str = include_str!("../tests/data/combined.log");
-    const ORA: &str = include_str!("../tests/data/ora-wsgi.log");
+    const COMBINED: &str = include_str!("../../../tests/data/combined.log");
+    const ORA: &str = include_str!("../../../tests/data/ora-wsgi.log");
 
     /// The expected fields of one line; ident and user are `-` on every sample line.
     #[derive(Debug)]

@@ -14,7 +14,7 @@
 //! Proxies (CONNECT) and TLS come from ureq's own connectors, chained around this one exactly
 //! as in ureq's default chain.
 
-use crate::shutdown::Shutdown;
+use crate::util::shutdown::Shutdown;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

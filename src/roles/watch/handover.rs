@@ -3,10 +3,10 @@
 //! `loglines push`.
 
 use super::progress::{Committed, End, Progress};
-use crate::notify::Notifier;
 use crate::queue::{Message, Producer, QueueError};
-use crate::shutdown::Shutdown;
-use crate::stats::Stats;
+use crate::roles::notify::Notifier;
+use crate::util::shutdown::Shutdown;
+use crate::util::stats::Stats;
 use std::time::{Duration, Instant};
 
 /// Retries of a failed push wait this long at first, doubling up to `RETRY_MAX`.

@@ -5,12 +5,16 @@
 //! returns what the plugin needs in as few Lua values as it can. Each function is documented,
 //! with an example that a test runs, in docs/plugins.md.
 
-use super::{convert, http, raw, regex};
-use crate::clf;
-use crate::digest;
-use crate::openurl;
-use crate::robots::Robots;
+pub mod clf;
+pub mod digest;
+mod http;
+pub mod openurl;
+mod regex;
+pub mod robots;
+
+use crate::plugin::{convert, raw};
 use mlua::{Lua, MultiValue, Table, Value, Variadic};
+use robots::Robots;
 use std::sync::Arc;
 
 /// What the library needs to know about the plugin it serves.
@@ -19,7 +23,7 @@ pub(crate) struct LibraryContext {
     pub name: String,
     pub robots: Arc<Robots>,
     /// The worker's stop signal: it ends an `http_get` in progress.
-    pub stop: crate::shutdown::Shutdown,
+    pub stop: crate::util::shutdown::Shutdown,
 }
 
 /// Installs the global `loglines` table and `print` (which logs instead of writing to stdout,

@@ -2,7 +2,7 @@
 //! accepted, retry later, or rejected for good; and the retry backoff.
 
 use crate::config::{Endpoint, HttpMethod, WorkerSettings};
-use crate::shutdown::Shutdown;
+use crate::util::shutdown::Shutdown;
 use std::fmt;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -157,7 +157,7 @@ impl TrackerClient {
             .timeout_connect(Some(w.connect_timeout))
             .http_status_as_error(false)
             .user_agent(concat!("loglines/", env!("CARGO_PKG_VERSION")))
-            .proxy(crate::proxy::from_env())
+            .proxy(crate::util::proxy::from_env())
             .build();
         let resolver = CachingResolver::new(DefaultResolver::default(), RESOLVE_TTL);
         let resolved = resolver.forgetter();

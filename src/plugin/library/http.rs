@@ -6,7 +6,7 @@
 //! Only answers are cached, never failures (a connection error is retried on the next call), and
 //! server errors (5xx) are not cached either.
 
-use crate::shutdown::Shutdown;
+use crate::util::shutdown::Shutdown;
 use mlua::{Lua, Table, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -55,7 +55,7 @@ impl HttpClient {
                 // A 404 is an answer the plugin wants to see, not an error.
                 .http_status_as_error(false)
                 .user_agent(concat!("loglines/", env!("CARGO_PKG_VERSION")))
-                .proxy(crate::proxy::from_env())
+                .proxy(crate::util::proxy::from_env())
                 .build()
                 .into();
             let closing = agent.clone();

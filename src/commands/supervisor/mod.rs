@@ -11,9 +11,9 @@ pub mod enabled;
 pub mod render;
 pub mod rpc;
 
-use crate::cli::{load_config, Failure, Global};
+use crate::app::{load_config, Failure, Global};
+use crate::config::diag::Diagnostic;
 use crate::config::Config;
-use crate::diag::Diagnostic;
 use clap::{Args, Subcommand};
 use enabled::Entry;
 use render::{ConfFacts, MARKER};

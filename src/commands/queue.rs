@@ -1,13 +1,13 @@
 //! `loglines queue ...`: look into one queue and repair it (peek, dead letters, requeue dead
 //! letters, purge), on the Redis the configuration names for it or on the embedded files.
 
-use crate::cli::{load_config, Failure, Global};
+use crate::app::{load_config, Failure, Global};
+use crate::commands::status::queues_by_redis;
 use crate::config::Config;
 use crate::queue::embedded::EmbeddedTransport;
 use crate::queue::redis::RedisTransport;
 use crate::queue::{Admin, QueueError, Transport};
-use crate::shutdown::Shutdown;
-use crate::status::queues_by_redis;
+use crate::util::shutdown::Shutdown;
 use clap::{Args, Subcommand};
 use std::time::Duration;
 

@@ -1,8 +1,8 @@
 //! `loglines check`: validate the configuration and show what it sets up.
 
-use crate::cli::{load_config, Failure, Global};
+use crate::app::{load_config, Failure, Global};
+use crate::config::diag::{Diagnostic, Severity};
 use crate::config::{Config, Endpoint, Role};
-use crate::diag::{Diagnostic, Severity};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -145,7 +145,7 @@ pub fn redis_report(cfg: &Config) -> String {
         let Some(settings) = cfg.redis.get(name) else {
             continue;
         };
-        let shutdown = crate::shutdown::Shutdown::new();
+        let shutdown = crate::util::shutdown::Shutdown::new();
         match crate::queue::redis::RedisTransport::connect_within(
             settings,
             shutdown,

@@ -9,12 +9,12 @@
 //! nobody could read it again afterwards.
 
 use crate::config::{Section, WatchSettings};
-use crate::notify::Notifier;
 use crate::queue::{Message, Producer, QueueError};
-use crate::shutdown::Shutdown;
-use crate::stats::Stats;
-use crate::watch::handover::{Handover, Refused};
-use crate::watch::lines::{self, LineSplitter, Piece, Wrapper};
+use crate::roles::notify::Notifier;
+use crate::roles::watch::handover::{Handover, Refused};
+use crate::roles::watch::lines::{self, LineSplitter, Piece, Wrapper};
+use crate::util::shutdown::Shutdown;
+use crate::util::stats::Stats;
 use std::fmt;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};

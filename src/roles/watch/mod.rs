@@ -23,12 +23,13 @@ pub(crate) mod handover;
 mod inotify;
 pub(crate) mod lines;
 pub(crate) mod progress;
+pub mod push;
 
 use crate::config::{Section, StartAt, WatchSettings};
-use crate::notify::Notifier;
 use crate::queue::{Message, Producer, QueueError};
-use crate::shutdown::Shutdown;
-use crate::stats::Stats;
+use crate::roles::notify::Notifier;
+use crate::util::shutdown::Shutdown;
+use crate::util::stats::Stats;
 use checkpoint::{CheckpointError, Loaded, Position, Rotated};
 use handover::{Handover, Refused};
 use inotify::Inotify;

@@ -7,7 +7,7 @@
 //! positions first. `re.set` tests many patterns in one pass over the text, which is how a
 //! plugin classifies a request path against a list of URL patterns cheaply.
 
-use super::sandbox;
+use crate::plugin::sandbox;
 use mlua::{Lua, MultiValue, UserData, UserDataMethods, Value};
 use regex::{Captures, Regex, RegexSet};
 use std::cell::RefCell;

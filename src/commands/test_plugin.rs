@@ -6,13 +6,12 @@
 //! plugin's own defaults apply), and the output shows what `parseline` returned and then the
 //! full URL that would be sent, or why not. The exit code is 0 when no line raised an error.
 
-use crate::cli::{load_config, Cli, Failure, Global};
+use crate::app::{load_config, Failure, Global};
 use crate::config::{Config, Endpoint, Role};
-use crate::openurl;
+use crate::plugin::library::openurl;
 use crate::plugin::{Explained, Outcome, Plugin, PluginSpec};
 use anyhow::Context;
-use clap::parser::ValueSource;
-use clap::{Args, CommandFactory};
+use clap::Args;
 use serde::Serialize;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -51,16 +50,6 @@ struct Setup {
     spec: PluginSpec,
     service: String,
     endpoint: String,
-}
-
-/// Whether `--config` (or LOGLINES_CONFIG) was given, rather than its default. The command
-/// line is parsed once more for this: the parsed arguments do not say where a value came from.
-fn config_given() -> bool {
-    Cli::command()
-        .try_get_matches_from(std::env::args_os())
-        .ok()
-        .and_then(|m| m.value_source("config"))
-        .is_some_and(|s| s != ValueSource::DefaultValue)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -162,7 +151,7 @@ fn pick_section(cfg: &Config, plugin: &Path) -> Result<String, Failure> {
 /// The message the watcher sends for a line: exactly the watcher's own wrapping, so a plugin
 /// is tested on what it will receive.
 pub fn wrap(service: &str, line: &str) -> String {
-    crate::watch::lines::wrap_text(service, line)
+    crate::roles::watch::lines::wrap_text(service, line)
 }
 
 /// Counts for the summary.
@@ -347,7 +336,7 @@ fn summary(out: &mut dyn Write, json: bool, c: Counts, rate: f64) -> std::io::Re
 
 /// `loglines test-plugin`.
 pub fn run(g: &Global, args: &TestPluginArgs) -> Result<i32, Failure> {
-    let s = setup(g, args, config_given())?;
+    let s = setup(g, args, g.config_given())?;
     let mut plugin = Plugin::load(s.spec.clone()).map_err(|e| {
         Failure::Runtime(anyhow::anyhow!(
             "cannot load {}: {e}",

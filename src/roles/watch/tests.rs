@@ -3,9 +3,9 @@
 
 use super::*;
 use crate::config::{Config, Role};
-use crate::notify::Notifier;
 use crate::queue::QResult;
-use crate::stats::Stats;
+use crate::roles::notify::Notifier;
+use crate::util::stats::Stats;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;

@@ -15,7 +15,7 @@ use super::event_url;
 use crate::config::WorkerSettings;
 use crate::plugin::{Outcome, Plugin, PluginSpec};
 use crate::queue::Message;
-use crate::shutdown::Shutdown;
+use crate::util::shutdown::Shutdown;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -5,10 +5,10 @@
 //! (checked at most once a second) or on SIGHUP.
 
 use crate::config::{FileLogFormat, FileLogSettings, Section};
-use crate::notify::Notifier;
 use crate::queue::{Consumer, Message, QueueError};
-use crate::shutdown::Shutdown;
-use crate::stats::Stats;
+use crate::roles::notify::Notifier;
+use crate::util::shutdown::Shutdown;
+use crate::util::stats::Stats;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -124,7 +124,7 @@ pub fn run(
     );
     let mut buf = String::new();
     while !shutdown.is_set() {
-        let batch = match consumer.take(section.batch_size, crate::broker::TAKE_WAIT) {
+        let batch = match consumer.take(section.batch_size, crate::roles::broker::TAKE_WAIT) {
             Ok(b) => b,
             Err(QueueError::ShuttingDown) => break,
             Err(e) => return Err(FileLogError::Queue(e)),

@@ -5,15 +5,21 @@
 //! entry point runs until SIGTERM/SIGINT. Start-up failures (configuration, plugin, Redis) end
 //! the process with one clear line so that supervisord's log shows why.
 
-use crate::cli::{load_config, Failure, Global};
+pub mod broker;
+pub mod filelog;
+pub mod notify;
+pub mod watch;
+pub mod worker;
+
+use crate::app::{load_config, Failure, Global};
 use crate::config::{Config, Role, Section};
-use crate::notify::Notifier;
 use crate::plugin::PluginSpec;
 use crate::queue::redis::RedisTransport;
 use crate::queue::{ConsumerId, Transport};
-use crate::shutdown::Shutdown;
-use crate::stats::Stats;
-use crate::worker::prepare::Preparer;
+use crate::roles::notify::Notifier;
+use crate::roles::worker::prepare::Preparer;
+use crate::util::shutdown::Shutdown;
+use crate::util::stats::Stats;
 use anyhow::anyhow;
 use std::os::fd::AsFd;
 use std::sync::atomic::AtomicBool;
@@ -111,9 +117,11 @@ pub fn run_consumer_role(
             .map_err(|e| Failure::Runtime(anyhow!("{e}")))
     };
     let result = match &sec.role {
-        Role::Broker(b) => crate::broker::run(sec, b, consumer(&b.listento)?, &shutdown, &stats)
-            .map_err(|e| anyhow!(e)),
-        Role::Worker(w) => crate::worker::run(
+        Role::Broker(b) => {
+            crate::roles::broker::run(sec, b, consumer(&b.listento)?, &shutdown, &stats)
+                .map_err(|e| anyhow!(e))
+        }
+        Role::Worker(w) => crate::roles::worker::run(
             sec,
             w,
             plugin.expect("loaded above"),
@@ -127,7 +135,7 @@ pub fn run_consumer_role(
             let hup = Arc::new(AtomicBool::new(false));
             signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
                 .map_err(|e| Failure::Runtime(anyhow!("cannot install the SIGHUP handler: {e}")))?;
-            crate::filelog::run(
+            crate::roles::filelog::run(
                 sec,
                 f,
                 consumer(&f.listento)?,
@@ -172,7 +180,7 @@ pub fn run_watch(g: &Global, section: &str, stdin: bool) -> Result<i32, Failure>
             .try_clone_to_owned()
             .map(std::fs::File::from)
             .map_err(|e| Failure::Runtime(anyhow!("cannot use standard input: {e}")))?;
-        crate::push::run(
+        crate::roles::watch::push::run(
             sec,
             settings,
             producer,
@@ -183,7 +191,7 @@ pub fn run_watch(g: &Global, section: &str, stdin: bool) -> Result<i32, Failure>
         )
         .map_err(|e| fail(&e))?;
     } else {
-        crate::watch::run(sec, settings, producer, &shutdown, &mut notifier, &stats)
+        crate::roles::watch::run(sec, settings, producer, &shutdown, &mut notifier, &stats)
             .map_err(|e| fail(&e))?;
     }
     Ok(0)

@@ -19,7 +19,8 @@ use std::sync::OnceLock;
 use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
 
 /// The official list as shipped, in the JSON format.
-pub const BUNDLED_JSON: &str = include_str!("../data/counter-robots/COUNTER_Robots_list.json");
+pub const BUNDLED_JSON: &str =
+    include_str!("../../../data/counter-robots/COUNTER_Robots_list.json");
 
 const BUNDLED_NAME: &str = "bundled COUNTER_Robots_list.json";
 
@@ -300,9 +301,9 @@ fn one_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clf::parse_combined;
+    use crate::plugin::library::clf::parse_combined;
 
-    const BUNDLED_TXT: &str = include_str!("../data/counter-robots/COUNTER_Robots_list.txt");
+    const BUNDLED_TXT: &str = include_str!("../../../data/counter-robots/COUNTER_Robots_list.txt");
     const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, \
                           like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
@@ -384,7 +385,7 @@ mod tests {
 
     #[test]
     fn sample_log_user_agents() {
-        let robots: Vec<bool> = include_str!("../tests/data/combined.log")
+        let robots: Vec<bool> = include_str!("../../../tests/data/combined.log")
             .lines()
             .filter_map(parse_combined)
             .map(|rec| Robots::bundled().is_robot(rec.useragent.as_deref().unwrap_or("")))
@@ -403,9 +404,9 @@ mod tests {
             .iter()
             .map(|p| RegexBuilder::new(p).case_insensitive(true).build().unwrap())
             .collect();
-        let corpus = include_str!("../tests/data/combined.log")
+        let corpus = include_str!("../../../tests/data/combined.log")
             .lines()
-            .chain(include_str!("../tests/data/ora-wsgi.log").lines())
+            .chain(include_str!("../../../tests/data/ora-wsgi.log").lines())
             .chain(BUNDLED_TXT.lines())
             .chain([
                 "",

@@ -7,8 +7,8 @@
 
 use crate::config::{BrokerSettings, Section};
 use crate::queue::{Consumer, QueueError};
-use crate::shutdown::Shutdown;
-use crate::stats::Stats;
+use crate::util::shutdown::Shutdown;
+use crate::util::stats::Stats;
 use std::fmt;
 use std::time::Duration;
 

@@ -1,12 +1,12 @@
 //! `loglines status`: every queue of the configuration at a glance (waiting, in flight per
 //! consumer with the age of its oldest message, dead letters, live consumers), as a table or JSON.
 
-use crate::cli::{load_config, Failure, Global};
+use crate::app::{load_config, Failure, Global};
 use crate::config::Config;
 use crate::queue::embedded::EmbeddedTransport;
 use crate::queue::redis::RedisTransport;
 use crate::queue::{Admin, QueueInfo, Transport};
-use crate::shutdown::Shutdown;
+use crate::util::shutdown::Shutdown;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1,0 +1,7 @@
+//! Small pieces every layer uses: the shutdown signal, the shared counters, the HTTP proxy
+//! from the environment, and UTC time formatting.
+
+pub mod proxy;
+pub mod shutdown;
+pub mod stats;
+pub mod time;
