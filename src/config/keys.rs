@@ -142,26 +142,11 @@ pub fn accepted(scopes: &[Scope]) -> Vec<&'static str> {
         .collect()
 }
 
-/// Levenshtein distance, for "did you mean" suggestions.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 /// The accepted key nearest to `key`, when it is close enough to be a likely typo.
 pub fn suggest<'a>(key: &str, accepted: &[&'a str]) -> Option<&'a str> {
     accepted
         .iter()
-        .map(|a| (distance(key, a), *a))
+        .map(|a| (strsim::levenshtein(key, a), *a))
         .filter(|(d, a)| *d <= (a.len() / 3).max(2))
         .min()
         .map(|(_, a)| a)

@@ -4,31 +4,20 @@
 //! Inputs are bytes (`AsRef<[u8]>`) because Lua strings are byte strings. HMAC-SHA-256 with a
 //! secret key is the one to recommend for IP pseudonyms: a plain hash of an IPv4 address can be
 //! reversed by hashing all 2^32 addresses. None of these functions can fail, so this module has
-//! no error type.
+//! no error type. The hex digits are the digest crate's own lowercase formatting (`{:x}`).
 
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use sha2::Sha256;
 
-const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(HEX_LOWER[usize::from(b >> 4)]));
-        out.push(char::from(HEX_LOWER[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
 /// MD5 of `data` as 32 lowercase hex digits.
 pub fn md5_hex(data: impl AsRef<[u8]>) -> String {
-    hex(&Md5::digest(data.as_ref()))
+    format!("{:x}", Md5::digest(data.as_ref()))
 }
 
 /// SHA-256 of `data` as 64 lowercase hex digits.
 pub fn sha256_hex(data: impl AsRef<[u8]>) -> String {
-    hex(&Sha256::digest(data.as_ref()))
+    format!("{:x}", Sha256::digest(data.as_ref()))
 }
 
 /// HMAC-SHA-256 (RFC 2104) of `msg` under `key`, as 64 lowercase hex digits. Any key length
@@ -39,7 +28,7 @@ pub fn hmac_sha256_hex(key: impl AsRef<[u8]>, msg: impl AsRef<[u8]>) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref())
         .expect("hmac accepts keys of any length");
     mac.update(msg.as_ref());
-    hex(&mac.finalize().into_bytes())
+    format!("{:x}", mac.finalize().into_bytes())
 }
 
 #[cfg(test)]

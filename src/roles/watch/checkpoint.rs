@@ -314,11 +314,7 @@ pub(crate) fn hash_range(file: &File, at: u64, len: u64) -> io::Result<Option<St
             Err(e) => return Err(e),
         }
     }
-    Ok(Some(hex(&Sha256::digest(&buf))))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(Some(format!("{:x}", Sha256::digest(&buf))))
 }
 
 /// The fingerprints of `file` for `offset`: the head (up to [`FINGERPRINT_BYTES`], never past
