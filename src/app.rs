@@ -9,6 +9,7 @@
 use crate::cli::Cli;
 use crate::config::diag;
 use crate::config::Config;
+use crate::roles::StartError;
 use clap::{Args, Parser};
 use std::path::PathBuf;
 
@@ -56,6 +57,15 @@ pub enum Failure {
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
         Failure::Runtime(e)
+    }
+}
+
+impl From<StartError> for Failure {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Config(lines) => Failure::Config(lines),
+            StartError::Runtime(why) => Failure::Runtime(anyhow::anyhow!(why)),
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! The command line: the clap types of every subcommand, and the dispatch to the module that
 //! runs it. Nothing else lives here; set-up, errors and exit codes are in `app`.
 
-use crate::app::{Failure, Global};
+use crate::app::{load_config, Failure, Global};
 use crate::commands;
-use crate::roles;
+use crate::roles::{self, RoleName};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -89,16 +89,27 @@ impl Cli {
             Command::Check => commands::check::run(g),
             Command::Status(a) => commands::status::run(g, a),
             Command::Queue(a) => commands::queue::run(g, a),
-            Command::Watch { section } => roles::run_watch(g, section, false),
-            Command::Push { section } => roles::run_watch(g, section, true),
+            Command::Watch { section } => run_role(g, RoleName::Watch, section, 0, false),
+            Command::Push { section } => run_role(g, RoleName::Watch, section, 0, true),
             Command::Supervisor(a) => commands::supervisor::run(g, a),
-            Command::Broker(a) => roles::run_consumer_role(g, "broker", &a.section, a.process_num),
-            Command::Worker(a) => roles::run_consumer_role(g, "worker", &a.section, a.process_num),
-            Command::Filelog(a) => {
-                roles::run_consumer_role(g, "filelog", &a.section, a.process_num)
-            }
+            Command::Broker(a) => run_role(g, RoleName::Broker, &a.section, a.process_num, false),
+            Command::Worker(a) => run_role(g, RoleName::Worker, &a.section, a.process_num, false),
+            Command::Filelog(a) => run_role(g, RoleName::FileLog, &a.section, a.process_num, false),
             Command::Run(a) => commands::run::run(g, a),
             Command::TestPlugin(a) => commands::test_plugin::run(g, a),
         }
     }
+}
+
+/// A role section as this process (`loglines worker --section NAME`, ...).
+fn run_role(
+    g: &Global,
+    role: RoleName,
+    section: &str,
+    process: u32,
+    stdin: bool,
+) -> Result<i32, Failure> {
+    let cfg = load_config(g)?;
+    roles::run_process(cfg, role, section, process, stdin)?;
+    Ok(0)
 }

@@ -210,7 +210,7 @@ pub fn plugin_report(cfg: &Config) -> (String, Vec<String>) {
     }
     let _ = writeln!(out, "\nPlugins:");
     for name in workers {
-        let Some(spec) = crate::plugin::PluginSpec::for_worker(cfg, name) else {
+        let Some(spec) = crate::roles::worker::plugin_spec(cfg, name) else {
             continue;
         };
         let shown = rel(cfg, &spec.path);

@@ -8,19 +8,16 @@
 //! the lines that were in flight are read again.
 
 use crate::app::{load_config, Failure, Global};
-use crate::config::{Config, Endpoint, Role, Section, WatchSettings};
-use crate::plugin::PluginSpec;
+use crate::config::{Config, Section};
 use crate::queue::embedded::EmbeddedTransport;
-use crate::queue::{ConsumerId, Transport};
-use crate::roles::notify::Notifier;
-use crate::roles::worker::prepare::Preparer;
+use crate::roles::worker::Endpoint;
+use crate::roles::{find_section, Role, RoleError, RoleName, Source, StartError, Starter};
 use crate::util::shutdown::Shutdown;
 use crate::util::stats::{Snapshot, Stats};
 use anyhow::anyhow;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -62,10 +59,11 @@ fn override_endpoints(cfg: &mut Config, args: &RunArgs) {
     }
 }
 
-/// The watcher section FILES are fed through.
-fn replay_section<'c>(cfg: &'c Config, args: &RunArgs) -> Result<&'c Section, Failure> {
+/// The watcher section FILES are fed through: `--section`, or the file's only watcher.
+fn replay_section(cfg: &Config, args: &RunArgs) -> Result<String, Failure> {
     if let Some(name) = &args.section {
-        return crate::roles::find_section(cfg, name, "watch");
+        find_section(cfg, name, RoleName::Watch)?;
+        return Ok(name.clone());
     }
     let watchers: Vec<&Section> = cfg
         .sections
@@ -73,7 +71,7 @@ fn replay_section<'c>(cfg: &'c Config, args: &RunArgs) -> Result<&'c Section, Fa
         .filter(|s| matches!(s.role, Role::Watch(_)))
         .collect();
     match watchers.as_slice() {
-        [one] => Ok(one),
+        [one] => Ok(one.name.clone()),
         [] => Err(Failure::Config(vec![format!(
             "{}: has no `loglines watch` section to give the files a service name and a queue; add one",
             cfg.path.display()
@@ -89,121 +87,107 @@ fn replay_section<'c>(cfg: &'c Config, args: &RunArgs) -> Result<&'c Section, Fa
 /// One thread of the pipeline, named for messages.
 struct Running {
     name: String,
-    handle: JoinHandle<anyhow::Result<()>>,
+    handle: JoinHandle<Result<(), RoleError>>,
 }
 
-fn spawn(
-    name: String,
-    f: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
-) -> Result<Running, Failure> {
-    let handle = std::thread::Builder::new()
-        .name(name.clone())
-        .spawn(f)
-        .map_err(|e| Failure::Runtime(anyhow!("cannot start thread {name}: {e}")))?;
-    Ok(Running { name, handle })
+impl Running {
+    /// Runs `starter` on a thread of its own, as consumer number `process` of its section.
+    fn spawn(
+        name: String,
+        starter: Starter,
+        transport: &EmbeddedTransport,
+        process: u32,
+    ) -> Result<Running, Failure> {
+        let transport = transport.clone();
+        let handle = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || starter.run(&transport, process))
+            .map_err(|e| Failure::Runtime(anyhow!("cannot start thread {name}: {e}")))?;
+        Ok(Running { name, handle })
+    }
+
+    /// Waits for the thread; its failure as a line of the final report.
+    fn join(self) -> Option<String> {
+        match self.handle.join() {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{}: {e}", self.name)),
+            Err(_) => Some(format!("{}: the thread panicked", self.name)),
+        }
+    }
 }
 
-/// Starts every consumer thread (brokers, workers, file loggers). Worker threads load their
-/// plugin first and report the result, so a broken plugin stops the run before any line is read.
+/// Starts every consumer thread (brokers, workers, file loggers), `numprocs` of each section.
+/// Every plugin is loaded first, so that a broken one stops the run before any line is read.
 fn start_consumers(
     cfg: &Arc<Config>,
     transport: &EmbeddedTransport,
     shutdown: &Shutdown,
     stats: &Stats,
 ) -> Result<Vec<Running>, Failure> {
-    let host = ConsumerId::local_host();
-    let mut threads = Vec::new();
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-    let mut expected = 0;
-    for (index, sec) in cfg.sections.iter().enumerate() {
-        if matches!(sec.role, Role::Watch(_) | Role::Process) {
-            continue;
-        }
-        for n in 0..sec.program.numprocs {
-            let (cfg, transport, shutdown, stats) = (
-                cfg.clone(),
-                transport.clone(),
-                shutdown.clone(),
-                stats.clone(),
-            );
-            let id = ConsumerId::new(&host, &sec.name, n);
-            let ready = ready_tx.clone();
-            if matches!(sec.role, Role::Worker(_)) {
-                expected += 1;
-            }
-            threads.push(spawn(format!("{}:{n}", sec.name), move || {
-                let sec = &cfg.sections[index];
-                let queue = |q: &str| transport.consumer(q, &id).map_err(|e| anyhow!("{e}"));
-                let mut notifier = Notifier::for_section(sec, &transport)?;
-                match &sec.role {
-                    Role::Broker(b) => Ok(crate::roles::broker::run(
-                        sec,
-                        b,
-                        queue(&b.listento)?,
-                        &shutdown,
-                        &stats,
-                    )?),
-                    Role::FileLog(f) => {
-                        // SIGHUP reopens the files, as for the separate process.
-                        let hup = Arc::new(AtomicBool::new(false));
-                        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
-                        Ok(crate::roles::filelog::run(
-                            sec,
-                            f,
-                            queue(&f.listento)?,
-                            &shutdown,
-                            hup,
-                            &mut notifier,
-                            &stats,
-                        )?)
-                    }
-                    Role::Worker(w) => {
-                        let spec =
-                            PluginSpec::for_worker(&cfg, &sec.name).expect("a worker section");
-                        let plugin = match Preparer::start(spec, w.clone(), &shutdown) {
-                            Ok(p) => {
-                                let _ = ready.send(Ok(()));
-                                p
-                            }
-                            Err(e) => {
-                                let _ = ready.send(Err(e));
-                                return Ok(());
-                            }
-                        };
-                        let consumer = queue(&w.listento)?;
-                        Ok(crate::roles::worker::run(
-                            sec,
-                            w,
-                            plugin,
-                            consumer,
-                            &shutdown,
-                            &mut notifier,
-                            &stats,
-                        )?)
-                    }
-                    Role::Watch(_) | Role::Process => Ok(()),
-                }
-            })?);
-        }
-    }
-    drop(ready_tx);
+    let mut starters = Vec::new();
     let mut errors = Vec::new();
-    for _ in 0..expected {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => errors.push(e),
-            Err(_) => break,
+    for sec in &cfg.sections {
+        let Some(role) = sec.role.kind().filter(|r| *r != RoleName::Watch) else {
+            continue;
+        };
+        for n in 0..sec.program.numprocs {
+            match Starter::new(cfg.clone(), &sec.name, role, shutdown, stats) {
+                Ok(s) => starters.push((format!("{}:{n}", sec.name), s, n)),
+                Err(StartError::Config(lines)) => errors.extend(lines),
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     if !errors.is_empty() {
         errors.dedup();
-        shutdown.trigger();
-        for t in threads {
-            let _ = t.handle.join();
-        }
         return Err(Failure::Config(errors));
     }
-    Ok(threads)
+    starters
+        .into_iter()
+        .map(|(name, s, n)| Running::spawn(name, s, transport, n))
+        .collect()
+}
+
+/// Starts the watcher threads: one per watcher section following its file, or with FILES
+/// one per file, read through the replay section.
+fn start_watchers(
+    cfg: &Arc<Config>,
+    args: &RunArgs,
+    transport: &EmbeddedTransport,
+    shutdown: &Shutdown,
+    stats: &Stats,
+) -> Result<Vec<Running>, Failure> {
+    let mut watchers = Vec::new();
+    if !args.files.is_empty() {
+        let section = replay_section(cfg, args)?;
+        for file in &args.files {
+            let input = std::fs::File::open(file)
+                .map_err(|e| Failure::Runtime(anyhow!("cannot open {}: {e}", file.display())))?;
+            let starter = Starter::new(cfg.clone(), &section, RoleName::Watch, shutdown, stats)?
+                .reading(Source::Lines(input));
+            let name = format!("replay {}", file.display());
+            watchers.push(Running::spawn(name, starter, transport, 0)?);
+        }
+        return Ok(watchers);
+    }
+    for sec in cfg
+        .sections
+        .iter()
+        .filter(|s| matches!(s.role, Role::Watch(_)))
+    {
+        let starter = Starter::new(cfg.clone(), &sec.name, RoleName::Watch, shutdown, stats)?
+            .reading(Source::Follow {
+                until_eof: args.once,
+            });
+        watchers.push(Running::spawn(sec.name.clone(), starter, transport, 0)?);
+    }
+    if watchers.is_empty() {
+        log::warn!(
+            "{}: no `loglines watch` section; the pipeline only takes what other programs push",
+            cfg.path.display()
+        );
+    }
+    Ok(watchers)
 }
 
 /// The one-line status shown on a terminal.
@@ -234,96 +218,21 @@ fn summary(s: &Snapshot, elapsed: Duration, dry_run: bool) -> String {
     )
 }
 
-pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
-    let mut cfg = load_config(g)?;
-    for w in &cfg.warnings {
-        log::warn!("{w}");
-    }
-    override_endpoints(&mut cfg, args);
-    let replay: Option<Section> = if args.files.is_empty() {
-        None
-    } else {
-        Some(replay_section(&cfg, args)?.clone())
-    };
-    let cfg = Arc::new(cfg);
-    let signals = Shutdown::on_signals()
-        .map_err(|e| Failure::Runtime(anyhow!("cannot install signal handlers: {e}")))?;
-    // Watchers and consumers stop separately: with --once the consumers keep going until the
-    // watchers have seen every line finished.
-    let stop_watchers = Shutdown::new();
-    let stop_consumers = Shutdown::new();
-    let dead_dir = cfg.general.dead_letter_dir();
-    let transport =
-        EmbeddedTransport::with_shutdown(QUEUE_CAPACITY, dead_dir, stop_consumers.clone());
-    let stats = Stats::new();
-    let started = Instant::now();
-
-    let consumers = start_consumers(&cfg, &transport, &stop_consumers, &stats)?;
-
-    let mut watchers = Vec::new();
-    if let Some(sec) = replay {
-        let Role::Watch(ws) = sec.role.clone() else {
-            unreachable!("replay_section checked the role")
-        };
-        for file in args.files.clone() {
-            let (sec, ws, transport, stop, stats) = (
-                sec.clone(),
-                ws.clone(),
-                transport.clone(),
-                stop_watchers.clone(),
-                stats.clone(),
-            );
-            watchers.push(spawn(format!("replay {}", file.display()), move || {
-                replay_file(&sec, &ws, &file, &transport, &stop, &stats)
-            })?);
-        }
-    } else {
-        for (index, sec) in cfg.sections.iter().enumerate() {
-            let Role::Watch(ws) = &sec.role else { continue };
-            let (cfg, transport, stop, stats) = (
-                cfg.clone(),
-                transport.clone(),
-                stop_watchers.clone(),
-                stats.clone(),
-            );
-            let until_eof = args.once;
-            let pushto = ws.pushto.clone();
-            watchers.push(spawn(sec.name.clone(), move || {
-                let sec = &cfg.sections[index];
-                let Role::Watch(ws) = &sec.role else {
-                    unreachable!()
-                };
-                let producer = transport.producer(&pushto)?;
-                let mut notifier = Notifier::for_section(sec, &transport)?;
-                crate::roles::watch::run_until(
-                    sec,
-                    ws,
-                    producer,
-                    &stop,
-                    &mut notifier,
-                    &stats,
-                    until_eof,
-                )?;
-                Ok(())
-            })?);
-        }
-    }
-    if watchers.is_empty() {
-        log::warn!(
-            "{}: no `loglines watch` section; the pipeline only takes what other programs push",
-            cfg.path.display()
-        );
-    }
-
+/// Shows progress until the run is over: with --once when every watcher has finished, else
+/// on SIGTERM/SIGINT; or when a consumer thread stops by itself (a failure).
+fn wait_until_done(
+    args: &RunArgs,
+    signals: &Shutdown,
+    watchers: &[Running],
+    consumers: &[Running],
+    stats: &Stats,
+) -> Vec<String> {
     let tty = std::io::stderr().is_terminal();
     let mut last = (Instant::now(), stats.snapshot());
     let mut last_summary = Instant::now();
     let mut failures = Vec::new();
     loop {
         std::thread::sleep(Duration::from_millis(200));
-        if signals.is_set() {
-            stop_watchers.trigger();
-        }
         let watchers_done = watchers.iter().all(|t| t.handle.is_finished());
         if (args.once && watchers_done) || signals.is_set() {
             break;
@@ -347,24 +256,48 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
     if tty {
         eprintln!();
     }
+    failures
+}
+
+pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
+    let mut cfg = load_config(g)?;
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
+    override_endpoints(&mut cfg, args);
+    let cfg = Arc::new(cfg);
+    let signals = Shutdown::on_signals()
+        .map_err(|e| Failure::Runtime(anyhow!("cannot install signal handlers: {e}")))?;
+    // Watchers and consumers stop separately: with --once the consumers keep going until the
+    // watchers have seen every line finished.
+    let stop_watchers = Shutdown::new();
+    let stop_consumers = Shutdown::new();
+    {
+        let stop_watchers = stop_watchers.clone();
+        signals.on_trigger(move || stop_watchers.trigger());
+    }
+    let dead_dir = cfg.general.dead_letter_dir();
+    let transport =
+        EmbeddedTransport::with_shutdown(QUEUE_CAPACITY, dead_dir, stop_consumers.clone());
+    let stats = Stats::new();
+    let started = Instant::now();
+
+    let consumers = start_consumers(&cfg, &transport, &stop_consumers, &stats)?;
+    let watchers = match start_watchers(&cfg, args, &transport, &stop_watchers, &stats) {
+        Ok(w) => w,
+        Err(e) => {
+            stop_consumers.trigger();
+            consumers.into_iter().for_each(|t| drop(t.join()));
+            return Err(e);
+        }
+    };
+    let mut failures = wait_until_done(args, &signals, &watchers, &consumers, &stats);
     // Watchers first: they write their checkpoints for what is finished. Then the consumers,
     // which finish or give back what they hold.
     stop_watchers.trigger();
-    for t in watchers {
-        match t.handle.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failures.push(format!("{}: {e:#}", t.name)),
-            Err(_) => failures.push(format!("{}: the thread panicked", t.name)),
-        }
-    }
+    failures.extend(watchers.into_iter().filter_map(Running::join));
     stop_consumers.trigger();
-    for t in consumers {
-        match t.handle.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failures.push(format!("{}: {e:#}", t.name)),
-            Err(_) => failures.push(format!("{}: the thread panicked", t.name)),
-        }
-    }
+    failures.extend(consumers.into_iter().filter_map(Running::join));
     let snap = stats.snapshot();
     eprintln!(
         "loglines: {}",
@@ -374,22 +307,4 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
         return Err(Failure::Runtime(anyhow!("{}", failures.join("; "))));
     }
     Ok(if args.once && snap.dead > 0 { 1 } else { 0 })
-}
-
-/// Pushes one old log file through the watcher section's queue and waits until every line
-/// is finished.
-fn replay_file(
-    sec: &Section,
-    ws: &WatchSettings,
-    file: &std::path::Path,
-    transport: &EmbeddedTransport,
-    stop: &Shutdown,
-    stats: &Stats,
-) -> anyhow::Result<()> {
-    let input =
-        std::fs::File::open(file).map_err(|e| anyhow!("cannot open {}: {e}", file.display()))?;
-    let producer = transport.producer(&ws.pushto)?;
-    let mut notifier = Notifier::for_section(sec, transport)?;
-    crate::roles::watch::push::run(sec, ws, producer, input, stop, &mut notifier, stats)?;
-    Ok(())
 }

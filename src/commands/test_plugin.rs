@@ -96,7 +96,8 @@ fn setup(g: &Global, args: &TestPluginArgs, with_config: bool) -> Result<Setup, 
         },
         None => pick_section(&cfg, &args.plugin)?,
     };
-    let mut spec = PluginSpec::for_worker(&cfg, &section).expect("checked to be a worker");
+    let mut spec =
+        crate::roles::worker::plugin_spec(&cfg, &section).expect("checked to be a worker");
     // The plugin under test replaces the configured one (it may be a new version of it).
     spec.path = args.plugin.clone();
     let endpoint = match cfg.section(&section).map(|s| &s.role) {

@@ -21,7 +21,7 @@ pub(crate) mod sandbox;
 
 pub use config_object::ConfigObject;
 
-use crate::config::{Config, PluginLimits, RawIni, Role};
+use crate::config::RawIni;
 use crate::plugin::library::robots::{Robots, RobotsError};
 use crate::util::shutdown::Shutdown;
 use mlua::{AnyUserData, ChunkMode, Function, Lua, Value};
@@ -32,6 +32,29 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+/// Sandbox limits for one plugin VM (a worker section's `plugin_memory_mb` and
+/// `plugin_max_instructions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginLimits {
+    pub memory_mb: usize,
+    pub max_instructions: u64,
+}
+
+impl PluginLimits {
+    /// The limits when the section sets none: room for a robots list and a metadata cache,
+    /// and about a second of Lua per call on a slow machine.
+    pub const DEFAULT: PluginLimits = PluginLimits {
+        memory_mb: 64,
+        max_instructions: 10_000_000,
+    };
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits::DEFAULT
+    }
+}
 
 /// Everything needed to load a plugin; kept by the plugin so that it can reload itself.
 #[derive(Debug, Clone)]
@@ -51,30 +74,13 @@ pub struct PluginSpec {
 }
 
 impl PluginSpec {
-    /// The spec of the plugin a worker section of `cfg` names; None if `section` is not a
-    /// worker section with a plugin.
-    pub fn for_worker(cfg: &Config, section: &str) -> Option<PluginSpec> {
-        let s = cfg.section(section)?;
-        match &s.role {
-            Role::Worker(w) => Some(PluginSpec {
-                path: w.plugin.clone(),
-                config: cfg.raw.clone(),
-                worker_section: s.name.clone(),
-                limits: w.limits,
-                robots_list: w.robots_list.clone(),
-                stop: Shutdown::new(),
-            }),
-            _ => None,
-        }
-    }
-
     /// A spec with no configuration file: the plugin runs on its own defaults.
     pub fn standalone(path: &Path, worker_section: &str) -> PluginSpec {
         PluginSpec {
             path: path.to_path_buf(),
             config: Arc::new(RawIni::default()),
             worker_section: worker_section.to_string(),
-            limits: PluginLimits::default(),
+            limits: PluginLimits::DEFAULT,
             robots_list: None,
             stop: Shutdown::new(),
         }

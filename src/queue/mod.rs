@@ -19,6 +19,10 @@ use std::time::Duration;
 pub mod embedded;
 pub mod redis;
 
+/// How long one take waits before a consumer checks its shutdown signal again: a stop is
+/// seen within this time even when the queue is idle.
+pub const TAKE_WAIT: Duration = Duration::from_millis(500);
+
 /// What a consumer is called, unique across machines: host name, section and process number.
 /// It names the consumer's in-flight list, so two hosts never share one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

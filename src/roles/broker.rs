@@ -1,77 +1,103 @@
 //! `loglines broker` (the 2010 broker.py): copies every message to each queue in `fanout`.
 //!
-//! Each batch is forwarded with one atomic [`Consumer::forward`]: the messages leave the
+//! Each batch is forwarded with one atomic [`Consumer::forward`](crate::queue::Consumer::forward): the messages leave the
 //! broker's in-flight list and enter every fan-out queue together, so no fan-out queue gets a
 //! message twice or misses it, whatever is killed when. The 2010 broker's status queue and idle
 //! sleep are gone: takes block.
 
-use crate::config::{BrokerSettings, Section};
-use crate::queue::{Consumer, QueueError};
-use crate::util::shutdown::Shutdown;
+use crate::config::keys::{declare_keys, Default as D, Kind as K, ProgramDefaults, Scope};
+use crate::config::read::Reader;
+use crate::queue::Message;
+use crate::roles::consume::{Batch, Consume, Handler, Next};
+use crate::roles::{RoleError, RoleName};
 use crate::util::stats::Stats;
-use std::fmt;
-use std::time::Duration;
+use std::collections::HashSet;
 
-/// How long one take waits before checking the shutdown flag again.
-pub const TAKE_WAIT: Duration = Duration::from_millis(500);
+const SCOPE: Scope = Scope::Only(RoleName::Broker);
 
-#[derive(Debug)]
-pub enum BrokerError {
-    Queue(QueueError),
+declare_keys! { KEYS {
+    LISTENTO = "listento", SCOPE, K::Queue, D::Required("a queue name such as `loglines`"), "queue to take messages from";
+    FANOUT = "fanout", SCOPE, K::Text, D::Required("one or more queue names separated by commas or spaces"), "queues every message is copied to, separated by commas or spaces";
+    FANOUT_STATUS_QUEUE = "fanout_status_queue", SCOPE, K::Text, D::Unset("(none)"), "accepted for 2010 files; no longer needed (fan-out is atomic)";
+    IDLETIME = "idletime", SCOPE, K::Text, D::Unset("(none)"), "accepted for 2010 files; no longer needed (takes block instead of sleeping)";
+} }
+
+/// Three processes in a `worker_*` section, as the 2010 brokers ran; started last but the
+/// watcher, so that the queues it fills are already being read.
+pub const DEFAULTS: ProgramDefaults = ProgramDefaults {
+    numprocs: 1,
+    numprocs_in_worker_section: 3,
+    priority: 300,
+    batch_size: 500,
+};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerSettings {
+    pub listento: String,
+    pub fanout: Vec<String>,
 }
 
-impl fmt::Display for BrokerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BrokerError::Queue(e) => write!(f, "{e}; check that the queue server is running"),
+/// Reads and checks a broker section's own keys: each fan-out queue once, and not the queue
+/// the broker listens to (that would loop forever).
+pub fn read(r: &mut Reader<'_>) -> BrokerSettings {
+    let listento = r.queue(&LISTENTO);
+    let fanout: Vec<String> = r
+        .required(&FANOUT)
+        .map(|f| {
+            f.split([',', ' ', '\t', '\n'])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut seen = HashSet::new();
+    for q in &fanout {
+        if !seen.insert(q) {
+            r.err(FANOUT.name, format!("names `{q}` twice; expected each queue once (it would get every message twice)"));
         }
+    }
+    if let Some(l) = listento.as_ref().filter(|l| fanout.contains(l)) {
+        r.err(
+            FANOUT.name,
+            format!("includes `{l}`, the queue this broker listens to; that would loop forever"),
+        );
+    }
+    BrokerSettings {
+        listento: listento.unwrap_or_default(),
+        fanout,
     }
 }
 
-impl std::error::Error for BrokerError {}
+/// Forwards each batch to every fan-out queue with one atomic commit.
+struct Fanout<'a> {
+    settings: &'a BrokerSettings,
+    stats: &'a Stats,
+}
 
-/// Runs until `shutdown` is set. Messages taken but not yet forwarded when it is set are
-/// forwarded first (the batch is finished), so nothing is left half done.
-pub fn run(
-    section: &Section,
-    settings: &BrokerSettings,
-    mut consumer: Box<dyn Consumer>,
-    shutdown: &Shutdown,
-    stats: &Stats,
-) -> Result<(), BrokerError> {
-    log::info!(
-        "[{}] broker: {} -> {}",
-        section.name,
-        settings.listento,
-        settings.fanout.join(", ")
-    );
-    while !shutdown.is_set() {
-        let batch = match consumer.take(section.batch_size, TAKE_WAIT) {
-            Ok(b) => b,
-            Err(QueueError::ShuttingDown) => break,
-            Err(e) => return Err(BrokerError::Queue(e)),
-        };
-        if batch.is_empty() {
-            continue;
+impl Handler for Fanout<'_> {
+    fn handle(&mut self, batch: Vec<Message>, out: &mut Batch<'_, '_>) -> Result<Next, RoleError> {
+        for m in batch {
+            for q in &self.settings.fanout {
+                out.forward(q, m.derive(m.body.clone()));
+            }
+            out.done(m);
         }
-        let n = batch.len() as u64;
-        let out = settings
-            .fanout
-            .iter()
-            .map(|q| {
-                (
-                    q.clone(),
-                    batch.iter().map(|m| m.derive(m.body.clone())).collect(),
-                )
-            })
-            .collect();
-        match consumer.forward(batch, out) {
-            Ok(()) => Stats::add(&stats.fanned_out, n),
-            // Not forwarded: the batch stays in flight and comes back on restart.
-            Err(QueueError::ShuttingDown) => break,
-            Err(e) => return Err(BrokerError::Queue(e)),
-        }
+        // Not committed (stopping): the batch stays in flight and comes back on restart.
+        let n = out.commit()?;
+        Stats::add(&self.stats.fanned_out, n as u64);
+        Ok(Next::Continue)
     }
-    log::info!("[{}] broker stopped", section.name);
+}
+
+/// Runs until the consume loop's shutdown is set. A batch taken is forwarded whole before the
+/// loop looks at the flag again, so nothing is left half done.
+pub fn run(settings: &BrokerSettings, consume: Consume<'_>) -> Result<(), RoleError> {
+    let name = &consume.section.name;
+    let fanout = settings.fanout.join(", ");
+    log::info!("[{name}] broker: {} -> {fanout}", settings.listento);
+    let name = name.clone();
+    let stats = consume.stats;
+    consume.run(&mut Fanout { settings, stats })?;
+    log::info!("[{name}] broker stopped");
     Ok(())
 }

@@ -4,36 +4,63 @@
 //! of the last batch but never lose one. The file is reopened when logrotate has moved it away
 //! (checked at most once a second) or on SIGHUP.
 
-use crate::config::{FileLogFormat, FileLogSettings, Section};
-use crate::queue::{Consumer, Message, QueueError};
-use crate::roles::notify::Notifier;
-use crate::util::shutdown::Shutdown;
+use crate::config::keys::{declare_keys, Default as D, Kind as K, ProgramDefaults, Scope};
+use crate::config::read::Reader;
+use crate::queue::Message;
+use crate::roles::consume::{Batch, Consume, Handler, Next};
+use crate::roles::{RoleError, RoleName};
 use crate::util::stats::Stats;
-use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[derive(Debug)]
-pub enum FileLogError {
-    Queue(QueueError),
-    Io(String),
+const SCOPE: Scope = Scope::Only(RoleName::FileLog);
+
+declare_keys! { KEYS {
+    LISTENTO = "listento", SCOPE, K::Queue, D::Required("a queue name such as `loglines`"), "queue to take messages from";
+    LOGFILE = "logfile", SCOPE, K::Path, D::Required("the file to append log lines to, e.g. `logs/articles.log`"), "file the log lines are appended to";
+    FORMAT = "format", SCOPE, K::Choice(&["line", "json"]), D::Text("line"), "`line` (the raw log line) or `json` (the whole message)";
+} }
+
+/// One process: two appending to one file would interleave their batches. Started early, so
+/// that the queues it reads are drained from the start.
+pub const DEFAULTS: ProgramDefaults = ProgramDefaults {
+    numprocs: 1,
+    numprocs_in_worker_section: 1,
+    priority: 100,
+    batch_size: 500,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileLogFormat {
+    /// The message's `logline` only, as the 2010 logfromqueue.py wrote it.
+    Line,
+    /// The whole message JSON, one per line.
+    Json,
 }
 
-impl fmt::Display for FileLogError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FileLogError::Queue(e) => write!(f, "{e}; check that the queue server is running"),
-            FileLogError::Io(m) => f.write_str(m),
-        }
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileLogSettings {
+    pub listento: String,
+    pub logfile: PathBuf,
+    pub format: FileLogFormat,
+}
+
+/// Reads and checks a file logger section's own keys.
+pub fn read(r: &mut Reader<'_>) -> FileLogSettings {
+    FileLogSettings {
+        listento: r.queue(&LISTENTO).unwrap_or_default(),
+        logfile: r.required_path(&LOGFILE).unwrap_or_default(),
+        format: match r.choice(&FORMAT).as_str() {
+            "json" => FileLogFormat::Json,
+            _ => FileLogFormat::Line,
+        },
     }
 }
-
-impl std::error::Error for FileLogError {}
 
 /// The open log file and the identity it had when opened.
 struct Output {
@@ -42,10 +69,10 @@ struct Output {
     checked: Instant,
 }
 
-fn open(path: &Path) -> Result<Output, FileLogError> {
+fn open(path: &Path) -> Result<Output, RoleError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| {
-            FileLogError::Io(format!(
+            RoleError::Io(format!(
                 "cannot create the folder {}: {e}; check `logfile` and permissions",
                 dir.display()
             ))
@@ -56,14 +83,14 @@ fn open(path: &Path) -> Result<Output, FileLogError> {
         .append(true)
         .open(path)
         .map_err(|e| {
-            FileLogError::Io(format!(
+            RoleError::Io(format!(
                 "cannot open {} for appending: {e}; check `logfile` and permissions",
                 path.display()
             ))
         })?;
     let m = file
         .metadata()
-        .map_err(|e| FileLogError::Io(format!("cannot stat {}: {e}", path.display())))?;
+        .map_err(|e| RoleError::Io(format!("cannot stat {}: {e}", path.display())))?;
     Ok(Output {
         file,
         ino: (m.dev(), m.ino()),
@@ -104,88 +131,98 @@ pub fn render(format: FileLogFormat, body: &str) -> Result<String, String> {
     }
 }
 
-/// Runs until `shutdown` is set; `hup` (set by SIGHUP) asks for the file to be reopened.
-pub fn run(
-    section: &Section,
-    settings: &FileLogSettings,
-    mut consumer: Box<dyn Consumer>,
-    shutdown: &Shutdown,
+/// Appends each batch to the file, reopening it when it was moved away or on SIGHUP.
+struct Appender<'a> {
+    section: &'a str,
+    settings: &'a FileLogSettings,
+    out: Output,
     hup: Arc<AtomicBool>,
-    notifier: &mut Notifier,
-    stats: &Stats,
-) -> Result<(), FileLogError> {
-    let path = settings.logfile.as_path();
-    let mut out = open(path)?;
-    log::info!(
-        "[{}] filelog: {} -> {}",
-        section.name,
-        settings.listento,
-        path.display()
-    );
-    let mut buf = String::new();
-    while !shutdown.is_set() {
-        let batch = match consumer.take(section.batch_size, crate::roles::broker::TAKE_WAIT) {
-            Ok(b) => b,
-            Err(QueueError::ShuttingDown) => break,
-            Err(e) => return Err(FileLogError::Queue(e)),
-        };
-        let reopen_asked = hup.swap(false, Ordering::Relaxed);
-        if reopen_asked
-            || (out.checked.elapsed() >= Duration::from_secs(1) && moved_away(path, out.ino))
-        {
-            log::info!(
-                "[{}] reopening {} ({})",
-                section.name,
-                path.display(),
-                if reopen_asked {
-                    "SIGHUP"
-                } else {
-                    "it was moved away"
-                }
-            );
-            out = open(path)?;
+    buf: String,
+    stats: &'a Stats,
+}
+
+impl Appender<'_> {
+    fn path(&self) -> &Path {
+        &self.settings.logfile
+    }
+}
+
+impl Handler for Appender<'_> {
+    fn after_take(&mut self) -> Result<(), RoleError> {
+        let reopen_asked = self.hup.swap(false, Ordering::Relaxed);
+        let moved = !reopen_asked
+            && self.out.checked.elapsed() >= Duration::from_secs(1)
+            && moved_away(self.path(), self.out.ino);
+        if reopen_asked || moved {
+            let why = if reopen_asked {
+                "SIGHUP"
+            } else {
+                "it was moved away"
+            };
+            let path = self.path().display();
+            log::info!("[{}] reopening {path} ({why})", self.section);
+            self.out = open(self.path())?;
         }
-        out.checked = Instant::now();
-        if batch.is_empty() {
-            continue;
-        }
-        buf.clear();
-        let mut done: Vec<Message> = Vec::with_capacity(batch.len());
+        self.out.checked = Instant::now();
+        Ok(())
+    }
+
+    /// Written, flushed and fsynced before the ack: a crash can repeat the lines of the last
+    /// batch but never lose one.
+    fn handle(&mut self, batch: Vec<Message>, out: &mut Batch<'_, '_>) -> Result<Next, RoleError> {
+        self.buf.clear();
         for m in batch {
-            match render(settings.format, &m.body) {
+            match render(self.settings.format, &m.body) {
                 Ok(line) => {
-                    buf.push_str(&line);
-                    buf.push('\n');
-                    done.push(m);
+                    self.buf.push_str(&line);
+                    self.buf.push('\n');
+                    out.done(m);
                 }
                 Err(why) => {
-                    let reason = format!("filelog cannot write this message: {why}");
-                    notifier.dead_letter(&settings.listento, &reason, &m.body);
-                    match consumer.dead_letter(m, &reason) {
-                        Ok(()) => Stats::add(&stats.dead, 1),
-                        Err(QueueError::ShuttingDown) => return Ok(()),
-                        Err(e) => return Err(FileLogError::Queue(e)),
-                    }
+                    out.dead_letter(m, &format!("filelog cannot write this message: {why}"))?
                 }
             }
         }
-        let n = done.len() as u64;
-        out.file
-            .write_all(buf.as_bytes())
-            .and_then(|_| out.file.sync_data())
-            .map_err(|e| {
-                FileLogError::Io(format!(
-                    "cannot write to {}: {e}; is the disk full?",
-                    path.display()
-                ))
-            })?;
-        match consumer.ack(done) {
-            Ok(()) => Stats::add(&stats.written, n),
-            Err(QueueError::ShuttingDown) => break,
-            Err(e) => return Err(FileLogError::Queue(e)),
+        if !self.buf.is_empty() {
+            self.out
+                .file
+                .write_all(self.buf.as_bytes())
+                .and_then(|_| self.out.file.sync_data())
+                .map_err(|e| {
+                    let path = self.settings.logfile.display();
+                    RoleError::Io(format!("cannot write to {path}: {e}; is the disk full?"))
+                })?;
         }
+        let n = out.commit()?;
+        Stats::add(&self.stats.written, n as u64);
+        Ok(Next::Continue)
     }
-    log::info!("[{}] filelog stopped", section.name);
+}
+
+/// Runs until the consume loop's shutdown is set; `hup` (set by SIGHUP) asks for the file to
+/// be reopened.
+pub fn run(
+    settings: &FileLogSettings,
+    hup: Arc<AtomicBool>,
+    consume: Consume<'_>,
+) -> Result<(), RoleError> {
+    let path = settings.logfile.as_path();
+    let section = consume.section.name.clone();
+    log::info!(
+        "[{section}] filelog: {} -> {}",
+        settings.listento,
+        path.display()
+    );
+    let mut appender = Appender {
+        section: &section,
+        settings,
+        out: open(path)?,
+        hup,
+        buf: String::new(),
+        stats: consume.stats,
+    };
+    consume.run(&mut appender)?;
+    log::info!("[{section}] filelog stopped");
     Ok(())
 }
 

@@ -1,5 +1,7 @@
-//! A shutdown signal shared by every role: set once by SIGTERM/SIGINT (or a test), read often,
-//! with hooks for what cannot poll a flag (a request blocked on a socket).
+//! The signals a process acts on: the shutdown signal shared by every role, set once by
+//! SIGTERM/SIGINT (or a test) and read often, with hooks for what cannot poll a flag (a request
+//! blocked on a socket); and SIGHUP, which asks a file logger to reopen its file. Every signal
+//! handler of loglines is registered here.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,6 +98,15 @@ impl Shutdown {
             std::thread::sleep((end - now).min(Duration::from_millis(100)));
         }
     }
+}
+
+/// A flag that SIGHUP sets (and the holder clears when it has acted on it): a file logger
+/// reopens its file, as logrotate's `postrotate` asks. Each caller gets a flag of its own, all
+/// set by the one signal.
+pub fn hangup_flag() -> std::io::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone())?;
+    Ok(flag)
 }
 
 #[cfg(test)]

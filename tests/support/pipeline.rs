@@ -7,7 +7,7 @@ use super::redis::RedisServer;
 use super::tracker::Tracker;
 use super::{crate_root, stop_child, temp_dir, wait_until};
 use loglines::config::{Config, Role};
-use loglines::plugin::{Outcome, Plugin, PluginSpec};
+use loglines::plugin::{Outcome, Plugin};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -462,7 +462,8 @@ pub fn plugin_verdicts(config: &Path, section: &str, log: &str) -> Vec<(String, 
     let Role::Worker(ws) = &sec.role else {
         panic!("[{section}] is not a worker section")
     };
-    let mut plugin = Plugin::load(PluginSpec::for_worker(&cfg, section).unwrap()).unwrap();
+    let mut plugin =
+        Plugin::load(loglines::roles::worker::plugin_spec(&cfg, section).unwrap()).unwrap();
     log.lines()
         .map(|line| {
             let msg =

@@ -24,8 +24,11 @@ mod inotify;
 pub(crate) mod lines;
 pub(crate) mod progress;
 pub mod push;
+pub mod settings;
 
-use crate::config::{Section, StartAt, WatchSettings};
+pub use settings::{StartAt, WatchSettings};
+
+use crate::config::Section;
 use crate::queue::{Message, Producer, QueueError};
 use crate::roles::notify::Notifier;
 use crate::util::shutdown::Shutdown;

@@ -8,46 +8,25 @@
 //! jitter capped at `pauseonfail`, so order is kept and nothing is dropped; a plugin error or a
 //! permanent rejection (other 4xx) dead-letters that one message and the worker carries on.
 //! A batch's outcome (acks plus pushes to `success_queue` / `other_queue`) is committed with one
-//! atomic forward.
+//! atomic forward by the consume loop every consuming role shares (`roles::consume`).
 
 pub mod prepare;
+pub mod settings;
 pub mod tracker;
 
-use crate::config::{Endpoint, Section, WorkerSettings};
+pub use settings::{plugin_spec, Endpoint, HttpMethod, WorkerSettings};
+
+use crate::config::Section;
 use crate::plugin::library::openurl::{openurl, query_string};
-use crate::queue::{utc_iso8601, Consumer, Message, QueueError};
-use crate::roles::notify::Notifier;
-use crate::roles::worker::tracker::{Answer, Backoff, TrackerClient};
+use crate::queue::{utc_iso8601, Message};
+use crate::roles::consume::{Batch, Consume, Handler, Next};
+use crate::roles::RoleError;
 use crate::util::shutdown::Shutdown;
 use crate::util::stats::Stats;
 use prepare::{Prepared, Preparer, Step};
-use std::fmt;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
-
-#[derive(Debug)]
-pub enum WorkerError {
-    Queue(QueueError),
-    /// The plugin thread is gone (a panic in the plugin host).
-    Plugin(String),
-}
-
-impl fmt::Display for WorkerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WorkerError::Queue(e) => write!(f, "{e}; check that the queue server is running"),
-            WorkerError::Plugin(e) => write!(f, "{e}; the messages it held are still in flight and are taken again when the worker restarts"),
-        }
-    }
-}
-
-impl std::error::Error for WorkerError {}
-
-impl From<QueueError> for WorkerError {
-    fn from(e: QueueError) -> Self {
-        WorkerError::Queue(e)
-    }
-}
+use std::time::{Instant, SystemTime};
+use tracker::{Answer, Backoff, TrackerClient};
 
 /// The URL (or, in a dry run, the query) for one event. `url_ver` and `rfr_id` from the worker
 /// section fill in when the plugin does not set them, as the 2010 "OpenURL default details" did.
@@ -72,135 +51,107 @@ struct Outage {
     started: Instant,
 }
 
-/// What happened to one batch so far, committed together.
-#[derive(Default)]
-struct Pending {
-    done: Vec<Message>,
-    sent: Vec<Message>,
-    other: Vec<Message>,
-}
-
+/// A worker: the plugin thread ahead, the tracker client, and the outage state.
 struct Worker<'a> {
     section: &'a Section,
     settings: &'a WorkerSettings,
-    consumer: Box<dyn Consumer>,
+    plugin: Preparer,
     client: TrackerClient,
     backoff: Backoff,
     outage: Option<Outage>,
     shutdown: &'a Shutdown,
-    notifier: &'a mut Notifier,
     stats: &'a Stats,
 }
 
-/// Runs until `shutdown` is set. On shutdown the current batch is committed as far as it got
-/// and the rest is returned to the queue in order.
+/// Runs until the consume loop's shutdown is set. On shutdown the current batch is committed
+/// as far as it got and the rest is returned to the queue in order.
 pub fn run(
-    section: &Section,
     settings: &WorkerSettings,
-    mut plugin: Preparer,
-    consumer: Box<dyn Consumer>,
-    shutdown: &Shutdown,
-    notifier: &mut Notifier,
-    stats: &Stats,
-) -> Result<(), WorkerError> {
+    plugin: Preparer,
+    consume: Consume<'_>,
+) -> Result<(), RoleError> {
     let mut w = Worker {
-        section,
+        section: consume.section,
         settings,
-        consumer,
-        client: TrackerClient::new(settings, shutdown),
+        plugin,
+        client: TrackerClient::new(settings, consume.shutdown),
         backoff: Backoff::new(settings.pauseonfail),
         outage: None,
-        shutdown,
-        notifier,
-        stats,
+        shutdown: consume.shutdown,
+        stats: consume.stats,
     };
     log::info!(
         "[{}] worker: {} -> {} via {}",
-        section.name,
+        w.section.name,
         settings.listento,
         w.client.endpoint().unwrap_or("stdout (dry run)"),
-        plugin.display_path()
+        w.plugin.display_path()
     );
-    let result = w.run_loop(&mut plugin);
+    let result = consume.run(&mut w);
     if w.outage.is_some() {
-        stats.retrying.fetch_sub(1, Ordering::Relaxed);
+        w.stats.retrying.fetch_sub(1, Ordering::Relaxed);
     }
-    log::info!("[{}] worker stopped", section.name);
+    log::info!("[{}] worker stopped", w.section.name);
     result
 }
 
-impl Worker<'_> {
-    fn run_loop(&mut self, plugin: &mut Preparer) -> Result<(), WorkerError> {
-        while !self.shutdown.is_set() {
-            let batch = match self
-                .consumer
-                .take(self.section.batch_size, crate::roles::broker::TAKE_WAIT)
-            {
-                Ok(b) => b,
-                Err(QueueError::ShuttingDown) => return Ok(()),
-                Err(e) => return Err(e.into()),
+impl Handler for Worker<'_> {
+    fn handle(&mut self, batch: Vec<Message>, out: &mut Batch<'_, '_>) -> Result<Next, RoleError> {
+        self.plugin.submit(batch).map_err(RoleError::Plugin)?;
+        while let Some(prepared) = self.plugin.next_result() {
+            let prepared = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    // What was sent is acked, so a restart does not send it again.
+                    out.commit()?;
+                    return Err(RoleError::Plugin(e));
+                }
             };
-            if batch.is_empty() {
-                continue;
+            // Stopping: what the plugin made of the rest no longer matters (it may even
+            // come from an `http_get` the stop cut short); it all goes back in order.
+            if self.shutdown.is_set() {
+                return self.give_back(prepared.msg, out);
             }
-            plugin.submit(batch).map_err(WorkerError::Plugin)?;
-            let mut pending = Pending::default();
-            while let Some(prepared) = plugin.next_result() {
-                let prepared = match prepared {
-                    Ok(p) => p,
-                    Err(e) => {
-                        // What was sent is acked, so a restart does not send it again.
-                        self.commit(pending)?;
-                        return Err(WorkerError::Plugin(e));
-                    }
-                };
-                // Stopping: what the plugin made of the rest no longer matters (it may even
-                // come from an `http_get` the stop cut short); it all goes back in order.
-                if self.shutdown.is_set() {
-                    self.give_back(plugin, prepared.msg, &mut pending)?;
-                    return Ok(());
-                }
-                if !self.handle(plugin, prepared, &mut pending)? {
-                    return Ok(());
-                }
+            if self.handle_one(prepared, out)? == Next::Stop {
+                return Ok(Next::Stop);
             }
-            self.commit(pending)?;
         }
-        Ok(())
+        Ok(Next::Continue)
     }
+}
 
-    /// Handles one message. Returns false when the worker is stopping: the batch has then been
-    /// committed as far as it got and the rest requeued in order.
-    fn handle(
+impl Worker<'_> {
+    /// Handles one message. [`Next::Stop`] when the worker is stopping: the batch has then
+    /// been committed as far as it got and the rest requeued in order.
+    fn handle_one(
         &mut self,
-        plugin: &mut Preparer,
         prepared: Prepared,
-        pending: &mut Pending,
-    ) -> Result<bool, WorkerError> {
+        out: &mut Batch<'_, '_>,
+    ) -> Result<Next, RoleError> {
         let Prepared { msg, step } = prepared;
         let url = match step {
             Step::PluginError(e) => {
-                self.dead_letter(msg, &format!("plugin error: {e}"))?;
-                return Ok(true);
+                out.dead_letter(msg, &format!("plugin error: {e}"))?;
+                return Ok(Next::Continue);
             }
             Step::NotEligible => {
                 Stats::add(&self.stats.not_eligible, 1);
-                if self.settings.other_queue.is_some() {
-                    pending.other.push(msg.derive(msg.body.clone()));
+                if let Some(q) = &self.settings.other_queue {
+                    out.forward(q, msg.derive(msg.body.clone()));
                 }
-                pending.done.push(msg);
-                return Ok(true);
+                out.done(msg);
+                return Ok(Next::Continue);
             }
             Step::Send(url) => url,
-            // Skipping happens on a stop (caught before `handle`, unless it came just now) or
-            // inside `drain`. Outside a stop it would be a bug: the message goes back to the
+            // Skipping happens on a stop (caught before `handle_one`, unless it came just now)
+            // or inside `drain`. Outside a stop it would be a bug: the message goes back to the
             // queue unlooked at, and the worker stops with an error rather than carry on.
             Step::Skipped => {
-                self.give_back(plugin, msg, pending)?;
+                self.give_back(msg, out)?;
                 if self.shutdown.is_set() {
-                    return Ok(false);
+                    return Ok(Next::Stop);
                 }
-                return Err(WorkerError::Plugin(
+                return Err(RoleError::Plugin(
                     "the plugin thread returned a message unprocessed outside a stop; it and the rest of its batch are back in the queue".into(),
                 ));
             }
@@ -208,28 +159,39 @@ impl Worker<'_> {
         if self.settings.debug {
             log::info!("[{}] {url}", self.section.name);
         }
+        self.deliver(msg, &url, out)
+    }
+
+    /// Sends one event until the tracker takes or rejects it, retrying in place (order is
+    /// kept, nothing dropped) while it cannot take it now.
+    fn deliver(
+        &mut self,
+        msg: Message,
+        url: &str,
+        out: &mut Batch<'_, '_>,
+    ) -> Result<Next, RoleError> {
         loop {
             // Stopping: nothing new is sent; this message and the rest go back in order.
             if self.shutdown.is_set() {
-                return self.give_back(plugin, msg, pending);
+                return self.give_back(msg, out);
             }
-            match self.client.send(&url) {
+            match self.client.send(url) {
                 Answer::Accepted => {
                     self.tracker_ok();
                     Stats::add(&self.stats.sent, 1);
-                    if self.settings.success_queue.is_some() {
-                        pending.sent.push(msg.derive(msg.body.clone()));
+                    if let Some(q) = &self.settings.success_queue {
+                        out.forward(q, msg.derive(msg.body.clone()));
                     }
-                    pending.done.push(msg);
-                    return Ok(true);
+                    out.done(msg);
+                    return Ok(Next::Continue);
                 }
                 Answer::Rejected { status, body } => {
                     self.tracker_ok();
                     let reason = format!(
                         "the tracker rejected the event with status {status}: {body:?}; url: {url}"
                     );
-                    self.dead_letter(msg, &reason)?;
-                    return Ok(true);
+                    out.dead_letter(msg, &reason)?;
+                    return Ok(Next::Continue);
                 }
                 Answer::Retry(why) => {
                     // A stop cuts a request still unanswered after STOP_GRACE (or a connection
@@ -237,12 +199,12 @@ impl Worker<'_> {
                     // the tracker may have counted it already (a duplicate of the kind a crash
                     // leaves).
                     if self.shutdown.is_set() {
-                        return self.give_back(plugin, msg, pending);
+                        return self.give_back(msg, out);
                     }
-                    self.tracker_failed(&why);
+                    self.tracker_failed(&why, out);
                     let delay = self.backoff.next_delay();
-                    if self.wait(delay)? {
-                        return self.give_back(plugin, msg, pending);
+                    if out.wait(delay) {
+                        return self.give_back(msg, out);
                     }
                 }
             }
@@ -250,27 +212,15 @@ impl Worker<'_> {
     }
 
     /// On stop: commits what is done, and returns `msg` and the rest of the batch (taken back
-    /// from the plugin thread, unprocessed) to the queue in order. Always false ("stopping").
-    fn give_back(
-        &mut self,
-        plugin: &mut Preparer,
-        msg: Message,
-        pending: &mut Pending,
-    ) -> Result<bool, WorkerError> {
+    /// from the plugin thread, unprocessed) to the queue in order.
+    fn give_back(&mut self, msg: Message, out: &mut Batch<'_, '_>) -> Result<Next, RoleError> {
         // What was sent is acked first, whatever happens to the rest.
-        self.commit(std::mem::take(pending))?;
+        out.commit()?;
+        let rest = self.plugin.drain().map_err(RoleError::Plugin)?;
         let mut back = vec![msg];
-        back.extend(
-            plugin
-                .drain()
-                .map_err(WorkerError::Plugin)?
-                .into_iter()
-                .map(|p| p.msg),
-        );
-        match self.consumer.requeue(back) {
-            Ok(()) | Err(QueueError::ShuttingDown) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        back.extend(rest.into_iter().map(|p| p.msg));
+        out.give_back(back)?;
+        Ok(Next::Stop)
     }
 
     fn tracker_ok(&mut self) {
@@ -286,7 +236,7 @@ impl Worker<'_> {
         }
     }
 
-    fn tracker_failed(&mut self, why: &str) {
+    fn tracker_failed(&mut self, why: &str, out: &mut Batch<'_, '_>) {
         let since = match &self.outage {
             Some(o) => o.since,
             None => {
@@ -305,62 +255,6 @@ impl Worker<'_> {
                 now
             }
         };
-        self.notifier.tracker_down(since, why);
-    }
-
-    /// Waits `d`, keeping this consumer's heartbeat fresh so its in-flight messages are not
-    /// handed to another consumer. Returns true if shutdown was requested.
-    fn wait(&mut self, d: Duration) -> Result<bool, WorkerError> {
-        let end = Instant::now() + d;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            if self.shutdown.sleep(left.min(Duration::from_secs(2))) {
-                return Ok(true);
-            }
-            match self.consumer.heartbeat() {
-                Ok(()) => {}
-                Err(QueueError::ShuttingDown) => return Ok(true),
-                Err(e) => log::warn!("[{}] heartbeat failed: {e}", self.section.name),
-            }
-            if Instant::now() >= end {
-                return Ok(false);
-            }
-        }
-    }
-
-    fn dead_letter(&mut self, msg: Message, reason: &str) -> Result<(), WorkerError> {
-        log::warn!("[{}] dead-lettered a message: {reason}", self.section.name);
-        self.notifier
-            .dead_letter(&self.settings.listento, reason, &msg.body);
-        match self.consumer.dead_letter(msg, reason) {
-            Ok(()) => {
-                Stats::add(&self.stats.dead, 1);
-                Ok(())
-            }
-            Err(QueueError::ShuttingDown) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    fn commit(&mut self, p: Pending) -> Result<(), WorkerError> {
-        if p.done.is_empty() {
-            return Ok(());
-        }
-        let mut out = Vec::new();
-        if let (Some(q), false) = (&self.settings.success_queue, p.sent.is_empty()) {
-            out.push((q.clone(), p.sent));
-        }
-        if let (Some(q), false) = (&self.settings.other_queue, p.other.is_empty()) {
-            out.push((q.clone(), p.other));
-        }
-        let r = if out.is_empty() {
-            self.consumer.ack(p.done)
-        } else {
-            self.consumer.forward(p.done, out)
-        };
-        match r {
-            Ok(()) | Err(QueueError::ShuttingDown) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        out.notifier().tracker_down(since, why);
     }
 }
