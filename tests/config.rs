@@ -617,7 +617,12 @@ fn every_key_is_documented_with_its_default() {
         };
         let body = &doc[start + 4..];
         let body = &body[..body.find("\n## ").unwrap_or(body.len())];
-        let row = format!("| `{}` | {} | {} |", key.name, key.default_text(), key.meaning);
+        let row = format!(
+            "| `{}` | {} | {} |",
+            key.name,
+            key.default_text(),
+            key.meaning
+        );
         if !body.lines().any(|l| l == row) {
             wrong.push(format!("under `## {heading}`, the row\n  {row}"));
         }

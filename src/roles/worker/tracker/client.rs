@@ -1,0 +1,117 @@
+//! One worker's connection to the tracker: a keep-alive ureq agent over our own transport, the
+//! request (or, in a dry run, the printed URL) for one event, `ratelimit`, and a stop that cuts
+//! a request still unanswered after [`STOP_GRACE`].
+
+use super::resolver::{CachingResolver, Forget};
+use super::{classify, transport, Answer, RESOLVE_TTL, STOP_GRACE};
+use crate::roles::worker::{Endpoint, HttpMethod, WorkerSettings};
+use crate::util::shutdown::Shutdown;
+use std::io::Write;
+use std::time::{Duration, Instant};
+use ureq::unversioned::resolver::DefaultResolver;
+
+/// One worker's connection to the tracker.
+pub struct TrackerClient {
+    agent: ureq::Agent,
+    resolved: Forget,
+    endpoint: Endpoint,
+    method: HttpMethod,
+    success: u16,
+    ratelimit: Duration,
+    last_request: Option<Instant>,
+    stop: Shutdown,
+}
+
+impl TrackerClient {
+    /// A client whose requests fail at once when `shutdown` is triggered, rather than waiting
+    /// out `timeout` on a tracker that does not answer.
+    pub fn new(w: &WorkerSettings, shutdown: &Shutdown) -> Self {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(w.timeout))
+            .timeout_connect(Some(w.connect_timeout))
+            .http_status_as_error(false)
+            .user_agent(concat!("loglines/", env!("CARGO_PKG_VERSION")))
+            .proxy(crate::util::proxy::from_env())
+            .build();
+        let resolver = CachingResolver::new(DefaultResolver::default(), RESOLVE_TTL);
+        let resolved = resolver.forgetter();
+        let agent =
+            ureq::Agent::with_parts(config, transport::connector(shutdown.clone()), resolver);
+        let (closing, closing_now) = (agent.clone(), agent.clone());
+        shutdown.on_trigger(move || {
+            // A request the tracker is answering normally is given STOP_GRACE to finish: cut,
+            // it would be sent again after the restart although the tracker counted it. One
+            // that is still waiting then is cut, so the worker stops well within supervisord's
+            // stopwaitsecs (10 s) whatever `timeout` is.
+            let cut = move || {
+                std::thread::sleep(STOP_GRACE);
+                closing.shutdown();
+            };
+            if let Err(e) = std::thread::Builder::new()
+                .name("tracker stop".into())
+                .spawn(cut)
+            {
+                log::warn!("cannot start a thread to wait {STOP_GRACE:?} for the request in progress ({e}); ending it now");
+                closing_now.shutdown();
+            }
+        });
+        TrackerClient {
+            agent,
+            resolved,
+            endpoint: w.endpoint.clone(),
+            method: w.method,
+            success: w.success,
+            ratelimit: w.ratelimit,
+            last_request: None,
+            stop: shutdown.clone(),
+        }
+    }
+
+    pub fn endpoint(&self) -> Option<&str> {
+        match &self.endpoint {
+            Endpoint::Url(u) => Some(u),
+            Endpoint::DryRun => None,
+        }
+    }
+
+    /// Sends one request (honouring `ratelimit`), or prints it in a dry run.
+    pub fn send(&mut self, url: &str) -> Answer {
+        if self.endpoint().is_none() {
+            let mut out = std::io::stdout().lock();
+            return match writeln!(out, "{url}") {
+                Ok(()) => Answer::Accepted,
+                Err(e) => Answer::Retry(format!("cannot print the URL: {e}")),
+            };
+        }
+        if let Some(last) = self.last_request {
+            let since = last.elapsed();
+            // `ratelimit` may be long (up to an hour): a stop ends the wait, and then nothing
+            // is sent.
+            if since < self.ratelimit && self.stop.sleep(self.ratelimit - since) {
+                return Answer::Retry("the worker is stopping".into());
+            }
+        }
+        self.last_request = Some(Instant::now());
+        let result = match self.method {
+            HttpMethod::Get => self.agent.get(url).call(),
+            HttpMethod::Head => self.agent.head(url).call(),
+        };
+        match result {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                // Read the body (small, bounded) so the connection can be reused.
+                let body = resp
+                    .body_mut()
+                    .with_config()
+                    .limit(64 * 1024)
+                    .read_to_string()
+                    .unwrap_or_default();
+                classify(status, self.success, &body)
+            }
+            Err(e) => {
+                self.resolved.forget();
+                Answer::Retry(format!("cannot reach the tracker: {e}"))
+            }
+        }
+    }
+}
