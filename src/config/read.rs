@@ -239,9 +239,9 @@ impl Reader<'_> {
     }
 }
 
-/// ConfigParser's getboolean words.
-pub(crate) fn parse_bool(text: &str) -> Option<bool> {
-    match text.to_ascii_lowercase().as_str() {
+/// ConfigParser's getboolean words (for this file's keys and a plugin's `c:getboolean`).
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
         "1" | "yes" | "true" | "on" => Some(true),
         "0" | "no" | "false" | "off" => Some(false),
         _ => None,

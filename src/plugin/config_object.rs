@@ -8,6 +8,7 @@
 //! 1/yes/true/on and 0/no/false/off in any case. Values are returned as written, without
 //! ConfigParser's `%(name)s` interpolation, which loglines.cfg never used.
 
+use crate::config::read::parse_bool;
 use crate::config::RawIni;
 use mlua::{Lua, MultiValue, UserData, UserDataMethods, Value};
 use std::sync::Arc;
@@ -92,15 +93,6 @@ impl ConfigObject {
     }
 }
 
-/// ConfigParser's boolean words.
-pub fn parse_boolean(v: &str) -> Option<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "yes" | "true" | "on" => Some(true),
-        "0" | "no" | "false" | "off" => Some(false),
-        _ => None,
-    }
-}
-
 impl UserData for ConfigObject {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         m.add_method("get", |lua, this, args: MultiValue| {
@@ -143,7 +135,7 @@ impl UserData for ConfigObject {
         m.add_method("getboolean", |_, this, args: MultiValue| {
             let a = get_args("getboolean", args)?;
             match this.lookup("getboolean", &a)? {
-                Ok(v) => parse_boolean(&v).map(Value::Boolean).ok_or_else(|| {
+                Ok(v) => parse_bool(&v).map(Value::Boolean).ok_or_else(|| {
                     mlua::Error::runtime(format!(
                         "c:getboolean: [{}] {} = `{v}` is not a boolean; write true/false, yes/no, on/off or 1/0",
                         a.section, a.key

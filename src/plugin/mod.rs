@@ -231,6 +231,9 @@ fn stamp(path: &Path) -> Stamp {
 /// How often [`Plugin::reload_if_changed`] looks at the disk, at most.
 const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The files a plugin is made of, each with the stamp it had when read.
+type Files = Rc<RefCell<Vec<(PathBuf, Stamp)>>>;
+
 /// A loaded plugin: one Lua VM with its hooks.
 pub struct Plugin {
     spec: PluginSpec,
@@ -244,7 +247,7 @@ pub struct Plugin {
     section: mlua::String,
     budget: Rc<Budget>,
     /// Every file the plugin consists of (itself and what it required), with its stamp at load.
-    files: Rc<RefCell<Vec<(PathBuf, Stamp)>>>,
+    files: Files,
     last_check: Instant,
 }
 
@@ -272,6 +275,67 @@ fn display_path(path: &Path, config: &RawIni) -> String {
     path.display().to_string()
 }
 
+/// A failure to set up the VM: not the plugin's fault, but shown the same way.
+fn setup_error(e: mlua::Error) -> PluginError {
+    PluginError::Setup(sandbox::error_message(&e))
+}
+
+fn missing_hook(display: &str, hook: &'static str) -> PluginError {
+    PluginError::MissingHook {
+        plugin: display.to_string(),
+        hook,
+    }
+}
+
+/// A sandboxed VM with the `loglines` library installed, and its instruction budget.
+fn new_vm(spec: &PluginSpec, name: &str) -> Result<(Lua, Rc<Budget>), PluginError> {
+    let robots = robots_for(spec)?;
+    let (lua, budget) = sandbox::new_vm(spec.limits.memory_mb, spec.limits.max_instructions)
+        .map_err(setup_error)?;
+    let ctx = library::LibraryContext {
+        name: name.to_string(),
+        robots,
+        stop: spec.stop.clone(),
+    };
+    library::install(&lua, ctx).map_err(setup_error)?;
+    Ok((lua, budget))
+}
+
+/// Installs `require` for modules beside the plugin, and returns the list of files the plugin
+/// is made of (the plugin, then every module it requires), each with the stamp it was read
+/// with, so that a change to any of them reloads the plugin.
+fn install_require(lua: &Lua, spec: &PluginSpec, display: &str) -> Result<Files, PluginError> {
+    let files = Rc::new(RefCell::new(vec![(spec.path.clone(), stamp(&spec.path))]));
+    let dir = spec
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let display_dir = Path::new(display)
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let seen = files.clone();
+    let record = Rc::new(move |p: &Path| seen.borrow_mut().push((p.to_path_buf(), stamp(p))));
+    sandbox::install_require(lua, &dir, &display_dir, record).map_err(setup_error)?;
+    Ok(files)
+}
+
+/// The hooks `parseline`, `get_openurl_params` and `init`, each None when the plugin does not
+/// define it; an error when a global of that name is not a function.
+fn hooks(lua: &Lua, display: &str) -> Result<[Option<Function>; 3], PluginError> {
+    let g = lua.globals();
+    let hook = |name: &'static str| match g.get::<Value>(name).map_err(setup_error)? {
+        Value::Function(f) => Ok(Some(f)),
+        Value::Nil => Ok(None),
+        _ => Err(missing_hook(display, name)),
+    };
+    Ok([
+        hook("parseline")?,
+        hook("get_openurl_params")?,
+        hook("init")?,
+    ])
+}
 /// The robots list for a spec; the bundled one is compiled once per process.
 fn robots_for(spec: &PluginSpec) -> Result<Arc<Robots>, PluginError> {
     match &spec.robots_list {
@@ -290,45 +354,14 @@ impl Plugin {
             path: spec.path.clone(),
             source,
         })?;
-        let robots = robots_for(&spec)?;
         let display = display_path(&spec.path, &spec.config);
         let name = spec
             .path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "plugin".to_string());
-        let setup = |e: mlua::Error| PluginError::Setup(sandbox::error_message(&e));
-
-        let (lua, budget) =
-            sandbox::new_vm(spec.limits.memory_mb, spec.limits.max_instructions).map_err(setup)?;
-        library::install(
-            &lua,
-            library::LibraryContext {
-                name: name.clone(),
-                robots,
-                stop: spec.stop.clone(),
-            },
-        )
-        .map_err(setup)?;
-
-        let files = Rc::new(RefCell::new(vec![(spec.path.clone(), stamp(&spec.path))]));
-        let dir = spec
-            .path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let display_dir = Path::new(&display)
-            .parent()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        let seen = files.clone();
-        sandbox::install_require(
-            &lua,
-            &dir,
-            &display_dir,
-            Rc::new(move |p: &Path| seen.borrow_mut().push((p.to_path_buf(), stamp(p)))),
-        )
-        .map_err(setup)?;
+        let (lua, budget) = new_vm(&spec, &name)?;
+        let files = install_require(&lua, &spec, &display)?;
 
         let chunk = lua
             .load(&src[..])
@@ -343,37 +376,23 @@ impl Plugin {
             .call::<()>(())
             .map_err(|e| classify(&e, Stage::Load, &display, &budget, spec.limits))?;
 
-        let g = lua.globals();
-        let hook = |name: &'static str| -> Result<Option<Function>, PluginError> {
-            match g.get::<Value>(name).map_err(setup)? {
-                Value::Function(f) => Ok(Some(f)),
-                Value::Nil => Ok(None),
-                _ => Err(PluginError::MissingHook {
-                    plugin: display.clone(),
-                    hook: name,
-                }),
-            }
+        let [parseline, get_params, init] = hooks(&lua, &display)?;
+        let (parseline, get_params) = match (parseline, get_params) {
+            (Some(p), Some(g)) => (p, g),
+            (None, _) => return Err(missing_hook(&display, "parseline")),
+            (_, None) => return Err(missing_hook(&display, "get_openurl_params")),
         };
-        let missing = |hook| PluginError::MissingHook {
-            plugin: display.clone(),
-            hook,
-        };
-        let parseline = hook("parseline")?.ok_or_else(|| missing("parseline"))?;
-        let get_params =
-            hook("get_openurl_params")?.ok_or_else(|| missing("get_openurl_params"))?;
-        let init = hook("init")?;
-
         let c = lua
             .create_userdata(ConfigObject::new(spec.config.clone()))
-            .map_err(setup)?;
-        let section = lua.create_string(&spec.worker_section).map_err(setup)?;
+            .map_err(setup_error)?;
+        let section = lua
+            .create_string(&spec.worker_section)
+            .map_err(setup_error)?;
         if let Some(init) = init {
             budget.reset();
             init.call::<()>((&c, &section))
                 .map_err(|e| classify(&e, Stage::Init, &display, &budget, spec.limits))?;
         }
-        drop(g);
-
         Ok(Plugin {
             spec,
             display,
