@@ -1,13 +1,24 @@
-//! The raw INI file as written: sections, keys and values with their line numbers.
+//! The one INI reader: sections, keys and values with their line numbers, by the rules of
+//! Python 3's ConfigParser, which read the 2010 tool's files and reads supervisord's.
 //!
-//! rust-ini does the parsing (with backslash escapes and quote handling turned off, so Windows
-//! paths and regexes survive as written), but it does not report line numbers and it silently
-//! merges duplicate sections. A small line scanner runs first: it rejects lines that are neither
-//! blank, a comment, a section header, a `key = value` / `key: value` pair nor an indented
-//! continuation, records where every section and key stands, and finds duplicates, so that every
-//! later message can say `FILE:LINE [section] key`.
+//! One pass over the lines gives every key, value and line number, so that every later message
+//! can say `FILE:LINE [section] key`. The rules (docs/configuration.md, "Syntax", says them for
+//! administrators): a line whose first non-blank character is `#` or `;` is a comment, however
+//! far it is indented, and neither ends a value nor adds to it; a line indented deeper than the
+//! key above continues that key's value; an empty line inside a value is kept if the value goes
+//! on after it; the first `=` or `:` splits key from value; keys are lower-cased, values
+//! trimmed; a section or key written twice is an error. supervisord's dialect adds comments at
+//! the end of a line (`;` or `#` after white space).
+//!
+//! Why not the rust-ini crate, which this project started with: it reports no line numbers
+//! (they had to come from a second scanner, matched to its values by position), it merges a
+//! section written twice without a word, and its continuation lines take an indented comment
+//! as part of the value, while ConfigParser skips it: the two passes disagreed, and
+//! `servicename = repo.example.ac.uk` followed by an indented `# the repository's name` was
+//! sent to the tracker with the comment in it. No combination of its options gives
+//! ConfigParser's rules, so loglines reads the file itself, once.
 
-use crate::config::diag::Diagnostic;
+use super::diag::Diagnostic;
 use std::path::{Path, PathBuf};
 
 /// One `key = value` line (plus its continuation lines). Keys are lower-cased, as Python's
@@ -91,175 +102,270 @@ impl RawIni {
     }
 }
 
-/// What one physical line is, as the scanner sees it.
-enum LineKind<'a> {
-    Blank,
-    Header(&'a str),
-    Pair(&'a str),
-    Continuation,
-    Bad(&'static str),
+/// Which INI rules apply beyond ConfigParser's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// loglines.cfg: no comments after a value, so `#` and `;` in a value are kept (URLs,
+    /// regexes).
+    Loglines,
+    /// supervisord's files: `;` or `#` after white space (or at the start) starts a comment.
+    Supervisord,
 }
 
-fn classify(line: &str) -> LineKind<'_> {
-    let trimmed = line.trim();
-    if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
-        return LineKind::Blank;
-    }
-    if line.starts_with([' ', '\t']) {
-        return LineKind::Continuation;
-    }
-    if let Some(rest) = trimmed.strip_prefix('[') {
-        return match rest.strip_suffix(']') {
-            Some(name) if !name.trim().is_empty() => LineKind::Header(name.trim()),
-            Some(_) => LineKind::Bad("empty section name; expected `[name]`"),
-            None => LineKind::Bad("section header without closing `]`; expected `[name]`"),
-        };
-    }
-    match trimmed.find(['=', ':']) {
-        Some(0) => LineKind::Bad("a value without a key; expected `key = value`"),
-        Some(pos) => LineKind::Pair(trimmed[..pos].trim()),
-        None => LineKind::Bad(
-            "not a `key = value` line, a `[section]` header or a comment; expected `key = value`",
-        ),
-    }
-}
-
-/// The (lower-cased key, line) pairs of one section occurrence.
-type KeyLines = Vec<(String, usize)>;
-
-/// Parses INI text. Returns the model, or every problem found when there is any error.
+/// Parses a loglines.cfg. Returns the model, or every problem found when there is any.
 pub fn parse(path: &Path, text: &str) -> Result<RawIni, Vec<Diagnostic>> {
-    let mut problems = Vec::new();
     if text.trim().is_empty() {
-        problems.push(Diagnostic::error(
+        return Err(vec![Diagnostic::error(
             path,
             None,
             "the file is empty; expected sections such as [redis], [logger_logfilewatcher] and [worker_pirus2] (see the example loglines.cfg)",
-        ));
-        return Err(problems);
+        )]);
     }
-
-    // Pass 1: positions: each section's name, header line, and (key, line) pairs in file order.
-    let mut sections: Vec<(String, usize, KeyLines)> = Vec::new();
-    let mut after_pair = false;
-    for (idx, line) in text.lines().enumerate() {
-        let lineno = idx + 1;
-        match classify(line) {
-            LineKind::Blank => {}
-            LineKind::Continuation if after_pair => {}
-            LineKind::Continuation => problems.push(Diagnostic::error(
-                path,
-                Some(lineno),
-                "an indented line that continues nothing; remove the indentation or the line",
-            )),
-            LineKind::Header(name) => {
-                after_pair = false;
-                if let Some((_, first, _)) = sections.iter().find(|(n, _, _)| n == name) {
-                    problems.push(
-                        Diagnostic::error(
-                            path,
-                            Some(lineno),
-                            format!("duplicate section, first defined at line {first}; merge the two into one"),
-                        )
-                        .in_section(name),
-                    );
-                }
-                sections.push((name.to_string(), lineno, Vec::new()));
-            }
-            LineKind::Pair(key) => {
-                let key = key.to_ascii_lowercase();
-                match sections.last_mut() {
-                    None => problems.push(
-                        Diagnostic::error(
-                            path,
-                            Some(lineno),
-                            "a key outside any section; put it under a `[section]` header",
-                        )
-                        .at_key(&key),
-                    ),
-                    Some((name, _, keys)) => {
-                        if let Some((_, first)) = keys.iter().find(|(k, _)| *k == key) {
-                            problems.push(
-                                Diagnostic::error(
-                                    path,
-                                    Some(lineno),
-                                    format!("duplicate key, first set at line {first}; keep one of the two"),
-                                )
-                                .in_section(name)
-                                .at_key(&key),
-                            );
-                        }
-                        keys.push((key, lineno));
-                    }
-                }
-                after_pair = true;
-            }
-            LineKind::Bad(why) => {
-                after_pair = false;
-                problems.push(Diagnostic::error(path, Some(lineno), why));
-            }
-        }
-    }
-    if sections.is_empty() && problems.is_empty() {
-        problems.push(Diagnostic::error(
+    let ini = parse_dialect(path, text, Dialect::Loglines)?;
+    if ini.sections.is_empty() {
+        return Err(vec![Diagnostic::error(
             path,
             None,
             "the file is empty (only comments); expected sections such as [redis], [logger_logfilewatcher] and [worker_pirus2] (see the example loglines.cfg)",
-        ));
+        )]);
     }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
+    Ok(ini)
+}
 
-    // Pass 2: values, from rust-ini. Its properties come in file order, duplicate sections
-    // merged, so walking them in step with pass 1 pairs every value with its line.
-    let opt = ini::ParseOption {
-        enabled_quote: false,
-        enabled_escape: false,
-        enabled_indented_mutiline_value: true,
-        ..Default::default()
-    };
-    let parsed = ini::Ini::load_from_str_opt(text, opt).map_err(|e| {
-        vec![Diagnostic::error(
-            path,
-            Some(e.line),
-            format!("cannot parse: {}", e.msg),
-        )]
-    })?;
-    let mut out = RawIni {
-        path: path.to_path_buf(),
+/// Parses INI text by ConfigParser's rules in the given dialect.
+pub fn parse_dialect(path: &Path, text: &str, dialect: Dialect) -> Result<RawIni, Vec<Diagnostic>> {
+    // A byte-order mark (some Windows editors write one) is not part of the first line.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut p = Parser {
+        path,
+        dialect,
         sections: Vec::new(),
+        dropped: None,
+        current: Current::None,
+        key_indent: 0,
+        problems: Vec::new(),
     };
-    for (name, line, _) in &sections {
-        if out.section(name).is_some() {
-            continue; // a duplicate, already reported
+    for (idx, line) in text.lines().enumerate() {
+        p.line(idx + 1, line);
+    }
+    if !p.problems.is_empty() {
+        return Err(p.problems);
+    }
+    let mut sections = p.sections;
+    for s in &mut sections {
+        for e in &mut s.entries {
+            // ConfigParser joins a value's lines with newlines and trims the end.
+            e.value.truncate(e.value.trim_end().len());
         }
-        let mut values = parsed
-            .section_all(Some(name.as_str()))
-            .flat_map(|props| props.iter().map(|(_, v)| v.to_string()))
-            .collect::<Vec<_>>()
-            .into_iter();
-        // Keys of every occurrence of this section, in file order, matching rust-ini's merge.
-        let mut entries: Vec<RawEntry> = Vec::new();
-        for (_, _, ks) in sections.iter().filter(|(n, _, _)| n == name) {
-            for (key, kline) in ks {
-                let value = values.next().unwrap_or_default();
-                if entries.iter().all(|e| e.key != *key) {
-                    entries.push(RawEntry {
-                        key: key.clone(),
-                        value: value.trim().to_string(),
-                        line: *kline,
-                    });
+    }
+    Ok(RawIni {
+        path: path.to_path_buf(),
+        sections,
+    })
+}
+
+/// Where the lines being read go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Current {
+    /// Before the first section header.
+    None,
+    /// Into section `n`, after its header (no key yet).
+    Section(usize),
+    /// Into key `k` of section `n`: an indented line continues its value.
+    Key(usize, usize),
+    /// Into section `n` after a line that was refused: the lines that would continue it are
+    /// passed over, so one mistake is reported once.
+    Skip(usize),
+}
+
+struct Parser<'a> {
+    path: &'a Path,
+    dialect: Dialect,
+    sections: Vec<RawSection>,
+    /// The body of a section written twice: parsed (its lines may have problems too) but not
+    /// kept, since only the first occurrence counts.
+    dropped: Option<RawSection>,
+    current: Current,
+    /// The indentation of the last key or header line: a deeper line continues the value.
+    key_indent: usize,
+    problems: Vec<Diagnostic>,
+}
+
+impl Parser<'_> {
+    fn line(&mut self, lineno: usize, line: &str) {
+        let content = self.content(line);
+        if content.is_empty() {
+            // An empty line inside a value is kept if the value goes on after it; a comment
+            // line is neither kept nor ends the value.
+            if line.trim().is_empty() {
+                if let Some(v) = self.value_mut() {
+                    v.push('\n');
                 }
             }
+            return;
         }
-        out.sections.push(RawSection {
-            name: name.clone(),
-            line: *line,
-            entries,
-        });
+        let indent = line.chars().take_while(|c| c.is_whitespace()).count();
+        if matches!(self.current, Current::Key(..) | Current::Skip(_)) && indent > self.key_indent {
+            if let Some(v) = self.value_mut() {
+                v.push('\n');
+                v.push_str(content);
+            }
+            return;
+        }
+        self.key_indent = indent;
+        match header(content) {
+            Header::Name(name) => self.header(lineno, name),
+            Header::Empty => self.refuse(lineno, "empty section name; expected `[name]`"),
+            Header::NotOne => self.pair(lineno, content),
+        }
     }
-    Ok(out)
+
+    /// Reports a line that cannot be read, and passes over what would continue it.
+    fn refuse(&mut self, lineno: usize, why: &str) {
+        self.problems
+            .push(Diagnostic::error(self.path, Some(lineno), why));
+        if let Current::Section(n) | Current::Key(n, _) = self.current {
+            self.current = Current::Skip(n);
+        }
+    }
+
+    /// The line without comment and surrounding white space.
+    fn content<'l>(&self, line: &'l str) -> &'l str {
+        let trimmed = line.trim();
+        if trimmed.starts_with(['#', ';']) {
+            return "";
+        }
+        match self.dialect {
+            Dialect::Loglines => trimmed,
+            Dialect::Supervisord => strip_inline_comment(trimmed),
+        }
+    }
+
+    fn section_mut(&mut self, n: usize) -> &mut RawSection {
+        match self.dropped.as_mut() {
+            Some(d) if n == usize::MAX => d,
+            _ => &mut self.sections[n],
+        }
+    }
+
+    fn value_mut(&mut self) -> Option<&mut String> {
+        let Current::Key(n, k) = self.current else {
+            return None;
+        };
+        Some(&mut self.section_mut(n).entries[k].value)
+    }
+
+    fn header(&mut self, lineno: usize, name: &str) {
+        if let Some(first) = self.sections.iter().find(|s| s.name == name) {
+            let first = first.line;
+            self.problems.push(
+                Diagnostic::error(
+                    self.path,
+                    Some(lineno),
+                    format!(
+                        "duplicate section, first defined at line {first}; merge the two into one"
+                    ),
+                )
+                .in_section(name),
+            );
+            self.dropped = Some(RawSection {
+                name: name.to_string(),
+                line: lineno,
+                entries: Vec::new(),
+            });
+            self.current = Current::Section(usize::MAX);
+            return;
+        }
+        self.sections.push(RawSection {
+            name: name.to_string(),
+            line: lineno,
+            entries: Vec::new(),
+        });
+        self.current = Current::Section(self.sections.len() - 1);
+    }
+
+    fn pair(&mut self, lineno: usize, content: &str) {
+        let n = match self.current {
+            Current::None => {
+                let problem = match content.find(['=', ':']) {
+                    Some(i) => Diagnostic::error(self.path, Some(lineno), "a key outside any section; put it under a `[section]` header")
+                        .at_key(&content[..i].trim().to_ascii_lowercase()),
+                    None => Diagnostic::error(self.path, Some(lineno), "not a `[section]` header, a `key = value` line or a comment; the file must start with a `[section]` header"),
+                };
+                self.problems.push(problem);
+                return;
+            }
+            Current::Section(n) | Current::Key(n, _) | Current::Skip(n) => n,
+        };
+        let Some(i) = content.find(['=', ':']) else {
+            let why = if content.starts_with('[') {
+                "section header without closing `]`; expected `[name]`"
+            } else {
+                "not a `key = value` line, a `[section]` header or a comment; expected `key = value`"
+            };
+            return self.refuse(lineno, why);
+        };
+        let key = content[..i].trim().to_lowercase();
+        if key.is_empty() {
+            return self.refuse(lineno, "a value without a key; expected `key = value`");
+        }
+        let value = content[i + 1..].trim().to_string();
+        let path = self.path;
+        let section = self.section_mut(n);
+        if let Some(first) = section.entry(&key) {
+            let problem = Diagnostic::error(
+                path,
+                Some(lineno),
+                format!(
+                    "duplicate key, first set at line {}; keep one of the two",
+                    first.line
+                ),
+            );
+            let problem = problem.in_section(&section.name).at_key(&key);
+            self.problems.push(problem);
+            self.current = Current::Skip(n);
+            return;
+        }
+        section.entries.push(RawEntry {
+            key,
+            value,
+            line: lineno,
+        });
+        self.current = Current::Key(n, section.entries.len() - 1);
+    }
+}
+
+/// What a line is, as a section header.
+enum Header<'a> {
+    /// `[name]`: the name as ConfigParser takes it, everything between the first `[` and the
+    /// last `]`, spaces included (what follows the `]` is ignored, as ConfigParser does).
+    Name(&'a str),
+    /// `[]`
+    Empty,
+    /// Not a header (a key line, or a `[` without `]`).
+    NotOne,
+}
+
+fn header(content: &str) -> Header<'_> {
+    let Some(inner) = content.strip_prefix('[') else {
+        return Header::NotOne;
+    };
+    match inner.rfind(']') {
+        Some(0) => Header::Empty,
+        Some(end) => Header::Name(&inner[..end]),
+        None => Header::NotOne,
+    }
+}
+
+/// supervisord's comments after a value: `;` or `#` preceded by white space.
+fn strip_inline_comment(s: &str) -> &str {
+    let b = s.as_bytes();
+    for i in 1..b.len() {
+        if (b[i] == b';' || b[i] == b'#') && b[i - 1].is_ascii_whitespace() {
+            return s[..i].trim_end();
+        }
+    }
+    s
 }
 
 #[cfg(test)]
@@ -270,8 +376,104 @@ mod tests {
         parse(Path::new("t.cfg"), text)
     }
 
+    /// The sections and values as (section, [(key, value)]) pairs.
+    fn values(text: &str) -> Vec<(String, Vec<(String, String)>)> {
+        let ini = p(text).unwrap_or_else(|e| panic!("{text:?}: {e:?}"));
+        ini.sections
+            .iter()
+            .map(|s| {
+                let kv = s.entries.iter().map(|e| (e.key.clone(), e.value.clone()));
+                (s.name.clone(), kv.collect())
+            })
+            .collect()
+    }
+
+    fn one(section: &str, kv: &[(&str, &str)]) -> Vec<(String, Vec<(String, String)>)> {
+        let kv = kv.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        vec![(section.to_string(), kv.collect())]
+    }
+
+    // The expectations below are what Python 3.11's configparser.RawConfigParser gives for
+    // the same text (checked when they were written).
+
     #[test]
-    fn values_keep_backslashes_and_keys_are_lowercased() {
+    fn an_indented_comment_is_a_comment_not_part_of_the_value() {
+        let text = "[logger_logfilewatcher]\nservicename = repo.example.ac.uk\n  # the repository's name\n";
+        assert_eq!(
+            values(text),
+            one(
+                "logger_logfilewatcher",
+                &[("servicename", "repo.example.ac.uk")]
+            )
+        );
+    }
+
+    #[test]
+    fn the_indented_comment_case_end_to_end() {
+        let text = "[logger_logfilewatcher]\ncommand = loglines watch\nlogfile = /tmp/access.log\npushto = loglines\nservicename = repo.example.ac.uk\n  # the repository's name\n";
+        let cfg = crate::config::Config::from_str(Path::new("/tmp/t.cfg"), text).unwrap();
+        let crate::roles::Role::Watch(w) = &cfg.sections[0].role else {
+            panic!("a watcher section")
+        };
+        assert_eq!(w.servicename, "repo.example.ac.uk");
+    }
+
+    #[test]
+    fn comment_lines_inside_a_value_neither_end_it_nor_join_it() {
+        let text = "[a]\nfanout = one\n  # not this\n  two\n; nor this\n  three\n";
+        assert_eq!(values(text), one("a", &[("fanout", "one\ntwo\nthree")]));
+    }
+
+    #[test]
+    fn empty_lines_inside_a_value_are_kept_trailing_ones_are_not() {
+        let text = "[a]\nx = one\n\n  two\n\ny = 3\n";
+        assert_eq!(values(text), one("a", &[("x", "one\n\ntwo"), ("y", "3")]));
+        let text = "[a]\nx = one\n\n\n[b]\ny = 2\n";
+        let mut want = one("a", &[("x", "one")]);
+        want.extend(one("b", &[("y", "2")]));
+        assert_eq!(values(text), want);
+    }
+
+    #[test]
+    fn a_deeper_line_continues_the_key_above_an_equally_deep_one_is_a_key() {
+        assert_eq!(
+            values("[a]\n  x = 1\n  y = 2\n"),
+            one("a", &[("x", "1"), ("y", "2")])
+        );
+        assert_eq!(
+            values("[a]\nx = 1\n   y = 2\n"),
+            one("a", &[("x", "1\ny = 2")])
+        );
+        assert_eq!(values("[a]\nx = 1\n\ttwo\n"), one("a", &[("x", "1\ntwo")]));
+        assert_eq!(values("[a]\nx = 1\n  [b]\n"), one("a", &[("x", "1\n[b]")]));
+    }
+
+    #[test]
+    fn the_first_equals_or_colon_splits_key_from_value() {
+        let text = "[a]\nk1 = v=1\nk2: v=2\nk3 = v:3\nk4:v4\n";
+        let want = [("k1", "v=1"), ("k2", "v=2"), ("k3", "v:3"), ("k4", "v4")];
+        assert_eq!(values(text), one("a", &want));
+    }
+
+    #[test]
+    fn keys_are_lower_cased_section_names_are_kept_as_written() {
+        assert_eq!(values("[a]\nMy Key = V\n"), one("a", &[("my key", "V")]));
+        assert_eq!(values("[ a ]\nx = 1\n"), one(" a ", &[("x", "1")]));
+        assert_eq!(values("[a] trailing\nx = 1\n"), one("a", &[("x", "1")]));
+    }
+
+    #[test]
+    fn values_are_trimmed_and_taken_as_written() {
+        assert_eq!(values("[a]\nx = 1   \n"), one("a", &[("x", "1")]));
+        assert_eq!(
+            values("[a]\nx =\ny = 2\n"),
+            one("a", &[("x", ""), ("y", "2")])
+        );
+        let text = "[a]\nx = http://h/#frag ; not a comment\n";
+        assert_eq!(
+            values(text),
+            one("a", &[("x", "http://h/#frag ; not a comment")])
+        );
         let ini = p("[a]\nPath = C:\\logs\\new.log\nre = ^\\d+$\n").unwrap();
         assert_eq!(ini.get("a", "path"), Some("C:\\logs\\new.log"));
         assert_eq!(ini.get("a", "re"), Some("^\\d+$"));
@@ -279,16 +481,17 @@ mod tests {
     }
 
     #[test]
-    fn continuation_lines_join_the_value() {
-        let ini = p("[a]\nx = one\n  two\ny: 2\n").unwrap();
-        assert_eq!(ini.get("a", "x"), Some("one\ntwo"));
-        assert_eq!(ini.get("a", "y"), Some("2"));
+    fn crlf_line_ends_and_a_byte_order_mark_are_read_as_plain_lines() {
+        assert_eq!(
+            values("\u{feff}[a]\r\nx = 1\r\n  two\r\n"),
+            one("a", &[("x", "1\ntwo")])
+        );
     }
 
     #[test]
-    fn comments_and_blank_lines_are_skipped() {
+    fn line_numbers_skip_comments_and_blank_lines() {
         let ini = p("# top\n[a]\n; c\n\nx = 1\n").unwrap();
-        assert_eq!(ini.section("a").unwrap().entries.len(), 1);
+        assert_eq!(ini.section("a").unwrap().line, 2);
         assert_eq!(ini.section("a").unwrap().entries[0].line, 5);
     }
 
@@ -296,6 +499,7 @@ mod tests {
     fn duplicates_and_stray_keys_are_reported_with_lines() {
         let errs = p("x = 1\n[a]\ny = 1\ny = 2\n[a]\n").unwrap_err();
         let text: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+        assert_eq!(text.len(), 3, "{text:?}");
         assert!(
             text[0].starts_with("t.cfg:1 x: a key outside any section"),
             "{text:?}"
@@ -311,16 +515,45 @@ mod tests {
     }
 
     #[test]
-    fn garbage_lines_are_reported() {
-        let errs = p("[a]\njust words\n[b\n").unwrap_err();
-        assert_eq!(errs.len(), 2);
-        assert_eq!(errs[0].line, Some(2));
-        assert_eq!(errs[1].line, Some(3));
+    fn a_refused_line_is_reported_once_with_what_would_continue_it() {
+        let errs = p("[a]\njust words\n  more words\n[b\n[]\n= 1\n").unwrap_err();
+        let lines: Vec<Option<usize>> = errs.iter().map(|d| d.line).collect();
+        assert_eq!(lines, vec![Some(2), Some(4), Some(5), Some(6)], "{errs:?}");
+        assert!(errs[0].message.starts_with("not a `key = value` line"));
+        assert!(errs[1].message.contains("without closing `]`"));
+        assert!(errs[2].message.starts_with("empty section name"));
+        assert!(errs[3].message.starts_with("a value without a key"));
     }
 
     #[test]
-    fn empty_file_is_an_error() {
-        let errs = p("  \n").unwrap_err();
-        assert!(errs[0].message.contains("the file is empty"));
+    fn a_default_section_is_refused_with_a_reason() {
+        let e = crate::config::Config::from_str(Path::new("/tmp/t.cfg"), "[DEFAULT]\nx = 1\n")
+            .unwrap_err();
+        assert!(
+            e[0].to_string().contains("[DEFAULT] is not supported"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn empty_files_are_errors() {
+        assert!(p("  \n").unwrap_err()[0]
+            .message
+            .contains("the file is empty"));
+        assert!(p("# only\n; comments\n").unwrap_err()[0]
+            .message
+            .contains("only comments"));
+    }
+
+    #[test]
+    fn supervisords_dialect_ends_a_value_at_a_comment_after_white_space() {
+        let text = "[unix_http_server]\nfile=/run/s.sock ; the socket\nchmod=0700#not a comment\n[include]\nfiles = a/*.conf  # enabled\n";
+        let ini = parse_dialect(Path::new("s.conf"), text, Dialect::Supervisord).unwrap();
+        assert_eq!(ini.get("unix_http_server", "file"), Some("/run/s.sock"));
+        assert_eq!(
+            ini.get("unix_http_server", "chmod"),
+            Some("0700#not a comment")
+        );
+        assert_eq!(ini.get("include", "files"), Some("a/*.conf"));
     }
 }

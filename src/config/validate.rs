@@ -35,6 +35,8 @@ pub(super) fn validate(raw: RawIni) -> Result<Config, Vec<Diagnostic>> {
             }
         } else if name == "loglines" {
             general = Some(read_general(&mut r));
+        } else if name == "DEFAULT" {
+            r.err_section("[DEFAULT] is not supported (ConfigParser copies its keys into every section, which here would give every role keys it does not accept); write the keys in the sections they apply to");
         } else if let Some(kind) = kind_of(name) {
             programs.push((sec, kind));
         } else if !plugins.contains(name) {

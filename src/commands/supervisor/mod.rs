@@ -8,6 +8,7 @@
 //! (the XML-RPC equivalent of `supervisorctl reread` + `update`). See docs/supervisor.md.
 
 pub mod enabled;
+pub mod facts;
 pub mod render;
 pub mod rpc;
 
@@ -16,7 +17,8 @@ use crate::config::diag::Diagnostic;
 use crate::config::Config;
 use clap::{Args, Subcommand};
 use enabled::Entry;
-use render::{ConfFacts, MARKER};
+use facts::ConfFacts;
+use render::MARKER;
 use rpc::{Endpoint, RpcError, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -4,11 +4,12 @@
 //! Everything here is pure (text in, text out) so that the files can be checked before any of
 //! them is written, and so that generating twice gives the same bytes.
 
+use super::facts::ConfFacts;
 use super::{Layout, SupervisorError};
 use crate::config::diag::Diagnostic;
 use crate::config::{Config, Role, Section};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// First line of every program file the generator writes. `generate` only ever removes files
 /// that start with it, so hand-written programs in workers_available/ are left alone.
@@ -403,155 +404,6 @@ fn leftover_placeholder(line: &str) -> Option<String> {
     None
 }
 
-/// What `list` and `--apply` need from a generated supervisord.conf, and the checks that make
-/// the 2010 mismatch (supervisorctl pointed at another socket than the server's) impossible.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfFacts {
-    /// `[unix_http_server] file`.
-    pub socket: PathBuf,
-    /// `[inet_http_server]`: address to connect to, and credentials usable by a client (a
-    /// `{SHA}` password cannot be sent, so it gives none).
-    pub inet: Option<(String, Option<(String, String)>)>,
-}
-
-impl ConfFacts {
-    /// Reads the facts from the text of a supervisord.conf, checking its parts agree.
-    pub fn parse(text: &str) -> Result<ConfFacts, String> {
-        let sections = parse_ini(text);
-        let get = |sec: &str, key: &str| -> Option<String> {
-            sections
-                .iter()
-                .find(|(n, _)| n == sec)
-                .and_then(|(_, kv)| kv.iter().find(|(k, _)| k == key))
-                .map(|(_, v)| v.replace("%%", "%"))
-        };
-        for sec in [
-            "unix_http_server",
-            "supervisord",
-            "rpcinterface:supervisor",
-            "supervisorctl",
-            "include",
-        ] {
-            if !sections.iter().any(|(n, _)| n == sec) {
-                return Err(format!(
-                    "has no [{sec}] section; supervisord and supervisorctl need it"
-                ));
-            }
-        }
-        let socket = get("unix_http_server", "file")
-            .ok_or("has no `file` in [unix_http_server]; expected the socket's absolute path")?;
-        if !socket.starts_with('/') {
-            return Err(format!(
-                "[unix_http_server] file is `{socket}`; expected an absolute path"
-            ));
-        }
-        let chmod = get("unix_http_server", "chmod").unwrap_or_else(|| "0700".into());
-        match u32::from_str_radix(chmod.trim_start_matches("0o"), 8) {
-            Ok(m) if m & 0o007 == 0 => {}
-            _ => {
-                return Err(format!(
-                    "[unix_http_server] chmod is `{chmod}`; whoever can use the socket controls every program, expected 0700 (or 0770 for a trusted group)"
-                ))
-            }
-        }
-        let expected = format!("unix://{socket}");
-        match get("supervisorctl", "serverurl") {
-            Some(url) if url == expected => {}
-            Some(url) => {
-                return Err(format!(
-                    "[supervisorctl] serverurl is `{url}` but the server's socket is {socket}; expected serverurl={expected}"
-                ))
-            }
-            None => return Err(format!("[supervisorctl] has no serverurl; expected serverurl={expected}")),
-        }
-        for key in ["pidfile", "logfile"] {
-            match get("supervisord", key) {
-                Some(p) if p.starts_with('/') => {}
-                Some(p) => return Err(format!("[supervisord] {key} is `{p}`; expected an absolute path")),
-                None => {
-                    return Err(format!(
-                        "[supervisord] has no {key}; without it supervisord writes into whatever folder it is started from, expected an absolute path"
-                    ))
-                }
-            }
-        }
-        let include = get("include", "files").unwrap_or_default();
-        let wanted = format!("{}/*.conf", super::ENABLED_DIR);
-        if !include
-            .split_whitespace()
-            .any(|f| f == wanted || f.ends_with(&format!("/{wanted}")))
-        {
-            return Err(format!(
-                "[include] files is `{include}`; expected it to include {wanted}"
-            ));
-        }
-        let inet = get("inet_http_server", "port").map(|port| {
-            let (host, number) = split_port(&port);
-            let host = if host.is_empty() || host == "*" || host == "0.0.0.0" {
-                "127.0.0.1".to_string()
-            } else {
-                host
-            };
-            let auth = match (
-                get("inet_http_server", "username"),
-                get("inet_http_server", "password"),
-            ) {
-                (Some(u), Some(p)) if !p.starts_with("{SHA}") => Some((u, p)),
-                _ => None,
-            };
-            (format!("{host}:{number}"), auth)
-        });
-        Ok(ConfFacts {
-            socket: PathBuf::from(socket),
-            inet,
-        })
-    }
-}
-
-/// The sections of a supervisord configuration, as its parser (Python's ConfigParser with
-/// `;` and `#` inline comments) sees them. Continuation lines are appended to their value.
-fn parse_ini(text: &str) -> Vec<(String, Vec<(String, String)>)> {
-    let mut out: Vec<(String, Vec<(String, String)>)> = Vec::new();
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with(';') || trimmed.starts_with('#') {
-            continue;
-        }
-        let content = strip_inline_comment(trimmed);
-        if let Some(name) = content.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            out.push((name.trim().to_string(), Vec::new()));
-            continue;
-        }
-        let Some((_, kv)) = out.last_mut() else {
-            continue;
-        };
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, v)) = kv.last_mut() {
-                v.push(' ');
-                v.push_str(content);
-            }
-            continue;
-        }
-        if let Some(i) = content.find(['=', ':']) {
-            kv.push((
-                content[..i].trim().to_ascii_lowercase(),
-                content[i + 1..].trim().to_string(),
-            ));
-        }
-    }
-    out
-}
-
-fn strip_inline_comment(s: &str) -> &str {
-    let b = s.as_bytes();
-    for i in 1..b.len() {
-        if (b[i] == b';' || b[i] == b'#') && b[i - 1].is_ascii_whitespace() {
-            return s[..i].trim_end();
-        }
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -625,47 +477,5 @@ mod tests {
         assert_eq!(leftover_placeholder("x=@NOPE@"), Some("@NOPE@".into()));
         assert_eq!(leftover_placeholder("mail me@example.org"), None);
         assert_eq!(leftover_placeholder("a@b c@D@"), Some("@D@".into()));
-    }
-
-    const GOOD: &str = "[unix_http_server]\nfile=/s/sv.sock   ; the socket\nchmod=0700\n\
-        [supervisord]\npidfile=/s/p\nlogfile=/s/l\n[rpcinterface:supervisor]\nx=y\n\
-        [supervisorctl]\nserverurl=unix:///s/sv.sock\n[inet_http_server]\nport=*:9001\nusername=u\npassword=p%%w\n\
-        [include]\nfiles = workers_enabled/*.conf\n";
-
-    #[test]
-    fn conf_facts_of_a_consistent_file() {
-        let f = ConfFacts::parse(GOOD).unwrap();
-        assert_eq!(f.socket, PathBuf::from("/s/sv.sock"));
-        assert_eq!(
-            f.inet,
-            Some((
-                "127.0.0.1:9001".to_string(),
-                Some(("u".to_string(), "p%w".to_string()))
-            ))
-        );
-        let sha = GOOD.replace("password=p%%w", "password={SHA}abc");
-        assert_eq!(
-            ConfFacts::parse(&sha).unwrap().inet,
-            Some(("127.0.0.1:9001".to_string(), None))
-        );
-    }
-
-    #[test]
-    fn conf_facts_refuse_disagreeing_parts() {
-        let cases = [
-            (
-                GOOD.replace("serverurl=unix:///s/sv.sock", "serverurl=unix:///tmp/supervisor.sock"),
-                "[supervisorctl] serverurl is `unix:///tmp/supervisor.sock` but the server's socket is /s/sv.sock",
-            ),
-            (GOOD.replace("chmod=0700", "chmod=0777"), "chmod is `0777`"),
-            (GOOD.replace("pidfile=/s/p", "pidfile=p"), "pidfile is `p`"),
-            (GOOD.replace("logfile=/s/l\n", ""), "[supervisord] has no logfile"),
-            (GOOD.replace("workers_enabled", "conf.d"), "[include] files is `conf.d/*.conf`"),
-            (GOOD.replace("[supervisorctl]", "[ctl]"), "has no [supervisorctl] section"),
-        ];
-        for (text, expected) in cases {
-            let e = ConfFacts::parse(&text).unwrap_err();
-            assert!(e.contains(expected), "{e}\nexpected: {expected}");
-        }
     }
 }
