@@ -525,3 +525,50 @@ fn sigterm_does_not_wait_for_the_plugin_on_the_rest_of_the_batch() {
     assert_eq!(back, (first..LINES).collect::<Vec<_>>());
     assert!(first <= 1, "at most the first look-up finished: {first}");
 }
+
+/// The worker's transport re-arms a read's timeout with only the time left after a signal
+/// interrupts it (SIGHUP from logrotate, say), so signals cannot stretch a wait for the
+/// tracker. Here, not beside the transport: signalling one thread takes libc's pthread_kill,
+/// and the crate itself has no unsafe code outside the Lua bindings.
+#[test]
+fn signals_do_not_stretch_a_tracker_read_beyond_its_timeout() {
+    use loglines::roles::worker::tracker::transport::TrackerTcp;
+    use std::net::TcpStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use ureq::unversioned::transport::{LazyBuffers, NextTimeout, Transport};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (_server, _) = listener.accept().unwrap();
+    let mut t = TrackerTcp::new(client, LazyBuffers::new(1024, 1024));
+    // A handler, so SIGUSR1 interrupts the read rather than ending the test process.
+    let flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(libc::SIGUSR1, flag.clone()).unwrap();
+    // SAFETY: pthread_self of this (the reading) thread, signalled while it lives.
+    let me = unsafe { libc::pthread_self() } as usize;
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    // Signals for 3 s at most, so that without the rule the test fails instead of hanging.
+    let pester = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(3);
+        while !d.load(Ordering::SeqCst) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(150));
+            if !d.load(Ordering::SeqCst) {
+                unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR1) };
+            }
+        }
+    });
+    let timeout = NextTimeout {
+        after: ureq::unversioned::transport::time::Duration::Exact(Duration::from_secs(1)),
+        ..NextTimeout::default()
+    };
+    let started = Instant::now();
+    let r = t.await_input(timeout);
+    let took = started.elapsed();
+    done.store(true, Ordering::SeqCst);
+    pester.join().unwrap();
+    assert!(flag.load(Ordering::SeqCst), "the read was interrupted");
+    assert!(matches!(r, Err(ureq::Error::Timeout(_))), "{r:?}");
+    // Without the remaining-time rule every signal restarts the full second.
+    assert!(took < Duration::from_millis(1900), "{took:?}");
+}

@@ -23,7 +23,6 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendTimeoutError, S
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -460,11 +459,8 @@ impl FileLock {
             .write(true)
             .open(&path)
             .map_err(|e| io_err(&path, "open", e))?;
-        // SAFETY: flock on a descriptor we own; released when the file is closed.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        if rc != 0 {
-            return Err(io_err(&path, "lock", std::io::Error::last_os_error()));
-        }
+        // flock(2), released when the file is closed.
+        f.lock().map_err(|e| io_err(&path, "lock", e))?;
         Ok(FileLock { _file: f })
     }
 }

@@ -43,7 +43,7 @@ impl ConsumerId {
 
     /// This machine's host name, for consumer ids.
     pub fn local_host() -> String {
-        hostname_or_unknown()
+        crate::util::sys::host_name()
     }
 }
 
@@ -51,17 +51,6 @@ impl fmt::Display for ConsumerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}", self.host, self.section, self.process)
     }
-}
-
-fn hostname_or_unknown() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into a buffer we own.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if rc != 0 {
-        return "unknown-host".to_string();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 /// Opaque completion tracking, carried by a message through every queue it passes.

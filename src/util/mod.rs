@@ -1,7 +1,8 @@
 //! Small pieces every layer uses: the shutdown signal, the shared counters, the HTTP proxy
-//! from the environment, and UTC time formatting.
+//! from the environment, the system calls std lacks, and UTC time formatting.
 
 pub mod proxy;
 pub mod shutdown;
 pub mod stats;
+pub mod sys;
 pub mod time;

@@ -76,7 +76,7 @@ pub enum Action {
 /// Why a supervisor command failed.
 #[derive(Debug)]
 pub enum SupervisorError {
-    /// `[supervisor]` asks for an unsafe or impossible web UI.
+    /// `[supervisor]` asks for an insecure or impossible web UI.
     WebUi(Diagnostic),
     /// A section name supervisord cannot use as a program name.
     BadProgramName {

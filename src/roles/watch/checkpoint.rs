@@ -30,11 +30,9 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::ffi::CString;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -255,20 +253,9 @@ pub fn store_unsynced(
 /// 20 µs, nothing sent to the disk) and the replaced copy, now `tmp`, deleted. Where exchange
 /// is unsupported (filesystem, kernel), or `path` does not exist, it is a plain rename.
 fn swap_into_place(tmp: &Path, path: &Path) -> io::Result<()> {
-    let c_path = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
-    let (from, to) = (c_path(tmp)?, c_path(path)?);
-    // SAFETY: both arguments are NUL-terminated paths that outlive the call, which only reads
-    // them; AT_FDCWD makes relative paths mean what they mean to std::fs.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if r != 0 {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    // CWD makes relative paths mean what they mean to std::fs.
+    if renameat_with(CWD, tmp, CWD, path, RenameFlags::EXCHANGE).is_err() {
         return std::fs::rename(tmp, path);
     }
     // Only tidying: an older copy left here by a crash is never read, and the next write

@@ -4,28 +4,27 @@
 //! wake-up re-reads the file and re-checks the path, so events are drained and discarded. That
 //! also makes a lost event (queue overflow) harmless.
 
-use std::ffi::CString;
+use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 
 /// Changes to the followed file itself: written, truncated, renamed or deleted.
-pub(crate) const FILE_EVENTS: u32 = libc::IN_MODIFY
-    | libc::IN_ATTRIB
-    | libc::IN_MOVE_SELF
-    | libc::IN_DELETE_SELF
-    | libc::IN_CLOSE_WRITE;
+pub(crate) const FILE_EVENTS: WatchFlags = WatchFlags::MODIFY
+    .union(WatchFlags::ATTRIB)
+    .union(WatchFlags::MOVE_SELF)
+    .union(WatchFlags::DELETE_SELF)
+    .union(WatchFlags::CLOSE_WRITE);
 
 /// Changes of names in the file's folder: a new file appearing under the name, the old one
 /// renamed or deleted. Plain writes to other files there do not wake the watcher.
-pub(crate) const DIR_EVENTS: u32 = libc::IN_CREATE
-    | libc::IN_MOVED_TO
-    | libc::IN_MOVED_FROM
-    | libc::IN_DELETE
-    | libc::IN_DELETE_SELF
-    | libc::IN_MOVE_SELF;
+pub(crate) const DIR_EVENTS: WatchFlags = WatchFlags::CREATE
+    .union(WatchFlags::MOVED_TO)
+    .union(WatchFlags::MOVED_FROM)
+    .union(WatchFlags::DELETE)
+    .union(WatchFlags::DELETE_SELF)
+    .union(WatchFlags::MOVE_SELF);
 
 pub(crate) struct Inotify {
     fd: OwnedFd,
@@ -33,68 +32,37 @@ pub(crate) struct Inotify {
 
 impl Inotify {
     pub(crate) fn new() -> io::Result<Inotify> {
-        // SAFETY: inotify_init1 takes flags only and returns a new descriptor or -1.
-        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a freshly created descriptor that nothing else owns.
-        Ok(Inotify {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC)?;
+        Ok(Inotify { fd })
     }
 
     /// Watches `path` (the inode it names now); returns the watch descriptor. Adding the same
     /// inode again returns the same descriptor, so repeating this is cheap and harmless.
-    pub(crate) fn add(&self, path: &Path, mask: u32) -> io::Result<i32> {
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-        // SAFETY: c is a valid NUL-terminated string that outlives the call.
-        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) };
-        if wd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(wd)
+    pub(crate) fn add(&self, path: &Path, mask: WatchFlags) -> io::Result<i32> {
+        Ok(inotify::add_watch(&self.fd, path, mask)?)
     }
 
     /// Stops a watch; a watch the kernel already dropped (its file deleted) is not an error.
     pub(crate) fn remove(&self, wd: i32) {
-        // SAFETY: plain syscall on our own descriptor; EINVAL for a stale wd is ignored.
-        unsafe {
-            libc::inotify_rm_watch(self.fd.as_raw_fd(), wd);
-        }
+        let _ = inotify::remove_watch(&self.fd, wd);
     }
 
     /// Sleeps until an event arrives or `timeout` passes (a signal also ends it early), then
     /// discards whatever events are queued. Returns true if there were any.
     pub(crate) fn wait(&self, timeout: Duration) -> bool {
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd, count 1.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n <= 0 {
+        if !crate::util::sys::readable(&self.fd, timeout) {
             return false;
         }
         let mut buf = [0u8; 4096];
         let mut any = false;
-        loop {
-            // SAFETY: reading into a buffer we own, at most its length.
-            let r = unsafe {
-                libc::read(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                )
-            };
-            if r <= 0 {
-                return any;
+        // The descriptor is non-blocking: reading stops at WouldBlock once the queue is empty.
+        while let Ok(n) = rustix::io::read(&self.fd, &mut buf) {
+            if n == 0 {
+                break;
             }
             any = true;
         }
+        any
     }
 }
 

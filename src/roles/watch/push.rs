@@ -15,9 +15,11 @@ use crate::roles::watch::handover::{Handover, Refused};
 use crate::roles::watch::lines::{self, LineSplitter, Piece, Wrapper};
 use crate::util::shutdown::Shutdown;
 use crate::util::stats::Stats;
+use crate::util::sys::readable;
 use std::fmt;
+use std::io::IsTerminal;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -82,7 +84,7 @@ impl std::error::Error for PushError {}
 /// Reads `input` to its end (or until shutdown), pushing its lines through `producer` with
 /// `settings`' service name, batch size and line limit; dead letters are told to `notifier`,
 /// counts kept in `stats` as the watcher does.
-pub fn run<R: Read + AsRawFd>(
+pub fn run<R: Read + AsFd>(
     section: &Section,
     settings: &WatchSettings,
     producer: Box<dyn Producer>,
@@ -91,7 +93,6 @@ pub fn run<R: Read + AsRawFd>(
     notifier: &mut Notifier,
     stats: &Stats,
 ) -> Result<PushStats, PushError> {
-    let fd = input.as_raw_fd();
     let batch_size = section.batch_size.max(1);
     let max = settings.max_line_bytes;
     let mut out = Handover::new(
@@ -105,7 +106,7 @@ pub fn run<R: Read + AsRawFd>(
     let mut wrapper = Wrapper::new(&settings.servicename);
     let mut splitter = LineSplitter::new(max);
     let mut counts = PushStats::default();
-    let bar = progress_bar(fd);
+    let bar = progress_bar(input.as_fd());
     let mut buf = vec![0u8; READ_CHUNK];
     let mut batch: Vec<Message> = Vec::with_capacity(batch_size);
     let mut draining: Option<Instant> = None;
@@ -117,14 +118,14 @@ pub fn run<R: Read + AsRawFd>(
                 log::info!("stopping: pushing what is already waiting on standard input");
                 draining = Some(Instant::now());
             }
-            if !readable(fd, Duration::ZERO) {
+            if !readable(input.as_fd(), Duration::ZERO) {
                 // Nothing more right now: send what we have instead of waiting for a full
                 // batch, then sleep until input comes.
                 send(&mut out, &mut batch)?;
                 if draining.is_some() {
                     return Ok(());
                 }
-                if !readable(fd, WAKE_EVERY) {
+                if !readable(input.as_fd(), WAKE_EVERY) {
                     continue;
                 }
             }
@@ -248,34 +249,17 @@ fn item(
     }
 }
 
-/// True when `fd` has input (or end of input, or an error) within `timeout`. A signal ends
-/// the wait early, which only means one more look at the shutdown flag.
-fn readable(fd: RawFd, timeout: Duration) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd, count 1.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-    n > 0
-}
-
 /// A progress bar over the rest of the input, only when it is a regular file (its size is
 /// known) and stderr is a terminal (someone is watching a replay).
-fn progress_bar(fd: RawFd) -> Option<indicatif::ProgressBar> {
-    // SAFETY: isatty only inspects the descriptor.
-    if unsafe { libc::isatty(libc::STDERR_FILENO) } != 1 {
+fn progress_bar(fd: BorrowedFd<'_>) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
         return None;
     }
-    // SAFETY: fstat writes into a zeroed struct we own.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+    let st = rustix::fs::fstat(fd).ok()?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
         return None;
     }
-    // SAFETY: lseek with SEEK_CUR and offset 0 only reports the position.
-    let at = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }.max(0) as u64;
+    let at = rustix::fs::tell(fd).unwrap_or(0);
     let len = (st.st_size as u64).saturating_sub(at);
     let bar = indicatif::ProgressBar::new(len);
     let style = indicatif::ProgressStyle::with_template(
@@ -363,7 +347,7 @@ mod tests {
     }
 
     /// [`run`] with no notify queue and throwaway counters, which these tests do not look at.
-    fn push_from<R: Read + AsRawFd>(
+    fn push_from<R: Read + AsFd>(
         (s, w): &(Section, WatchSettings),
         p: Recording,
         input: R,

@@ -794,8 +794,10 @@ fn an_idle_watcher_uses_no_cpu() {
     let h = Harness::new("beginning");
     h.append(b"one\n");
     let (tx, rx) = std::sync::mpsc::channel();
-    // SAFETY: gettid has no preconditions.
-    let r = h.start_on(false, move || tx.send(unsafe { libc::gettid() }).unwrap());
+    let r = h.start_on(false, move || {
+        tx.send(rustix::thread::gettid().as_raw_nonzero().get())
+            .unwrap()
+    });
     let tid = rx.recv().unwrap();
     h.wait_lines(1);
     settle();

@@ -15,10 +15,13 @@
 //! as in ureq's default chain.
 
 use crate::util::shutdown::Shutdown;
+use crate::util::sys;
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use ureq::unversioned::transport::{
@@ -122,81 +125,47 @@ fn connect_until(
     if stop.is_set() {
         return Err(stopping());
     }
-    let (family, storage, len) = sockaddr_of(addr);
-    // SAFETY: plain socket(2); the descriptor is owned by `sock` from here on.
-    let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
     };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: `storage` holds a sockaddr of `len` bytes, alive across the call.
-    let r = unsafe { libc::connect(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
-    if r != 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(e);
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let sock = rustix::net::socket_with(family, SocketType::STREAM, flags, None)?;
+    match rustix::net::connect(&sock, addr) {
+        Ok(()) => {}
+        Err(Errno::INPROGRESS) => {
+            wait_connected(&sock, until, stop)?;
+            // The outcome of a non-blocking connect is the socket's pending error.
+            rustix::net::sockopt::socket_error(&sock)??;
         }
-        loop {
-            if stop.is_set() {
-                return Err(stopping());
-            }
-            let step = match until {
-                None => CONNECT_STEP,
-                Some(u) => {
-                    let left = u.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(io::ErrorKind::TimedOut.into());
-                    }
-                    left.min(CONNECT_STEP)
-                }
-            };
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLOUT,
-                revents: 0,
-            };
-            // SAFETY: one pollfd, alive across the call.
-            let n = unsafe { libc::poll(&mut pfd, 1, step.as_millis().max(1) as libc::c_int) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if n > 0 {
-                break;
-            }
-        }
-        let mut err: libc::c_int = 0;
-        let mut err_len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: SO_ERROR writes one c_int into `err`, whose size is passed.
-        let r = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&mut err as *mut libc::c_int).cast(),
-                &mut err_len,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if err != 0 {
-            return Err(io::Error::from_raw_os_error(err));
-        }
+        Err(e) => return Err(e.into()),
     }
     let stream = TcpStream::from(sock);
     stream.set_nonblocking(false)?;
     Ok(stream)
+}
+
+/// Waits for a connect in progress on `sock` to finish (either way), in steps of
+/// [`CONNECT_STEP`] so that a stop is seen.
+fn wait_connected(sock: &OwnedFd, until: Option<Instant>, stop: &Shutdown) -> io::Result<()> {
+    loop {
+        if stop.is_set() {
+            return Err(stopping());
+        }
+        let step = match until {
+            None => CONNECT_STEP,
+            Some(u) => {
+                let left = u.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                left.min(CONNECT_STEP)
+            }
+        };
+        if !sys::wait_for(sock, sys::Ready::OUT, step)?.is_empty() {
+            return Ok(());
+        }
+    }
 }
 
 fn stopping() -> io::Error {
@@ -204,42 +173,6 @@ fn stopping() -> io::Error {
         io::ErrorKind::Interrupted,
         "the worker is stopping; connection attempt abandoned",
     )
-}
-
-/// `addr` as the C socket API wants it.
-fn sockaddr_of(addr: &SocketAddr) -> (libc::c_int, libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_storage (and sockaddr_in/in6) bit pattern.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
-            let sin = unsafe {
-                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
-            };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr = libc::in_addr {
-                s_addr: u32::from_ne_bytes(a.ip().octets()),
-            };
-            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            (libc::AF_INET, storage, len)
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: as above.
-            let sin6 = unsafe {
-                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_flowinfo = a.flowinfo();
-            sin6.sin6_addr = libc::in6_addr {
-                s6_addr: a.ip().octets(),
-            };
-            sin6.sin6_scope_id = a.scope_id();
-            let len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-            (libc::AF_INET6, storage, len)
-        }
-    }
 }
 
 /// One kept-alive TCP connection to the tracker.
@@ -254,7 +187,8 @@ pub struct TrackerTcp {
 }
 
 impl TrackerTcp {
-    fn new(stream: TcpStream, buffers: LazyBuffers) -> Self {
+    /// A transport over a connected stream (the connector makes them; tests too).
+    pub fn new(stream: TcpStream, buffers: LazyBuffers) -> Self {
         TrackerTcp {
             stream: Arc::new(Socket(stream)),
             buffers,
@@ -355,18 +289,12 @@ impl Transport for TrackerTcp {
     /// Open means: not closed by the tracker and nothing unread on it. Bytes nobody asked for
     /// mean the previous answer was not read to its end, so the connection is not reused.
     fn is_open(&mut self) -> bool {
-        let mut byte = 0u8;
-        // SAFETY: recv into a one-byte buffer that lives across the call, on a socket this
-        // transport owns.
-        let n = unsafe {
-            libc::recv(
-                self.stream.0.as_raw_fd(),
-                (&mut byte as *mut u8).cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+        let mut byte = [0u8; 1];
+        let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
+        matches!(
+            rustix::net::recv(&self.stream.0, &mut byte, flags),
+            Err(Errno::WOULDBLOCK)
+        )
     }
 }
 
@@ -443,16 +371,17 @@ mod tests {
     /// A listener whose accept queue is full, so a further connection attempt gets no answer
     /// at all (its SYNs are dropped), as with a tracker behind a firewall that drops packets.
     fn black_hole() -> (std::net::TcpListener, SocketAddr, Vec<TcpStream>) {
-        // SAFETY: socket/bind/listen on a descriptor owned by `owned` from the start.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-        assert!(fd >= 0);
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        let (_, storage, len) = sockaddr_of(&"127.0.0.1:0".parse().unwrap());
-        assert_eq!(
-            unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) },
-            0
-        );
-        assert_eq!(unsafe { libc::listen(fd, 0) }, 0);
+        // std's listeners take a backlog of 128; this one takes (almost) none.
+        let owned = rustix::net::socket_with(
+            AddressFamily::INET,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        rustix::net::bind(&owned, &any).unwrap();
+        rustix::net::listen(&owned, 0).unwrap();
         let listener = std::net::TcpListener::from(owned);
         let addr = listener.local_addr().unwrap();
         // Fill the queue (a backlog of 0 still takes one or two); connections beyond it hang.
@@ -519,44 +448,5 @@ mod tests {
         server.write_all(b"x").unwrap();
         let mut one = [0u8; 1];
         (&s).read_exact(&mut one).unwrap();
-    }
-
-    #[test]
-    fn signals_do_not_stretch_a_read_beyond_its_timeout() {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (_server, _) = listener.accept().unwrap();
-        let mut t = TrackerTcp::new(client, LazyBuffers::new(1024, 1024));
-        // A handler, so SIGUSR1 interrupts the read rather than ending the test process.
-        let flag = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(libc::SIGUSR1, flag.clone()).unwrap();
-        // SAFETY: pthread_self of this (the reading) thread, signalled while it lives.
-        let me = unsafe { libc::pthread_self() } as usize;
-        let done = Arc::new(AtomicBool::new(false));
-        let d = done.clone();
-        // Signals for 3 s at most, so that without the rule the test fails instead of hanging.
-        let pester = std::thread::spawn(move || {
-            let until = Instant::now() + Duration::from_secs(3);
-            while !d.load(Ordering::SeqCst) && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(150));
-                if !d.load(Ordering::SeqCst) {
-                    unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR1) };
-                }
-            }
-        });
-        let timeout = NextTimeout {
-            after: ureq::unversioned::transport::time::Duration::Exact(Duration::from_secs(1)),
-            ..NextTimeout::default()
-        };
-        let started = Instant::now();
-        let r = t.await_input(timeout);
-        let took = started.elapsed();
-        done.store(true, Ordering::SeqCst);
-        pester.join().unwrap();
-        assert!(flag.load(Ordering::SeqCst), "the read was interrupted");
-        assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
-        // Without the remaining-time rule every signal restarts the full second.
-        assert!(took < Duration::from_millis(1900), "{took:?}");
     }
 }
