@@ -4,7 +4,8 @@
 //! through Redis lists (several processes, several machines) or crossbeam channels inside one
 //! process (`loglines run`) is decided once, when the transport is built.
 //!
-//! Semantics shared by both transports (DESIGN section 3):
+//! Semantics shared by both transports (docs/architecture.md, "Delivery guarantees", says where
+//! each is enforced):
 //! - FIFO per queue: producers add at one end, consumers take from the other.
 //! - A taken message is *in flight* until the consumer acks, forwards, requeues or dead-letters
 //!   it. A consumer that dies with messages in flight loses nothing: they return to the queue.
@@ -138,33 +139,24 @@ impl Message {
 }
 
 /// Errors from a transport. Messages say what to check.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// The server could not be reached or the connection broke and could not be restored.
+    #[error("queue server unavailable: {0}")]
     Unavailable(String),
     /// The server answered, but not as required (too old, wrong password, script error, ...).
+    #[error("queue server error: {0}")]
     Server(String),
     /// A local file of the embedded transport (dead letters) could not be written or read.
+    #[error("queue file error: {0}")]
     Io(String),
     /// The process is shutting down; the call was abandoned and nothing was lost.
+    #[error("shutting down")]
     ShuttingDown,
     /// This transport cannot do that (e.g. peek into an in-process queue from another process).
+    #[error("not supported: {0}")]
     Unsupported(String),
 }
-
-impl fmt::Display for QueueError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            QueueError::Unavailable(m) => write!(f, "queue server unavailable: {m}"),
-            QueueError::Server(m) => write!(f, "queue server error: {m}"),
-            QueueError::Io(m) => write!(f, "queue file error: {m}"),
-            QueueError::ShuttingDown => write!(f, "shutting down"),
-            QueueError::Unsupported(m) => write!(f, "not supported: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for QueueError {}
 
 pub type QResult<T> = Result<T, QueueError>;
 

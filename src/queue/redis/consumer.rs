@@ -1,0 +1,248 @@
+//! A consumer of one queue: takes (a Lua script for a batch, BLMOVE to wait), each into its own
+//! in-flight list, handing out first what it held when it last stopped.
+
+use super::commit::Commit;
+use super::keys::{encode_dead_letter, Keys};
+use super::link::{Fail, Link, COMMAND_TIMEOUT};
+use super::{process_token, scripts, RedisTransport, MAX_TAKE};
+use crate::queue::{ConsumerId, DeadLetter, Message, QResult};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A blocking take wakes at least this often to refresh its heartbeat and notice shutdown.
+const MAX_BLOCK: Duration = Duration::from_secs(2);
+
+/// A consumer of one queue with its own in-flight list.
+///
+/// It keeps a local account of what it holds: `delivered` (handed to the caller, still in the
+/// in-flight list) and `pending` (in the list from before a restart or a lost connection, not
+/// yet handed out). The account matches the list whenever the heartbeat is alive and the
+/// connection unbroken; after either event it is rebuilt from the list ([`Self::resync`]).
+pub struct RedisConsumer {
+    pub(super) link: Link,
+    pub(super) name: String,
+    pub(super) section: String,
+    pub(super) keys: Keys,
+    pub(super) inflight: String,
+    pub(super) alive: String,
+    pub(super) alive_value: String,
+    pub(super) ttl: u64,
+    pub(super) max_len: u64,
+    pub(super) delivered: HashMap<String, usize>,
+    pub(super) delivered_len: usize,
+    pub(super) pending: VecDeque<String>,
+    pub(super) last_scan: Option<Instant>,
+    pub(super) op_prefix: String,
+    pub(super) op_seq: u64,
+}
+
+impl RedisConsumer {
+    pub(super) fn open(t: &RedisTransport, queue: &str, id: &ConsumerId) -> QResult<RedisConsumer> {
+        let keys = Keys::new(queue);
+        let name = id.to_string();
+        let mut c = RedisConsumer {
+            link: t.link(true),
+            inflight: keys.inflight(&name),
+            alive: keys.alive(&name),
+            alive_value: format!("pid {} since {}", std::process::id(), now_secs()),
+            name,
+            section: id.section.clone(),
+            keys,
+            ttl: t.settings.heartbeat_ttl.max(1),
+            max_len: t.settings.max_queue_length,
+            delivered: HashMap::new(),
+            delivered_len: 0,
+            pending: VecDeque::new(),
+            last_scan: None,
+            op_prefix: process_token(),
+            op_seq: 0,
+        };
+        // Alive first, so nobody recovers our list while we read it.
+        c.set_alive()?;
+        c.resync()?;
+        if !c.pending.is_empty() {
+            log::info!(
+                "{}: {} messages were in flight when this consumer last stopped; they come first",
+                c.inflight,
+                c.pending.len()
+            );
+        }
+        c.maybe_recover()?;
+        Ok(c)
+    }
+
+    /// Messages handed out and not yet acked (tests).
+    pub fn delivered_len(&self) -> usize {
+        self.delivered_len
+    }
+
+    /// Messages from an earlier run not yet handed out again (tests).
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+impl RedisConsumer {
+    fn deliver(&mut self, items: impl IntoIterator<Item = String>, out: &mut Vec<Message>) {
+        for item in items {
+            *self.delivered.entry(item.clone()).or_default() += 1;
+            self.delivered_len += 1;
+            out.push(Message::new(item));
+        }
+    }
+
+    /// Runs the take script for up to `max` messages; handles an expired heartbeat.
+    fn take_now(&mut self, max: usize, out: &mut Vec<Message>) -> QResult<()> {
+        let keys = [
+            self.keys.queue.as_str(),
+            self.inflight.as_str(),
+            self.alive.as_str(),
+            self.keys.since.as_str(),
+        ];
+        let (val, ttl, name) = (&self.alive_value, self.ttl, &self.name);
+        let r = self.link.attempt(COMMAND_TIMEOUT, |c| {
+            scripts()
+                .take
+                .key(&keys[..])
+                .arg(max.min(MAX_TAKE))
+                .arg(ttl)
+                .arg(val)
+                .arg(name)
+                .invoke::<(i64, Vec<String>)>(c)
+        });
+        match r {
+            Ok((1, mut items)) => {
+                items.reverse();
+                self.deliver(items, out);
+                Ok(())
+            }
+            Ok(_) => {
+                self.expired()?;
+                self.deliver_pending(out.len() + max, out)
+            }
+            // The move may have happened with the answer lost: the list tells.
+            Err(Fail::Lost) => {
+                self.resync()?;
+                self.deliver_pending(out.len() + max, out)
+            }
+            Err(Fail::Err(e)) => Err(e),
+        }
+    }
+
+    fn deliver_pending(&mut self, max: usize, out: &mut Vec<Message>) -> QResult<()> {
+        let n = self.pending.len().min(max.saturating_sub(out.len()));
+        let items: Vec<String> = self.pending.drain(..n).collect();
+        self.deliver(items, out);
+        Ok(())
+    }
+
+    /// Blocks up to `block` for one message with BLMOVE.
+    fn take_blocking(
+        &mut self,
+        block: Duration,
+        max: usize,
+        out: &mut Vec<Message>,
+    ) -> QResult<()> {
+        let (q, inflight) = (self.keys.queue.clone(), self.inflight.clone());
+        let secs = block.as_secs_f64().max(0.01);
+        let r = self.link.attempt(COMMAND_TIMEOUT + block, |c| {
+            redis::cmd("BLMOVE")
+                .arg(&q)
+                .arg(&inflight)
+                .arg("RIGHT")
+                .arg("LEFT")
+                .arg(format!("{secs:.3}"))
+                .query::<Option<String>>(c)
+        });
+        match r {
+            Ok(Some(item)) => {
+                self.deliver([item], out);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(Fail::Lost) => {
+                self.resync()?;
+                self.deliver_pending(max, out)
+            }
+            Err(Fail::Err(e)) => Err(e),
+        }
+    }
+}
+
+impl crate::queue::Consumer for RedisConsumer {
+    fn take(&mut self, max: usize, timeout: Duration) -> QResult<Vec<Message>> {
+        let max = max.clamp(1, MAX_TAKE);
+        let mut out = Vec::new();
+        self.maybe_recover()?;
+        if !self.pending.is_empty() {
+            self.beat()?;
+            self.deliver_pending(max, &mut out)?;
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        self.take_now(max, &mut out)?;
+        while out.is_empty() {
+            let now = Instant::now();
+            if now >= deadline || self.link.shutdown().is_set() {
+                return Ok(out);
+            }
+            let block = (deadline - now)
+                .min(MAX_BLOCK)
+                .min(Duration::from_secs(self.ttl) / 3);
+            self.take_blocking(block, max, &mut out)?;
+            if out.is_empty() {
+                self.maybe_recover()?;
+                self.beat()?;
+                // Recovered lists (ours after an expiry, or others') may be waiting.
+                self.deliver_pending(max, &mut out)?;
+            } else if out.len() < max {
+                // One came: take what else is there without blocking (and mark the list's
+                // start time, which BLMOVE does not).
+                self.take_now(max - out.len(), &mut out)?;
+            } else {
+                self.take_now(0, &mut out)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn ack(&mut self, done: Vec<Message>) -> QResult<()> {
+        self.commit(done.into_iter().map(|m| m.body).collect(), Commit::Ack)
+    }
+
+    fn forward(&mut self, done: Vec<Message>, out: Vec<(String, Vec<Message>)>) -> QResult<()> {
+        let out = out
+            .into_iter()
+            .map(|(q, ms)| (q, ms.into_iter().map(|m| m.body).collect()))
+            .collect();
+        self.commit(
+            done.into_iter().map(|m| m.body).collect(),
+            Commit::Forward(out),
+        )
+    }
+
+    fn requeue(&mut self, items: Vec<Message>) -> QResult<()> {
+        self.commit(items.into_iter().map(|m| m.body).collect(), Commit::Requeue)
+    }
+
+    fn dead_letter(&mut self, item: Message, reason: &str) -> QResult<()> {
+        let letter =
+            DeadLetter::filed_now(item.body.clone(), reason, &self.section, self.name.clone());
+        let json = encode_dead_letter(&letter)?;
+        self.commit(vec![item.body], Commit::Dead(json))
+    }
+
+    fn heartbeat(&mut self) -> QResult<()> {
+        self.beat()?;
+        self.maybe_recover()
+    }
+}
+
+pub(super) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

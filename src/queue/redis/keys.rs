@@ -1,0 +1,79 @@
+//! The names of a queue's keys in Redis, and the form a dead letter is stored in.
+
+use crate::queue::{DeadLetter, QResult, QueueError};
+
+/// The key names of one queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    pub queue: String,
+    pub dead: String,
+    pub since: String,
+    pub ops: String,
+}
+
+impl Keys {
+    pub(crate) fn new(queue: &str) -> Self {
+        Keys {
+            queue: queue.to_string(),
+            dead: format!("{queue}:dead"),
+            since: format!("{queue}:since"),
+            ops: format!("{queue}:ops"),
+        }
+    }
+
+    pub(crate) fn inflight(&self, consumer: &str) -> String {
+        format!("{}:inflight:{consumer}", self.queue)
+    }
+
+    pub(crate) fn alive(&self, consumer: &str) -> String {
+        format!("{}:alive:{consumer}", self.queue)
+    }
+
+    /// SCAN pattern for every in-flight list of this queue.
+    pub(super) fn inflight_pattern(&self) -> String {
+        format!("{}:inflight:*", glob_escape(&self.queue))
+    }
+
+    pub(super) fn alive_pattern(&self) -> String {
+        format!("{}:alive:*", glob_escape(&self.queue))
+    }
+}
+
+/// Escapes SCAN/KEYS glob characters so a queue name matches only itself.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A dead letter as stored in the `Q:dead` list.
+pub(super) fn encode_dead_letter(letter: &DeadLetter) -> QResult<String> {
+    serde_json::to_string(letter)
+        .map_err(|e| QueueError::Server(format!("cannot encode a dead letter: {e}")))
+}
+
+/// A stored dead letter; an entry that is not our JSON is shown whole as the message.
+pub(crate) fn parse_dead_letter(raw: &str) -> DeadLetter {
+    serde_json::from_str(raw).unwrap_or_else(|_| DeadLetter {
+        message: raw.to_string(),
+        reason: "(not a loglines dead letter)".into(),
+        section: String::new(),
+        consumer: String::new(),
+        at: String::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_in_queue_names_are_escaped() {
+        assert_eq!(Keys::new("a*b").inflight_pattern(), "a\\*b:inflight:*");
+    }
+}

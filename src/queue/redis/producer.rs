@@ -1,0 +1,141 @@
+//! Pushing to a queue: one LPUSH per batch, stored exactly once however the connection
+//! breaks, and waiting while the queue is above `max_queue_length`.
+
+use super::keys::{encode_dead_letter, Keys};
+use super::link::{Fail, Link, COMMAND_TIMEOUT};
+use super::process_token;
+use crate::queue::{DeadLetter, Message, Producer, QResult, QueueError};
+use std::time::{Duration, Instant};
+
+/// How often a producer above the high-water mark looks at the queue length again.
+const BACKPRESSURE_POLL: Duration = Duration::from_millis(200);
+/// Producer batch records live this long: far longer than any reconnect takes.
+const PRODUCER_RECORD_TTL: u64 = 3_600;
+
+/// Waits while `queue` holds more than `max` messages, saying so once. `beat` runs on every
+/// look (a consumer refreshes its heartbeat there).
+pub(super) fn wait_for_room(
+    link: &mut Link,
+    queue: &str,
+    max: u64,
+    mut beat: impl FnMut(&mut Link) -> QResult<()>,
+) -> QResult<()> {
+    let mut since: Option<Instant> = None;
+    loop {
+        let len: u64 = link.idempotent(|c| redis::cmd("LLEN").arg(queue).query(c))?;
+        if len <= max {
+            if let Some(t) = since {
+                log::info!(
+                    "queue `{queue}` is below max_queue_length again ({len} messages); resuming after {:.1}s",
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            return Ok(());
+        }
+        if since.is_none() {
+            since = Some(Instant::now());
+            log::warn!(
+                "queue `{queue}` on {} holds {len} messages, more than max_queue_length {max}; waiting for its consumers",
+                link.label()
+            );
+        }
+        beat(link)?;
+        if link.shutdown().sleep(BACKPRESSURE_POLL) {
+            return Err(QueueError::ShuttingDown);
+        }
+    }
+}
+
+/// Pushes batches with one LPUSH each.
+pub struct RedisProducer {
+    link: Link,
+    queue: String,
+    /// Key recording the last applied batch number of this producer.
+    record: String,
+    seq: u64,
+    max_len: u64,
+    /// Queue length after the last push: above `max_len`, the next push waits first.
+    last_len: u64,
+}
+
+impl RedisProducer {
+    pub(super) fn new(link: Link, queue: &str, max_len: u64) -> Self {
+        RedisProducer {
+            link,
+            queue: queue.to_string(),
+            record: format!("{queue}:producer:{}", process_token()),
+            seq: 0,
+            max_len,
+            last_len: 0,
+        }
+    }
+
+    /// Runs `cmd` (an LPUSH or RPUSH of a batch) once, whatever happens to the connection: it
+    /// goes in a MULTI/EXEC with a record of its batch number, and after a lost answer the
+    /// record tells whether it ran. Returns the list length after the push.
+    fn store(&mut self, cmd: redis::Cmd) -> QResult<u64> {
+        self.seq += 1;
+        let seq = self.seq.to_string();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .add_command(cmd)
+            .cmd("SET")
+            .arg(&self.record)
+            .arg(&seq)
+            .arg("EX")
+            .arg(PRODUCER_RECORD_TTL)
+            .ignore();
+        let mut in_doubt = false;
+        loop {
+            if in_doubt {
+                let rec: Option<String> = match self.link.attempt(COMMAND_TIMEOUT, |c| {
+                    redis::cmd("GET").arg(&self.record).query(c)
+                }) {
+                    Ok(v) => v,
+                    Err(Fail::Lost) => continue,
+                    Err(Fail::Err(e)) => return Err(e),
+                };
+                if rec.as_deref() == Some(seq.as_str()) {
+                    // Stored before the connection broke; the length is not known, so the
+                    // next push checks the high-water mark again.
+                    return Ok(self.max_len.saturating_add(1));
+                }
+            }
+            match self
+                .link
+                .attempt(COMMAND_TIMEOUT, |c| pipe.query::<(u64,)>(c))
+            {
+                Ok((len,)) => return Ok(len),
+                Err(Fail::Lost) => in_doubt = true,
+                Err(Fail::Err(e)) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Producer for RedisProducer {
+    fn push(&mut self, batch: Vec<Message>) -> QResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.last_len > self.max_len {
+            wait_for_room(&mut self.link, &self.queue, self.max_len, |_| Ok(()))?;
+        }
+        let mut cmd = redis::cmd("LPUSH");
+        cmd.arg(&self.queue)
+            .arg(batch.iter().map(|m| m.body.as_str()).collect::<Vec<_>>());
+        self.last_len = self.store(cmd)?;
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, item: Message, reason: &str, section: &str) -> QResult<()> {
+        let json = encode_dead_letter(&DeadLetter::from_producer(item.body, reason, section))?;
+        let mut cmd = redis::cmd("RPUSH");
+        cmd.arg(Keys::new(&self.queue).dead).arg(json);
+        self.store(cmd).map(|_| ())
+    }
+
+    fn tracks_completion(&self) -> bool {
+        false
+    }
+}
