@@ -16,7 +16,6 @@ use crate::roles::watch::lines::{self, LineSplitter, Piece, Wrapper};
 use crate::util::shutdown::Shutdown;
 use crate::util::stats::Stats;
 use crate::util::sys::readable;
-use std::fmt;
 use std::io::IsTerminal;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -61,25 +60,13 @@ pub struct PushStats {
 }
 
 /// Why `loglines push` stopped with an error. Messages say what to fix.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum PushError {
+    #[error("cannot read standard input: {0}; give the log on stdin (`loglines push --section NAME < FILE`)")]
     Read(io::Error),
+    #[error("cannot push to the queue: {0}")]
     Queue(QueueError),
 }
-
-impl fmt::Display for PushError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PushError::Read(e) => write!(
-                f,
-                "cannot read standard input: {e}; give the log on stdin (`loglines push --section NAME < FILE`)"
-            ),
-            PushError::Queue(e) => write!(f, "cannot push to the queue: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for PushError {}
 
 /// Reads `input` to its end (or until shutdown), pushing its lines through `producer` with
 /// `settings`' service name, batch size and line limit; dead letters are told to `notifier`,
@@ -93,9 +80,7 @@ pub fn run<R: Read + AsFd>(
     notifier: &mut Notifier,
     stats: &Stats,
 ) -> Result<PushStats, PushError> {
-    let batch_size = section.batch_size.max(1);
-    let max = settings.max_line_bytes;
-    let mut out = Handover::new(
+    let out = Handover::new(
         producer,
         &settings.pushto,
         &section.name,
@@ -103,16 +88,50 @@ pub fn run<R: Read + AsFd>(
         notifier,
         stats,
     );
-    let mut wrapper = Wrapper::new(&settings.servicename);
-    let mut splitter = LineSplitter::new(max);
-    let mut counts = PushStats::default();
+    let max = settings.max_line_bytes;
+    let mut p = Pusher {
+        out,
+        wrapper: Wrapper::new(&settings.servicename),
+        splitter: LineSplitter::new(max),
+        max,
+        batch_size: section.batch_size.max(1),
+        batch: Vec::new(),
+        line_no: 0,
+        counts: PushStats::default(),
+    };
     let bar = progress_bar(input.as_fd());
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut batch: Vec<Message> = Vec::with_capacity(batch_size);
-    let mut draining: Option<Instant> = None;
-    let mut line_no = 0u64;
+    let result = p.read_all(&mut input, shutdown, bar.as_ref());
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    p.finish(&section.name, result)
+}
 
-    let result: Result<(), Halt> = (|| {
+/// One run's reading state.
+struct Pusher<'a> {
+    out: Handover<'a>,
+    wrapper: Wrapper,
+    splitter: LineSplitter,
+    max: usize,
+    batch_size: usize,
+    /// Lines read and not yet pushed.
+    batch: Vec<Message>,
+    line_no: u64,
+    counts: PushStats,
+}
+
+impl Pusher<'_> {
+    /// Reads to the end of the input, pushing full batches, and a partial one whenever the
+    /// input pauses. After a shutdown request, what is already waiting is still read, for
+    /// [`DRAIN_LIMIT`] at most.
+    fn read_all<R: Read + AsFd>(
+        &mut self,
+        input: &mut R,
+        shutdown: &Shutdown,
+        bar: Option<&indicatif::ProgressBar>,
+    ) -> Result<(), Halt> {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut draining: Option<Instant> = None;
         loop {
             if shutdown.is_set() && draining.is_none() {
                 log::info!("stopping: pushing what is already waiting on standard input");
@@ -121,7 +140,7 @@ pub fn run<R: Read + AsFd>(
             if !readable(input.as_fd(), Duration::ZERO) {
                 // Nothing more right now: send what we have instead of waiting for a full
                 // batch, then sleep until input comes.
-                send(&mut out, &mut batch)?;
+                self.send()?;
                 if draining.is_some() {
                     return Ok(());
                 }
@@ -130,104 +149,118 @@ pub fn run<R: Read + AsFd>(
                 }
             }
             if draining.is_some_and(|t| t.elapsed() > DRAIN_LIMIT) {
-                return Ok(send(&mut out, &mut batch)?);
+                return Ok(self.send()?);
             }
             let n = match input.read(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    send(&mut out, &mut batch)?;
+                    self.send()?;
                     return Err(Halt::Read(e));
                 }
             };
-            if let Some(b) = &bar {
+            if let Some(b) = bar {
                 b.inc(n as u64);
             }
-            counts.bytes += n as u64;
-            let mut items: Vec<(String, Option<String>)> = Vec::new();
+            self.counts.bytes += n as u64;
+            self.take(&buf[..n])?;
             if n == 0 {
-                if let Some(piece) = splitter.finish() {
-                    line_no += 1;
-                    items.push(item(&mut wrapper, piece, line_no, max));
-                }
-                splitter.clear();
-            } else {
-                splitter.feed(&buf[..n], |piece, _| {
-                    line_no += 1;
-                    items.push(item(&mut wrapper, piece, line_no, max));
-                });
-            }
-            for (body, too_long) in items {
-                match too_long {
-                    None => {
-                        batch.push(Message::new(body));
-                        if batch.len() >= batch_size {
-                            send(&mut out, &mut batch)?;
-                        }
-                    }
-                    Some(reason) => {
-                        send(&mut out, &mut batch)?;
-                        log::warn!("standard input, line {line_no}: {reason}");
-                        out.dead_letter(body, &reason, None)?;
-                    }
-                }
-            }
-            if n == 0 {
-                send(&mut out, &mut batch)?;
-                counts.reached_end = true;
+                self.counts.reached_end = true;
                 return Ok(());
             }
-            wrapper.summarise(false);
         }
-    })();
+    }
 
-    if let Some(b) = &bar {
-        b.finish_and_clear();
+    /// Splits what was read into lines and hands them over in order: full batches pushed,
+    /// over-long lines dead-lettered. Empty `chunk`: the end of the input (a last line
+    /// without its newline is sent as it is, and the partial batch pushed).
+    fn take(&mut self, chunk: &[u8]) -> Result<(), Refused> {
+        let mut items: Vec<(u64, String, Option<String>)> = Vec::new();
+        let (wrapper, max, line_no) = (&mut self.wrapper, self.max, &mut self.line_no);
+        let mut add = |piece: Piece<'_>| {
+            *line_no += 1;
+            let (body, too_long) = item(wrapper, piece, *line_no, max);
+            items.push((*line_no, body, too_long));
+        };
+        if chunk.is_empty() {
+            if let Some(piece) = self.splitter.finish() {
+                add(piece);
+            }
+            self.splitter.clear();
+        } else {
+            self.splitter.feed(chunk, |piece, _| add(piece));
+        }
+        for (line, body, too_long) in items {
+            match too_long {
+                None => {
+                    self.batch.push(Message::new(body));
+                    if self.batch.len() >= self.batch_size {
+                        self.send()?;
+                    }
+                }
+                Some(reason) => {
+                    self.send()?;
+                    log::warn!("standard input, line {line}: {reason}");
+                    self.out.dead_letter(body, &reason, None)?;
+                }
+            }
+        }
+        if chunk.is_empty() {
+            self.send()?;
+        } else {
+            self.wrapper.summarise(false);
+        }
+        Ok(())
     }
-    let failed = match result {
-        Ok(()) | Err(Halt::Refused(Refused::Stop)) => None,
-        Err(Halt::Refused(Refused::Failed(e))) => Some(PushError::Queue(e)),
-        Err(Halt::Read(e)) => Some(PushError::Read(e)),
-    };
-    // "Pushed" means finished for a tracking transport: wait for that, and once shutdown is
-    // requested only a little longer.
-    if !out.durable()
-        && !out.wait_finished(UNTIL_SHUTDOWN, true)
-        && !out.wait_finished(SHUTDOWN_GRACE, false)
-    {
-        log::warn!(
-            "stopped before every line was finished downstream; those lines were not delivered"
-        );
+
+    fn send(&mut self) -> Result<(), Refused> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.out.send(std::mem::take(&mut self.batch), None)
     }
-    wrapper.summarise(true);
-    counts.lines = out.lines;
-    counts.batches = out.batches;
-    counts.dead_lettered = out.dead_lettered;
-    counts.invalid_utf8 = wrapper.invalid;
-    log::info!(
-        "push {}: {} lines sent in {} batches, {} dead-lettered, {} with invalid UTF-8{}",
-        section.name,
-        counts.lines,
-        counts.batches,
-        counts.dead_lettered,
-        counts.invalid_utf8,
-        if counts.reached_end {
+
+    /// After reading: waits until what was pushed is finished (a tracking transport), logs
+    /// the counts and returns them, or the error that ended the reading.
+    fn finish(mut self, section: &str, result: Result<(), Halt>) -> Result<PushStats, PushError> {
+        let failed = match result {
+            Ok(()) | Err(Halt::Refused(Refused::Stop)) => None,
+            Err(Halt::Refused(Refused::Failed(e))) => Some(PushError::Queue(e)),
+            Err(Halt::Read(e)) => Some(PushError::Read(e)),
+        };
+        // "Pushed" means finished for a tracking transport: wait for that, and once shutdown
+        // is requested only a little longer.
+        if !self.out.durable()
+            && !self.out.wait_finished(UNTIL_SHUTDOWN, true)
+            && !self.out.wait_finished(SHUTDOWN_GRACE, false)
+        {
+            log::warn!(
+                "stopped before every line was finished downstream; those lines were not delivered"
+            );
+        }
+        self.wrapper.summarise(true);
+        let mut counts = self.counts;
+        counts.lines = self.out.lines;
+        counts.batches = self.out.batches;
+        counts.dead_lettered = self.out.dead_lettered;
+        counts.invalid_utf8 = self.wrapper.invalid;
+        let end = if counts.reached_end {
             ""
         } else {
             "; stopped before the end of the input"
+        };
+        log::info!(
+            "push {section}: {} lines sent in {} batches, {} dead-lettered, {} with invalid UTF-8{end}",
+            counts.lines,
+            counts.batches,
+            counts.dead_lettered,
+            counts.invalid_utf8,
+        );
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(counts),
         }
-    );
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(counts),
     }
-}
-
-fn send(out: &mut Handover<'_>, batch: &mut Vec<Message>) -> Result<(), Refused> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    out.send(std::mem::take(batch), None)
 }
 
 /// A piece as (message text, reason to dead-letter it if it is too long).

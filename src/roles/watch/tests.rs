@@ -6,6 +6,7 @@ use crate::config::{Config, Role};
 use crate::queue::QResult;
 use crate::roles::notify::Notifier;
 use crate::util::stats::Stats;
+use checkpoint::Loaded;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
