@@ -5,7 +5,7 @@
 
 mod support;
 
-use loglines::commands::supervisor::rpc::base64;
+use loglines::commands::supervisor::rpc::basic_auth;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -734,11 +734,7 @@ fn xmlrpc_reply_parsing() {
     );
     assert!(parse_process_info("<html>login</html>").is_err());
 
-    assert_eq!(base64(b""), "");
-    assert_eq!(base64(b"f"), "Zg==");
-    assert_eq!(base64(b"fo"), "Zm8=");
-    assert_eq!(base64(b"foo"), "Zm9v");
-    assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+    assert_eq!(basic_auth("user", "pass"), "Basic dXNlcjpwYXNz");
 }
 
 // ---------------------------------------------------------------------------------------------

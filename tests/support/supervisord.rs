@@ -254,13 +254,7 @@ pub fn web_ui_get(port: u16, auth: Option<(&str, &str)>) -> (u16, String) {
         .into();
     let mut req = agent.get(format!("http://127.0.0.1:{port}/"));
     if let Some((u, p)) = auth {
-        req = req.header(
-            "Authorization",
-            format!(
-                "Basic {}",
-                loglines::commands::supervisor::rpc::base64(format!("{u}:{p}").as_bytes())
-            ),
-        );
+        req = req.header("Authorization", rpc::basic_auth(u, p));
     }
     let mut resp = req
         .call()

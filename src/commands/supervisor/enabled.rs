@@ -7,6 +7,8 @@
 //! how it keeps disabled programs disabled and enables only programs it writes for the first
 //! time.
 
+use super::generate::create_dir;
+use super::{Layout, SupervisorError};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -133,6 +135,62 @@ pub fn conf_names(dir: &Path) -> io::Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+/// `loglines supervisor enable`/`disable`: the change per name. Every name is checked before
+/// anything changes.
+pub fn set_enabled(
+    layout: &Layout,
+    names: &[String],
+    enable: bool,
+) -> Result<Vec<String>, SupervisorError> {
+    if !layout.available.is_dir() {
+        return Err(SupervisorError::NotGenerated {
+            dir: layout.dir.clone(),
+        });
+    }
+    let available =
+        conf_names(&layout.available).map_err(SupervisorError::io("read", &layout.available))?;
+    for name in names {
+        let known = available.contains(name)
+            || (!enable && entry(&layout.enabled_file(name)) != Entry::Missing);
+        if !known {
+            return Err(SupervisorError::UnknownProgram {
+                name: name.clone(),
+                available: available.clone(),
+            });
+        }
+    }
+    let mut lines = Vec::new();
+    create_dir(&layout.enabled)?;
+    for name in names {
+        let link = layout.enabled_file(name);
+        let state = entry(&link);
+        let line = if enable {
+            if state == Entry::Link {
+                format!("{name}: already enabled")
+            } else {
+                let made = link_or_copy(
+                    &layout.available_file(name),
+                    &Layout::link_target(name),
+                    &link,
+                )
+                .map_err(SupervisorError::io("enable", &link))?;
+                match made {
+                    Made::Link => format!("{name}: enabled"),
+                    Made::Copy(why) => {
+                        format!("{name}: enabled as a copy (no symlink: {why})")
+                    }
+                }
+            }
+        } else if remove_if_present(&link).map_err(SupervisorError::io("remove", &link))? {
+            format!("{name}: disabled")
+        } else {
+            format!("{name}: already disabled")
+        };
+        lines.push(line);
+    }
+    Ok(lines)
 }
 
 #[cfg(test)]

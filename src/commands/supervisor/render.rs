@@ -7,7 +7,7 @@
 use super::facts::ConfFacts;
 use super::{Layout, SupervisorError};
 use crate::config::diag::Diagnostic;
-use crate::config::{Config, Role, Section};
+use crate::config::{Config, Role, Section, SupervisorSettings};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
@@ -58,18 +58,6 @@ pub fn is_loopback(host: &str) -> bool {
 /// `{SHA}` hashed password counts as one's own and is written as it is.
 pub fn web_ui(cfg: &Config) -> Result<WebUi, SupervisorError> {
     let s = &cfg.supervisor;
-    let raw = cfg.raw.section("supervisor");
-    let line_of = |key: &str| raw.and_then(|r| r.entry(key).map(|e| e.line)).or(s.line);
-    let diag_at = |key: &str, msg: String| {
-        Diagnostic::error(&cfg.raw.path, line_of(key), msg)
-            .in_section("supervisor")
-            .at_key(key)
-    };
-    let warn_at = |key: &str, msg: String| {
-        Diagnostic::warning(&cfg.raw.path, line_of(key), msg)
-            .in_section("supervisor")
-            .at_key(key)
-    };
     let Some(port) = &s.port else {
         return Ok(WebUi {
             section: None,
@@ -77,16 +65,16 @@ pub fn web_ui(cfg: &Config) -> Result<WebUi, SupervisorError> {
             warnings: Vec::new(),
         });
     };
+    let at = At(cfg);
     let (host, number) = split_port(port);
     let addr = format!("{host}:{number}");
-    let mut warnings = Vec::new();
     match (&s.username, &s.password) {
-        (Some(_), None) => return Err(SupervisorError::WebUi(diag_at(
+        (Some(_), None) => return Err(SupervisorError::WebUi(at.error(
             "password",
             "is missing while username is set; supervisord needs both or neither, set a password"
                 .into(),
         ))),
-        (None, Some(_)) => return Err(SupervisorError::WebUi(diag_at(
+        (None, Some(_)) => return Err(SupervisorError::WebUi(at.error(
             "username",
             "is missing while password is set; supervisord needs both or neither, set a username"
                 .into(),
@@ -98,40 +86,14 @@ pub fn web_ui(cfg: &Config) -> Result<WebUi, SupervisorError> {
         .as_deref()
         .filter(|p| DEFAULT_PASSWORDS.contains(p));
     if !is_loopback(&host) {
-        let what = if host.is_empty() || host == "*" || host == "0.0.0.0" {
-            "every network interface".to_string()
-        } else {
-            format!("`{host}`, beyond this machine")
-        };
-        if s.password.is_none() {
-            return Err(SupervisorError::WebUi(diag_at(
-                "port",
-                format!("`{port}` would open the web UI on {what} without a username and password, and it controls every program; set username and password (plain or {{SHA}} hash) in [supervisor], or use `127.0.0.1:{number}`"),
-            )));
-        }
-        if let Some(p) = default_password {
-            return Err(SupervisorError::WebUi(diag_at(
-                "password",
-                format!("`{p}` is a default password, and port `{port}` would open the web UI on {what}; set a password of your own (plain or {{SHA}} hash), or use `127.0.0.1:{number}`"),
-            )));
-        }
-    }
-    if s.username.as_deref() == Some("guest") && s.password.as_deref() == Some("guest") {
-        warnings.push(warn_at(
-            "password",
-            "the web UI still has the 2010 default credentials guest/guest; anyone who can reach it controls every program, set your own username and password".into(),
-        ));
-    } else if let Some(p) = default_password {
-        warnings.push(warn_at(
-            "password",
-            format!("`{p}` is a default password; set one of your own before anyone else can reach the web UI"),
-        ));
-    }
-    if s.password.is_none() {
-        warnings.push(warn_at(
-            "port",
-            format!("the web UI on {addr} has no username or password; anyone on this machine controls every program, set both in [supervisor]"),
-        ));
+        refuse_exposed(
+            &at,
+            s.password.is_none(),
+            default_password,
+            port,
+            &host,
+            &number,
+        )?;
     }
     let mut section = format!(
         "[inet_http_server]\nport={}\n",
@@ -146,9 +108,89 @@ pub fn web_ui(cfg: &Config) -> Result<WebUi, SupervisorError> {
     }
     Ok(WebUi {
         section: Some(section),
+        warnings: credential_warnings(&at, s, default_password, &addr),
         addr: Some(addr),
-        warnings,
     })
+}
+
+/// Diagnostics at a key of `[supervisor]`.
+struct At<'a>(&'a Config);
+
+impl At<'_> {
+    fn line(&self, key: &str) -> Option<usize> {
+        let raw = self.0.raw.section("supervisor");
+        raw.and_then(|r| r.entry(key).map(|e| e.line))
+            .or(self.0.supervisor.line)
+    }
+
+    fn error(&self, key: &str, msg: String) -> Diagnostic {
+        Diagnostic::error(&self.0.raw.path, self.line(key), msg)
+            .in_section("supervisor")
+            .at_key(key)
+    }
+
+    fn warning(&self, key: &str, msg: String) -> Diagnostic {
+        Diagnostic::warning(&self.0.raw.path, self.line(key), msg)
+            .in_section("supervisor")
+            .at_key(key)
+    }
+}
+
+/// A web UI reachable from other machines needs a password, and not a default one.
+fn refuse_exposed(
+    at: &At<'_>,
+    no_password: bool,
+    default_password: Option<&str>,
+    port: &str,
+    host: &str,
+    number: &str,
+) -> Result<(), SupervisorError> {
+    let what = if host.is_empty() || host == "*" || host == "0.0.0.0" {
+        "every network interface".to_string()
+    } else {
+        format!("`{host}`, beyond this machine")
+    };
+    if no_password {
+        return Err(SupervisorError::WebUi(at.error(
+            "port",
+            format!("`{port}` would open the web UI on {what} without a username and password, and it controls every program; set username and password (plain or {{SHA}} hash) in [supervisor], or use `127.0.0.1:{number}`"),
+        )));
+    }
+    if let Some(p) = default_password {
+        return Err(SupervisorError::WebUi(at.error(
+            "password",
+            format!("`{p}` is a default password, and port `{port}` would open the web UI on {what}; set a password of your own (plain or {{SHA}} hash), or use `127.0.0.1:{number}`"),
+        )));
+    }
+    Ok(())
+}
+
+/// What to say about credentials that protect little, on a web UI allowed to start.
+fn credential_warnings(
+    at: &At<'_>,
+    s: &SupervisorSettings,
+    default_password: Option<&str>,
+    addr: &str,
+) -> Vec<Diagnostic> {
+    let mut warnings = Vec::new();
+    if s.username.as_deref() == Some("guest") && s.password.as_deref() == Some("guest") {
+        warnings.push(at.warning(
+            "password",
+            "the web UI still has the 2010 default credentials guest/guest; anyone who can reach it controls every program, set your own username and password".into(),
+        ));
+    } else if let Some(p) = default_password {
+        warnings.push(at.warning(
+            "password",
+            format!("`{p}` is a default password; set one of your own before anyone else can reach the web UI"),
+        ));
+    }
+    if s.password.is_none() {
+        warnings.push(at.warning(
+            "port",
+            format!("the web UI on {addr} has no username or password; anyone on this machine controls every program, set both in [supervisor]"),
+        ));
+    }
+    warnings
 }
 
 /// A value as supervisord must see it to mean what loglines.cfg says: continuation lines joined

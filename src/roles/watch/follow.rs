@@ -80,7 +80,7 @@ impl Watcher<'_> {
                 Err(source) => {
                     return Err(WatchError::Read {
                         path: t.path.clone(),
-                        source,
+                        error: source,
                     }
                     .into())
                 }
@@ -93,7 +93,7 @@ impl Watcher<'_> {
                         .metadata()
                         .map_err(|source| WatchError::Read {
                             path: t.path.clone(),
-                            source,
+                            error: source,
                         })?
                         .len();
                     if size < t.pos {

@@ -104,14 +104,14 @@ pub struct WatchStats {
 /// Why the watcher stopped with an error. Messages say what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    #[error("cannot create the state folder {}: {source}; create it, or point `state_dir` or `checkpoint` somewhere writable", path.display())]
-    StateDir { path: PathBuf, source: io::Error },
+    #[error("cannot create the state folder {}: {error}; create it, or point `state_dir` or `checkpoint` somewhere writable", path.display())]
+    StateDir { path: PathBuf, error: io::Error },
     #[error(transparent)]
     Checkpoint(CheckpointError),
-    #[error("cannot open the log file {}: {source}; check `logfile` and that this user may read it", path.display())]
-    Open { path: PathBuf, source: io::Error },
-    #[error("cannot read the log file {}: {source}; check the disk and the file (the watcher resumes from its checkpoint when restarted)", path.display())]
-    Read { path: PathBuf, source: io::Error },
+    #[error("cannot open the log file {}: {error}; check `logfile` and that this user may read it", path.display())]
+    Open { path: PathBuf, error: io::Error },
+    #[error("cannot read the log file {}: {error}; check the disk and the file (the watcher resumes from its checkpoint when restarted)", path.display())]
+    Read { path: PathBuf, error: io::Error },
     #[error("cannot push to the queue: {0}")]
     Queue(QueueError),
 }

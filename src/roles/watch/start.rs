@@ -19,7 +19,7 @@ impl Watcher<'_> {
         if let Some(dir) = ck.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| WatchError::StateDir {
                 path: dir.to_path_buf(),
-                source,
+                error: source,
             })?;
         }
         match checkpoint::load(ck) {
@@ -55,7 +55,7 @@ impl Watcher<'_> {
                     StartAt::End => {
                         line_start_before_end(&t.file).map_err(|source| WatchError::Read {
                             path: path.clone(),
-                            source,
+                            error: source,
                         })?
                     }
                 };
@@ -72,7 +72,7 @@ impl Watcher<'_> {
                 let p =
                     checkpoint::position_in(&t.file, at).map_err(|source| WatchError::Read {
                         path: path.clone(),
-                        source,
+                        error: source,
                     })?;
                 self.out.progress = Progress::new(Committed {
                     main: Some(p),
@@ -88,7 +88,11 @@ impl Watcher<'_> {
                 self.say_waiting();
                 Ok(())
             }
-            Err(source) => Err(WatchError::Open { path, source }.into()),
+            Err(source) => Err(WatchError::Open {
+                path,
+                error: source,
+            }
+            .into()),
         }
     }
 
@@ -147,12 +151,18 @@ impl Watcher<'_> {
         let path = self.path().to_path_buf();
         let read_err = |source| WatchError::Read {
             path: path.clone(),
-            source,
+            error: source,
         };
         let mut file = match File::open(&path) {
             Ok(f) => Some(f),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(source) => return Err(WatchError::Open { path, source }.into()),
+            Err(source) => {
+                return Err(WatchError::Open {
+                    path,
+                    error: source,
+                }
+                .into())
+            }
         };
         let mut now_at = None;
         if let Some(f) = &file {
