@@ -6,7 +6,8 @@
 
 // The tests' harness, so the benchmark starts redis-server the same careful way (port races,
 // making sure it is our server that answers) instead of with a copy of its own.
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/integration/support/mod.rs"]
+#[allow(dead_code)]
 mod support;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

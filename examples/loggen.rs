@@ -1,11 +1,11 @@
 //! Writes N generated combined-log lines to a file, for the end-to-end benchmark
-//! (`scripts/bench-e2e.sh`): the same lines the end-to-end tests use (tests/support/loggen.rs).
+//! (`scripts/bench-e2e.sh`): the same lines the end-to-end tests use (tests/integration/support/loggen.rs).
 //!
 //! Usage: `cargo run --release --example loggen -- FILE N [EVERY]` writes lines 0..N, one in
 //! EVERY a download (default 20, the realistic 5% mix), replacing FILE.
 
 #[allow(dead_code)] // the tests use more of the generator than this binary does
-#[path = "../tests/support/loggen.rs"]
+#[path = "../tests/integration/support/loggen.rs"]
 mod loggen;
 
 use std::io::{BufWriter, Write};

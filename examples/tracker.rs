@@ -6,7 +6,7 @@
 //! stdin is a terminal or a pipe) prints `served N requests` and exits.
 
 #[allow(dead_code)] // the tests use more of the harness than this binary does
-#[path = "../tests/support/tracker.rs"]
+#[path = "../tests/integration/support/tracker.rs"]
 mod tracker;
 
 use std::io::{IsTerminal, Read, Write};

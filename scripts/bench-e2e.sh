@@ -111,7 +111,7 @@ endpoint="${tracker_base}counter/test/"
 redis_pid=$(redis-cli -p "$port" info server | tr -d '\r' | awk -F: '/^process_id:/ { print $2 }')
 echo "== redis-server on 127.0.0.1:$port, tracker stand-in at $tracker_base" >&2
 
-# --- configurations (as tests/support/pipeline.rs config_text) -------------------------------
+# --- configurations (as tests/integration/support/pipeline.rs config_text) -------------------------------
 # config FILE REDIS_URL|"" PUSHTO
 config() {
     local redis=""

@@ -19,12 +19,14 @@ use super::{
     QueueError, QueueInfo, Transport,
 };
 use crate::util::shutdown::Shutdown;
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender};
+use crossbeam_channel::{
+    bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError,
+};
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -59,6 +61,10 @@ struct Queue {
     front: Mutex<VecDeque<Message>>,
     /// Wake-ups in the channel, so its length can be told without them.
     wakes: AtomicI64,
+    /// Producers waiting for room in the full channel.
+    waiting: AtomicUsize,
+    /// Consumers waiting for a message in the empty queue.
+    takers: AtomicUsize,
     /// Live consumers by name (weak: a dropped consumer disappears by itself).
     consumers: Mutex<Vec<(String, WeakHolding)>>,
 }
@@ -71,6 +77,22 @@ type WeakHolding = Weak<Mutex<Vec<Held>>>;
 struct Held {
     msg: Message,
     at: Instant,
+}
+
+/// Counts one in a gauge for as long as it lives, however the scope is left.
+struct Decrement<'a>(&'a AtomicUsize);
+
+impl<'a> Decrement<'a> {
+    fn count(gauge: &'a AtomicUsize) -> Self {
+        gauge.fetch_add(1, Ordering::SeqCst);
+        Decrement(gauge)
+    }
+}
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Locks, ignoring poisoning: the data under these locks stays consistent at every step, and a
@@ -105,6 +127,22 @@ impl EmbeddedTransport {
             .unwrap_or(0)
     }
 
+    /// Producers waiting for room in `queue`, which is full.
+    pub fn waiting_producers(&self, queue: &str) -> usize {
+        lock(&self.inner.queues)
+            .get(queue)
+            .map(|q| q.waiting.load(Ordering::SeqCst))
+            .unwrap_or(0)
+    }
+
+    /// Consumers waiting for a message in `queue`, which is empty.
+    pub fn waiting_consumers(&self, queue: &str) -> usize {
+        lock(&self.inner.queues)
+            .get(queue)
+            .map(|q| q.takers.load(Ordering::SeqCst))
+            .unwrap_or(0)
+    }
+
     /// True when `queue` has nothing waiting.
     pub fn is_empty(&self, queue: &str) -> bool {
         self.len(queue) == 0
@@ -124,6 +162,8 @@ impl Inner {
             rx,
             front: Mutex::new(VecDeque::new()),
             wakes: AtomicI64::new(0),
+            waiting: AtomicUsize::new(0),
+            takers: AtomicUsize::new(0),
             consumers: Mutex::new(Vec::new()),
         });
         let loaded = load_requeued(&self.dir, name)?;
@@ -160,7 +200,14 @@ impl Queue {
 
     /// Sends one message, waiting while the channel is full.
     fn send(&self, msg: Message, shutdown: &Shutdown) -> QResult<()> {
-        let mut item = Item::Msg(msg);
+        let mut item = match self.tx.try_send(Item::Msg(msg)) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(back)) => back,
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(QueueError::Io(format!("queue `{}` is closed", self.name)))
+            }
+        };
+        let _waiting = Decrement::count(&self.waiting);
         loop {
             match self.tx.send_timeout(item, POLL) {
                 Ok(()) => return Ok(()),
@@ -358,12 +405,14 @@ impl Consumer for EmbeddedConsumer {
         let max = max.max(1);
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
+        let mut blocked = None;
         loop {
             self.q.fill(max, &mut out);
             let now = Instant::now();
             if !out.is_empty() || now >= deadline || self.inner.shutdown.is_set() {
                 break;
             }
+            blocked.get_or_insert_with(|| Decrement::count(&self.q.takers));
             match self.q.recv((deadline - now).min(POLL)) {
                 Ok(Some(m)) => out.push(m),
                 Ok(None) | Err(RecvTimeoutError::Timeout) => {}

@@ -23,6 +23,10 @@ pub struct Inner {
     pub written: AtomicU64,
     /// Messages a broker fanned out.
     pub fanned_out: AtomicU64,
+    /// Times a watcher looked at its files: read what was new, checked the name, wrote the
+    /// checkpoint if due. It moves at least once a second while a watcher runs, so it also
+    /// tells that the watcher is alive (and tests wait on it).
+    pub looks: AtomicU64,
 }
 
 /// A copy of the counters at one moment.

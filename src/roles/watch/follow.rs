@@ -6,6 +6,7 @@ use super::lines::{self, Piece, Wrapper};
 use super::progress::End;
 use super::{Flow, Item, Side, Tail, WatchError, Watcher, LOOK_EVERY, READ_BUDGET};
 use crate::queue::Message;
+use crate::util::stats::Stats;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -48,6 +49,7 @@ impl Watcher<'_> {
             }
             self.check_path()?;
             self.maybe_checkpoint(false);
+            Stats::add(&self.out.stats().looks, 1);
             self.wrapper.summarise(false);
             if self.until_eof && !more && self.retired.is_none() {
                 // Everything up to the end is handed over: wait until it is finished (or

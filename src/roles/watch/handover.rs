@@ -40,6 +40,11 @@ pub(crate) struct Handover<'a> {
 }
 
 impl<'a> Handover<'a> {
+    /// The shared counters this handover counts in.
+    pub(crate) fn stats(&self) -> &Stats {
+        self.stats
+    }
+
     pub(crate) fn new(
         producer: Box<dyn Producer>,
         queue: &str,

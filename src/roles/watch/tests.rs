@@ -338,9 +338,30 @@ fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Waits a moment in which the watcher would have acted if it were going to.
-fn settle() {
-    std::thread::sleep(Duration::from_millis(400));
+impl Harness {
+    /// Waits until the watcher has looked at its files once more after this call began:
+    /// whatever it was going to do about what happened before, it has done. (The look in
+    /// progress may have started earlier; the one after it has not.) A file created and
+    /// removed beside the log wakes the watcher (inotify), rather than waiting for the look it
+    /// makes once a second anyway; the watcher itself only cares about its own file's name.
+    fn settle(&self) {
+        let looks = || {
+            self.counters
+                .looks
+                .load(std::sync::atomic::Ordering::SeqCst)
+        };
+        let from = looks();
+        let poke = self.dir.path().join(".settle");
+        assert!(
+            wait_for(|| {
+                let _ = std::fs::write(&poke, b"");
+                let _ = std::fs::remove_file(&poke);
+                std::thread::sleep(Duration::from_millis(20));
+                looks() >= from + 2
+            }),
+            "the watcher stopped looking at its files"
+        );
+    }
 }
 
 // ---- tests ----
@@ -391,7 +412,7 @@ fn a_restart_resumes_exactly_at_the_checkpoint() {
     let r = h.start(false);
     h.append(b"50\n");
     h.wait_lines(151);
-    settle();
+    h.settle();
     let all: Vec<String> = numbered(0, 151).lines().map(String::from).collect();
     assert_eq!(h.lines(), all, "nothing sent twice, nothing skipped");
     r.stop();
@@ -403,7 +424,7 @@ fn a_partial_line_is_held_until_its_newline_comes() {
     h.append(b"complete\nincompl");
     let r = h.start(false);
     assert_eq!(h.wait_lines(1), vec!["complete"]);
-    settle();
+    h.settle();
     assert_eq!(h.lines().len(), 1, "the unfinished line was sent early");
     h.append(b"ete\r\n");
     assert_eq!(h.wait_lines(2), vec!["complete", "incomplete"]);
@@ -545,7 +566,7 @@ fn late_lines_of_a_rotated_file_written_while_stopped_are_read_after_a_restart()
     h.wait_lines(13);
     h.append(numbered(13, 15).as_bytes());
     h.wait_lines(15);
-    settle();
+    h.settle();
     let stats = r.stop();
     expect_numbered(&sorted_by_number(h.lines()), 0, 15);
     assert_eq!(stats.late_lines, 3);
@@ -597,7 +618,7 @@ fn delete_and_recreate_follows_the_new_file() {
     h.append(numbered(0, 5).as_bytes());
     h.wait_lines(5);
     std::fs::remove_file(&h.log).unwrap();
-    settle();
+    h.settle();
     h.append(numbered(5, 12).as_bytes());
     expect_numbered(&h.wait_lines(12), 0, 12);
     let stats = r.stop();
@@ -645,7 +666,7 @@ fn a_file_rotated_while_stopped_is_finished_before_the_new_one() {
     h.append(numbered(8, 10).as_bytes());
     let r = h.start(false);
     expect_numbered(&h.wait_lines(10), 0, 10);
-    settle();
+    h.settle();
     let stats = r.stop();
     expect_numbered(&h.lines(), 0, 10);
     assert_eq!(stats.rotations, 1);
@@ -658,12 +679,12 @@ fn a_file_rotated_while_stopped_is_finished_before_the_new_one() {
 fn a_missing_file_is_waited_for_and_read_whole_when_it_appears() {
     let h = Harness::new("end");
     let r = h.start(false);
-    settle();
+    h.settle();
     let warned = h.log_warnings("does not exist");
     assert_eq!(warned.len(), 1);
     h.append(numbered(0, 3).as_bytes());
     expect_numbered(&h.wait_lines(3), 0, 3);
-    settle();
+    h.settle();
     r.stop();
     assert_eq!(h.log_warnings("does not exist").len(), 1, "said once");
 }
@@ -685,7 +706,7 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_copy() {
     h.append(numbered(20, 25).as_bytes());
     let r = h.start(false);
     let got = h.wait_lines(35);
-    settle();
+    h.settle();
     r.stop();
     // Lines 10..20 were sent again (the fallback is older), nothing was skipped.
     let mut want: Vec<String> = numbered(0, 20).lines().map(String::from).collect();
@@ -730,12 +751,18 @@ fn an_idle_watcher_writes_no_checkpoint() {
         drop(std::mem::take(&mut h.seen.lock().unwrap().held));
         let end = end_of(5);
         assert!(wait_for(|| h.checkpoint_offset() == Some(end)));
-        // Past the durable write that follows the last one within a second.
-        std::thread::sleep(CHECKPOINT_EVERY + Duration::from_millis(400));
+        // Past the durable write that follows the last one within a second: made at the
+        // first look after that second.
+        let reached = Instant::now();
+        assert!(wait_for(|| reached.elapsed() >= CHECKPOINT_EVERY));
+        h.settle();
         let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
         let prev = checkpoint::prev_path(&h.ck);
         let before = (ino(&h.ck), ino(&prev));
-        std::thread::sleep(CHECKPOINT_EVERY * 2);
+        // Three looks (an idle watcher looks once a second), each of which would have written
+        // the checkpoint if it were going to.
+        h.settle();
+        h.settle();
         // Every write renames a new file into place: the same inodes mean no write.
         assert_eq!((ino(&h.ck), ino(&prev)), before, "tracks {tracks}");
         let stats = r.stop();
@@ -759,11 +786,11 @@ fn with_completion_tracking_the_checkpoint_waits_for_unfinished_lines() {
     // Finished out of order: lines 2 and 3 (0-based) first. The checkpoint must not move.
     held[2] = None;
     held[3] = None;
-    std::thread::sleep(CHECKPOINT_EVERY + Duration::from_millis(500));
+    h.settle();
     assert_eq!(h.checkpoint_offset(), Some(0));
     held[0] = None;
     assert!(wait_for(|| h.checkpoint_offset() == Some(end_of(1))));
-    std::thread::sleep(CHECKPOINT_EVERY + Duration::from_millis(300));
+    h.settle();
     assert_eq!(
         h.checkpoint_offset(),
         Some(end_of(1)),
@@ -801,7 +828,7 @@ fn an_idle_watcher_uses_no_cpu() {
     });
     let tid = rx.recv().unwrap();
     h.wait_lines(1);
-    settle();
+    h.settle();
     let ticks = || {
         let stat =
             std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();

@@ -1,0 +1,256 @@
+//! `loglines run`: the whole pipeline in one process, no Redis, to a real tracker stand-in.
+//! The sample logs arrive exactly as the plugin says; nothing is lost through kill -9 of the
+//! whole process, a tracker outage, rotation, or a plugin that fails on some lines.
+
+use crate::support;
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+use support::bin::assert_exit;
+use support::loggen;
+use support::pipeline::{
+    assert_sample_delivered, check_generated, data, expected, wait_complete, Options, Pipeline,
+};
+
+fn run_once(p: &Pipeline, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["run", "--once"];
+    args.extend_from_slice(extra);
+    p.command(&args).stdin(Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn sample_logs_through_run_once() {
+    for (plugin, log_name, section) in [
+        ("irus", "combined.log", "repository = repo.example.ac.uk\n"),
+        ("ora", "ora-wsgi.log", ""),
+    ] {
+        let p = Pipeline::embedded(Options {
+            plugin: plugin.into(),
+            plugin_section: section.into(),
+            ..Options::default()
+        });
+        let log = std::fs::read_to_string(data(log_name)).unwrap();
+        let (urls, sent, other) = expected(&p, &log);
+        p.append(&log);
+        let out = run_once(&p, &[]);
+        assert_exit(&out, 0);
+        assert_sample_delivered(&p, log_name, &urls, &sent, &other);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let summary = stderr.lines().last().unwrap_or_default();
+        assert!(
+            summary.contains(&format!(
+                "{} sent to the tracker, {} not usage events",
+                urls.len(),
+                other.len()
+            )),
+            "{summary}"
+        );
+        // A second --once resumes from the checkpoint: nothing is sent again.
+        let out = run_once(&p, &[]);
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(
+            p.tracker.count(),
+            urls.len(),
+            "{log_name}: a rerun must not resend"
+        );
+    }
+}
+
+#[test]
+fn run_once_replays_files_given_on_the_command_line() {
+    let p = Pipeline::embedded(Options::default());
+    let file = data("combined.log");
+    let (urls, _, _) = expected(&p, &std::fs::read_to_string(&file).unwrap());
+    let out = run_once(&p, &[file.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    assert_eq!(p.tracker.count(), urls.len());
+}
+
+fn start_run(p: &Pipeline) -> Child {
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p.path("run.err"))
+        .unwrap();
+    p.command(&["run"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap()
+}
+
+const N: u64 = 50_000;
+const EVERY: u64 = 20;
+
+#[test]
+fn kill_9_of_the_whole_process_then_restart_loses_nothing() {
+    let p = Pipeline::embedded(Options::default());
+    let mut child = start_run(&p);
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D ^ u64::from(std::process::id());
+    let mut kills = 0;
+    let chunks = 20;
+    for c in 0..chunks {
+        p.append(&loggen::lines(c * N / chunks, (c + 1) * N / chunks, EVERY));
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(50 + seed % 250));
+        if c % 3 == 1 {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            kills += 1;
+            child = start_run(&p);
+        }
+    }
+    let ok = wait_complete(&p, N, EVERY, Duration::from_secs(120));
+    support::sigterm_exits_0_within_5s(&mut child);
+    let (dup_requests, dup_other) = check_generated(&p, N, EVERY);
+    println!("{kills} kill -9s; duplicates from lines in flight at a kill: {dup_requests} tracker requests, {dup_other} other.log lines");
+    assert!(
+        ok,
+        "timed out: {}",
+        std::fs::read_to_string(p.path("run.err")).unwrap_or_default()
+    );
+}
+
+#[test]
+fn tracker_down_then_back_and_rotation_while_running() {
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        pauseonfail: 1,
+        ..Options::default()
+    });
+    let mut child = start_run(&p);
+    let tracker = p.tracker.handle();
+    p.append(&loggen::lines(0, 10_000, EVERY));
+    tracker.refuse();
+    p.append(&loggen::lines(10_000, 20_000, EVERY));
+    std::thread::sleep(Duration::from_secs(2));
+    tracker.fail(500);
+    // Rename rotation while the tracker is failing: the old file is finished, the new followed.
+    std::fs::rename(p.log_path(), p.path("access.log.1")).unwrap();
+    p.append(&loggen::lines(20_000, 30_000, EVERY));
+    std::thread::sleep(Duration::from_secs(2));
+    tracker.ok();
+    // copytruncate: the file is copied away and truncated to zero.
+    assert!(
+        p.wait_for_filed(30_000, Duration::from_secs(60)),
+        "{}",
+        std::fs::read_to_string(p.path("run.err")).unwrap_or_default()
+    );
+    std::fs::copy(p.log_path(), p.path("access.log.2")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(p.log_path())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    p.append(&loggen::lines(30_000, N, EVERY));
+    assert!(
+        wait_complete(&p, N, EVERY, Duration::from_secs(60)),
+        "{}",
+        std::fs::read_to_string(p.path("run.err")).unwrap_or_default()
+    );
+    support::sigterm_exits_0_within_5s(&mut child);
+    let (dups, dup_other) = check_generated(&p, N, EVERY);
+    assert_eq!((dups, dup_other), (0, 0), "no crash, so nothing twice");
+    let accepted = p.accepted_numbers();
+    assert!(
+        accepted.windows(2).all(|w| w[0] < w[1]),
+        "one worker: requests in log order"
+    );
+    assert!(
+        p.tracker.requests().iter().any(|r| r.status == 500),
+        "the outage was met"
+    );
+}
+
+#[test]
+fn a_plugin_error_on_some_lines_dead_letters_them_and_the_rest_is_delivered() {
+    let dir = support::temp_dir();
+    let plugin = dir.path().join("flaky.lua");
+    std::fs::write(
+        &plugin,
+        "local irus = nil\n\
+         function parseline(jmsg)\n\
+           local m = loglines.json.decode(jmsg)\n\
+           if m.logline:find('BOOM', 1, true) then error('cannot parse this line') end\n\
+           return { line = m.logline }\n\
+         end\n\
+         function get_openurl_params(c, section, pl)\n\
+           if pl.line:find('paper.pdf', 1, true) then return { url_tim = '2026-11-27T00:00:00Z', ['rft.artnum'] = pl.line:match('/id/eprint/(%d+)/') } end\n\
+           return nil\n\
+         end\n",
+    )
+    .unwrap();
+    let p = Pipeline::embedded(Options {
+        plugin: plugin.display().to_string(),
+        plugin_section: String::new(),
+        ..Options::default()
+    });
+    p.append(&loggen::lines(0, 1000, 10));
+    p.append(
+        "192.0.2.1 - - [27/Nov/2026:09:00:00 +0000] \"GET /BOOM HTTP/1.1\" 200 1 \"-\" \"x\"\n",
+    );
+    p.append(&loggen::lines(1000, 2000, 10));
+    p.append("192.0.2.1 - - [27/Nov/2026:09:00:00 +0000] \"GET /BOOM/again HTTP/1.1\" 200 1 \"-\" \"x\"\n");
+    let out = run_once(&p, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "--once exits 1 when something was dead-lettered"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 dead-lettered"), "{stderr}");
+    assert_eq!(
+        p.tracker.count(),
+        200,
+        "every download of the other lines was sent"
+    );
+    assert_eq!(p.lines_of("logs/other.log").len(), 1800);
+    let dead = p.lines_of("state/dead/pirus2.dead.jsonl");
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    for d in &dead {
+        let v: serde_json::Value = serde_json::from_str(d).unwrap();
+        assert!(v["message"].as_str().unwrap().contains("BOOM"));
+        let reason = v["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("flaky.lua:4") && reason.contains("cannot parse this line"),
+            "{reason}"
+        );
+        assert_eq!(v["section"], "worker_pirus2");
+    }
+    // The dead letters can be listed and put back with the queue commands.
+    let out = p
+        .command(&["queue", "dead", "pirus2", "--embedded"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cannot parse this line"));
+}
+
+/// The README's main job: a dry run prints every event's OpenURL on stdout, sends nothing, and
+/// says so in its summary.
+#[test]
+fn dry_run_prints_the_events_and_sends_nothing() {
+    let p = Pipeline::embedded(Options::default());
+    let file = data("combined.log");
+    let (urls, _, _) = expected(&p, &std::fs::read_to_string(&file).unwrap());
+    let out = run_once(&p, &["--dry-run", file.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    assert_eq!(p.tracker.count(), 0, "a dry run sends nothing");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(printed.lines().count(), urls.len());
+    assert!(
+        printed
+            .lines()
+            .all(|l| l.starts_with("url_ver=Z39.88-2004&")),
+        "{printed}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{} printed (dry run, nothing sent)", urls.len())),
+        "{stderr}"
+    );
+}
