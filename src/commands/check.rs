@@ -2,7 +2,9 @@
 
 use crate::app::{load_config, Failure, Global};
 use crate::config::diag::{Diagnostic, Severity};
-use crate::config::{Config, Endpoint, Role};
+use crate::config::Config;
+use crate::roles::worker::Endpoint;
+use crate::roles::Role;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 

@@ -7,9 +7,11 @@
 //! full URL that would be sent, or why not. The exit code is 0 when no line raised an error.
 
 use crate::app::{load_config, Failure, Global};
-use crate::config::{Config, Endpoint, Role};
+use crate::config::Config;
 use crate::plugin::library::openurl;
 use crate::plugin::{Explained, Outcome, Plugin, PluginSpec};
+use crate::roles::worker::Endpoint;
+use crate::roles::Role;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;

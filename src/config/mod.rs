@@ -1,10 +1,12 @@
 //! `loglines.cfg`: the INI file shared with the 2010 tool, validated into typed settings.
 //!
-//! Loading happens in three steps: [`ini`] reads the raw sections with line numbers, [`keys`]
-//! says which keys each kind of section accepts, and [`validate`] turns the raw file into a
-//! [`Config`], collecting every problem at once. A section's role is stated once, in its
-//! `command` (`command = loglines worker`), and everything else (the supervisord generator,
-//! `loglines run`, `check`) reads it from [`Section::role`].
+//! [`ini`] reads the file (one pass, ConfigParser's rules, line numbers); [`keys`] declares
+//! every key a section may have with its default, range and meaning, and [`read`] reads a value
+//! by its key; [`validate`] turns the whole file into a [`Config`], collecting every problem at
+//! once ([`diag`]), with the redis sections in [`redis`] and each role's own keys read by that
+//! role's settings module (`roles::worker::settings`, ...). A section's role is stated once, in
+//! its `command` (`command = loglines worker`), and everything else (the supervisord
+//! generator, `loglines run`, `check`) reads it from [`Section::role`].
 
 pub mod diag;
 pub mod ini;
@@ -14,15 +16,9 @@ pub mod redis;
 mod validate;
 
 use crate::config::diag::Diagnostic;
-pub use crate::roles::Role;
+use crate::roles::Role;
 pub use ini::{RawEntry, RawIni, RawSection};
 pub use redis::{read_pem, PemKind, RedisSettings, TlsClientFiles};
-// Until the branches of the redesign are merged, the role settings are also reachable here.
-pub use crate::plugin::PluginLimits;
-pub use crate::roles::broker::BrokerSettings;
-pub use crate::roles::filelog::{FileLogFormat, FileLogSettings};
-pub use crate::roles::watch::settings::{StartAt, WatchSettings};
-pub use crate::roles::worker::settings::{Endpoint, HttpMethod, WorkerSettings};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

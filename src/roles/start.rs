@@ -137,6 +137,16 @@ impl Starter {
     /// Opens the role's queues on `transport` (as consumer number `process` of the section on
     /// this host) and runs the role until its shutdown signal.
     pub fn run(self, transport: &dyn Transport, process: u32) -> Result<(), RoleError> {
+        let shutdown = self.shutdown.clone();
+        match self.run_role(transport, process) {
+            // Asked to stop while it was still opening its queues: nothing was taken, so
+            // this is a stop like any other, not a failure.
+            Err(RoleError::Queue(QueueError::ShuttingDown)) if shutdown.is_set() => Ok(()),
+            r => r,
+        }
+    }
+
+    fn run_role(self, transport: &dyn Transport, process: u32) -> Result<(), RoleError> {
         let Starter {
             cfg,
             index,
@@ -247,7 +257,17 @@ pub fn run_process(
     let cfg = starter.cfg.clone();
     let sec = starter.section();
     let r = cfg.redis_for(sec);
-    let transport = RedisTransport::connect(r, shutdown.clone()).map_err(|e| {
+    // A Redis that accepts the connection and does not answer would hold the start for the
+    // connect timeouts; a stop meanwhile ends the process at once, cleanly (nothing was taken).
+    let (settings, stop) = (r.clone(), shutdown.clone());
+    let connecting = shutdown.unless_stopped(move || RedisTransport::connect(&settings, stop));
+    let transport = match connecting {
+        Ok(Some(Err(_)) | None) if shutdown.is_set() => return Ok(()),
+        Ok(Some(t)) => t,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(StartError::Runtime(format!("cannot connect to Redis: {e}"))),
+    };
+    let transport = transport.map_err(|e| {
         StartError::Runtime(format!(
             "cannot use Redis at {} ([{}]): {e}",
             r.display(),

@@ -83,6 +83,34 @@ impl Shutdown {
         }
     }
 
+    /// Runs `f` on a thread of its own and returns its result, or None as soon as shutdown is
+    /// requested. For a blocking call that cannot be interrupted (connecting to a server that
+    /// accepted the connection and does not answer) in a process that is about to exit: the
+    /// thread is left to finish on its own.
+    pub fn unless_stopped<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::io::Result<Option<T>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("interruptible".into())
+            .spawn(move || {
+                let _ = tx.send(f());
+            })?;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(v) => return Ok(Some(v)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if self.is_set() => {
+                    return Ok(None)
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(std::io::Error::other("the thread running it panicked"))
+                }
+            }
+        }
+    }
+
     /// Sleeps up to `d`, waking early (in steps of at most 100 ms) when shutdown is requested.
     /// Returns true if shutdown was requested.
     pub fn sleep(&self, d: Duration) -> bool {

@@ -3,7 +3,10 @@
 use crate::support;
 
 use loglines::config::diag::{Diagnostic, Severity};
-use loglines::config::{Config, Endpoint, Role, StartAt};
+use loglines::config::Config;
+use loglines::roles::watch::StartAt;
+use loglines::roles::worker::Endpoint;
+use loglines::roles::Role;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::configs::modernised_original;

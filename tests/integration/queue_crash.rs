@@ -60,7 +60,11 @@ fn run_and_kill(r: &RedisServer, host: &str, ttl: u64, kill_after: usize) -> Vec
         .args([
             "--ignored",
             "--exact",
-            "consumer_process",
+            // The test's name as libtest knows it: its module path without the crate's name.
+            &format!(
+                "{}::consumer_process",
+                module_path!().split_once("::").map_or("", |(_, m)| m)
+            ),
             "--nocapture",
             "--test-threads=1",
         ])

@@ -4,12 +4,14 @@
 
 use crate::support;
 
-use loglines::config::{Config, RedisSettings, Role, Section, WatchSettings};
+use loglines::config::{Config, RedisSettings, Section};
 use loglines::queue::embedded::EmbeddedTransport;
 use loglines::queue::redis::RedisTransport;
 use loglines::queue::{Consumer, ConsumerId, Producer, Transport};
 use loglines::roles::notify::Notifier;
+use loglines::roles::watch::WatchSettings;
 use loglines::roles::watch::{self, checkpoint, WatchStats};
+use loglines::roles::Role;
 use loglines::util::shutdown::Shutdown;
 use loglines::util::stats::Stats;
 use std::io::Write;

@@ -579,3 +579,36 @@ fn signals_do_not_stretch_a_tracker_read_beyond_its_timeout() {
     // Without the remaining-time rule every signal restarts the full second.
     assert!(took < Duration::from_millis(1900), "{took:?}");
 }
+
+/// A role asked to stop while it is still starting (here: connecting to a Redis that accepts
+/// the connection and never answers) stops cleanly, exit 0, with no error: nothing was taken.
+#[test]
+fn a_worker_stopped_while_it_connects_exits_0_without_an_error() {
+    let dir = support::temp_dir();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let plugin = support::crate_root().join("lua_plugins/irus.lua");
+    let cfg = dir.path().join("loglines.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[redis]\nhost = 127.0.0.1\nport = {port}\n\n[worker_pirus2]\ncommand = loglines worker\n\
+             listento = pirus2\nrepository_plugin = {}\nendpoint_url = -\n",
+            plugin.display()
+        ),
+    )
+    .unwrap();
+    let err = dir.path().join("stderr.log");
+    let mut child = support::bin::loglines()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["worker", "--section", "worker_pirus2"])
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    // Connected (the plugin is loaded before that): the worker waits for Redis's answer.
+    let (_connection, _) = silent.accept().unwrap();
+    support::sigterm_exits_0_within_5s(&mut child);
+    let err = std::fs::read_to_string(&err).unwrap();
+    assert!(!err.contains("loglines:"), "{err}");
+}

@@ -7,7 +7,8 @@
 use super::facts::ConfFacts;
 use super::{Layout, SupervisorError};
 use crate::config::diag::Diagnostic;
-use crate::config::{Config, Role, Section, SupervisorSettings};
+use crate::config::{Config, Section, SupervisorSettings};
+use crate::roles::Role;
 use std::net::Ipv4Addr;
 use std::path::Path;
 

@@ -8,7 +8,8 @@
 //! On SIGTERM/SIGINT whatever is already in the pipe is still read and pushed (briefly), since
 //! nobody could read it again afterwards.
 
-use crate::config::{Section, WatchSettings};
+use super::WatchSettings;
+use crate::config::Section;
 use crate::queue::{Message, Producer, QueueError};
 use crate::roles::notify::Notifier;
 use crate::roles::watch::handover::{Handover, Refused};
@@ -358,7 +359,7 @@ mod tests {
         );
         let c = Config::from_str(Path::new("/tmp/loglines.cfg"), &text).unwrap();
         let s = c.section("logger_in").unwrap().clone();
-        let crate::config::Role::Watch(w) = s.role.clone() else {
+        let crate::roles::Role::Watch(w) = s.role.clone() else {
             panic!("not a watch section")
         };
         (s, w)

@@ -2,9 +2,10 @@
 //! and replaced, with a recording producer standing in for the transport.
 
 use super::*;
-use crate::config::{Config, Role};
+use crate::config::Config;
 use crate::queue::QResult;
 use crate::roles::notify::Notifier;
+use crate::roles::Role;
 use crate::util::stats::Stats;
 use checkpoint::Loaded;
 use std::io::Write;

@@ -12,7 +12,7 @@
 //! failure is reported to [`Preparer::start`]'s caller before anything else happens.
 
 use super::event_url;
-use crate::config::WorkerSettings;
+use super::WorkerSettings;
 use crate::plugin::{Outcome, Plugin, PluginSpec};
 use crate::queue::Message;
 use crate::util::shutdown::Shutdown;
@@ -254,7 +254,8 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Endpoint, HttpMethod, PluginLimits};
+    use crate::plugin::PluginLimits;
+    use crate::roles::worker::{Endpoint, HttpMethod};
     use std::path::Path;
     use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! chosen limits, messages wrapped as the watcher wraps log lines, and a stand-in HTTP server
 //! for `http_get`.
 
-use loglines::config::PluginLimits;
+use loglines::plugin::PluginLimits;
 use loglines::plugin::{Plugin, PluginError, PluginSpec};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
