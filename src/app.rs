@@ -52,11 +52,42 @@ pub enum Failure {
     Config(Vec<String>),
     /// Something went wrong while running: exit 1.
     Runtime(anyhow::Error),
+    /// Standard output was closed by its reader (`loglines check | head`): the reader has what
+    /// it wanted, so the command ends quietly, exit 0.
+    OutputClosed,
+}
+
+/// Writes `text` to standard output, as the commands' `print!`. A closed pipe is
+/// [`Failure::OutputClosed`], not an error (nor a panic, as `print!` would make it).
+pub fn print(text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(output_failure)
+}
+
+/// A failed write to standard output: [`Failure::OutputClosed`] when its reader went away.
+pub fn output_failure(e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Failure::OutputClosed
+    } else {
+        Failure::Runtime(anyhow::anyhow!("cannot write to standard output: {e}"))
+    }
 }
 
 impl From<anyhow::Error> for Failure {
+    /// A runtime failure, unless it comes from writing to a standard output its reader closed.
     fn from(e: anyhow::Error) -> Self {
-        Failure::Runtime(e)
+        let closed = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if closed {
+            Failure::OutputClosed
+        } else {
+            Failure::Runtime(e)
+        }
     }
 }
 
@@ -65,6 +96,7 @@ impl From<StartError> for Failure {
         match e {
             StartError::Config(lines) => Failure::Config(lines),
             StartError::Runtime(why) => Failure::Runtime(anyhow::anyhow!(why)),
+            StartError::OutputClosed => Failure::OutputClosed,
         }
     }
 }
@@ -126,5 +158,6 @@ pub fn main() -> i32 {
             eprintln!("loglines: {}", format!("{e:#}").replace('\n', " "));
             1
         }
+        Err(Failure::OutputClosed) => 0,
     }
 }

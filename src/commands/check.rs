@@ -1,6 +1,6 @@
 //! `loglines check`: validate the configuration and show what it sets up.
 
-use crate::app::{load_config, Failure, Global};
+use crate::app::{load_config, print, Failure, Global};
 use crate::config::diag::{Diagnostic, Severity};
 use crate::config::Config;
 use crate::roles::worker::Endpoint;
@@ -175,23 +175,23 @@ fn rel(cfg: &Config, p: &std::path::Path) -> String {
 
 pub fn run(g: &Global) -> Result<i32, Failure> {
     let cfg = load_config(g)?;
-    print!("{}", describe(&cfg));
+    print(&describe(&cfg))?;
     let mut warnings = cfg.warnings.clone();
     warnings.extend(queue_warnings(&cfg));
     if !warnings.is_empty() {
-        println!("\nWarnings:");
+        print("\nWarnings:\n")?;
         for w in &warnings {
             debug_assert_eq!(w.severity, Severity::Warning);
-            println!("  {w}");
+            print(&format!("  {w}\n"))?;
         }
     }
-    print!("{}", redis_report(&cfg));
+    print(&redis_report(&cfg))?;
     let (report, problems) = plugin_report(&cfg);
-    print!("{report}");
+    print(&report)?;
     if !problems.is_empty() {
         return Err(Failure::Config(problems));
     }
-    println!("\nconfiguration is valid");
+    print("\nconfiguration is valid\n")?;
     Ok(0)
 }
 

@@ -1,7 +1,7 @@
 //! `loglines queue ...`: look into one queue and repair it (peek, dead letters, requeue dead
 //! letters, purge), on the Redis the configuration names for it or on the embedded files.
 
-use crate::app::{load_config, Failure, Global};
+use crate::app::{load_config, print, Failure, Global};
 use crate::commands::status::queues_by_redis;
 use crate::config::Config;
 use crate::queue::embedded::EmbeddedTransport;
@@ -189,7 +189,7 @@ pub fn run(global: &Global, args: &QueueArgs) -> Result<i32, Failure> {
                 eprintln!("queue `{queue}` is empty");
             }
             for m in msgs {
-                println!("{m}");
+                print(&format!("{m}\n"))?;
             }
         }
         QueueAction::Dead { queue, n, target } => {
@@ -199,10 +199,10 @@ pub fn run(global: &Global, args: &QueueArgs) -> Result<i32, Failure> {
                 eprintln!("queue `{queue}` has no dead letters");
             }
             for d in letters {
-                println!(
-                    "{} [{}] {}: {}\n    {}",
+                print(&format!(
+                    "{} [{}] {}: {}\n    {}\n",
                     d.at, d.section, d.consumer, d.reason, d.message
-                );
+                ))?;
             }
         }
         QueueAction::RequeueDead {
@@ -214,7 +214,9 @@ pub fn run(global: &Global, args: &QueueArgs) -> Result<i32, Failure> {
             let n = admin
                 .requeue_dead(queue, reason.as_deref())
                 .map_err(runtime)?;
-            println!("moved {n} dead letters back onto queue `{queue}`");
+            print(&format!(
+                "moved {n} dead letters back onto queue `{queue}`\n"
+            ))?;
         }
         QueueAction::Purge { queue, yes, target } => {
             let mut admin = admin_for(&cfg, queue, target)?;
@@ -226,7 +228,7 @@ pub fn run(global: &Global, args: &QueueArgs) -> Result<i32, Failure> {
                 }));
             }
             let n = admin.purge(queue).map_err(runtime)?;
-            println!("deleted {n} messages from queue `{queue}`");
+            print(&format!("deleted {n} messages from queue `{queue}`\n"))?;
         }
     }
     Ok(0)

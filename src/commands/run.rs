@@ -107,13 +107,23 @@ impl Running {
     }
 
     /// Waits for the thread; its failure as a line of the final report.
-    fn join(self) -> Option<String> {
+    fn join(self) -> Ended {
         match self.handle.join() {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!("{}: {e}", self.name)),
-            Err(_) => Some(format!("{}: the thread panicked", self.name)),
+            Ok(Ok(())) => Ended::Stopped,
+            Ok(Err(RoleError::OutputClosed)) => Ended::OutputClosed,
+            Ok(Err(e)) => Ended::Failed(format!("{}: {e}", self.name)),
+            Err(_) => Ended::Failed(format!("{}: the thread panicked", self.name)),
         }
     }
+}
+
+/// How a thread of the pipeline ended.
+enum Ended {
+    Stopped,
+    /// A dry run's reader closed standard output (`loglines run --dry-run | head`): the run
+    /// stops, quietly.
+    OutputClosed,
+    Failed(String),
 }
 
 /// Starts every consumer thread (brokers, workers, file loggers), `numprocs` of each section.
@@ -219,18 +229,18 @@ fn summary(s: &Snapshot, elapsed: Duration, dry_run: bool) -> String {
 }
 
 /// Shows progress until the run is over: with --once when every watcher has finished, else
-/// on SIGTERM/SIGINT; or when a consumer thread stops by itself (a failure).
+/// on SIGTERM/SIGINT; or when a consumer thread stops by itself (a failure, or a dry run's
+/// output closed).
 fn wait_until_done(
     args: &RunArgs,
     signals: &Shutdown,
     watchers: &[Running],
     consumers: &[Running],
     stats: &Stats,
-) -> Vec<String> {
+) {
     let tty = std::io::stderr().is_terminal();
     let mut last = (Instant::now(), stats.snapshot());
     let mut last_summary = Instant::now();
-    let mut failures = Vec::new();
     loop {
         std::thread::sleep(Duration::from_millis(200));
         let watchers_done = watchers.iter().all(|t| t.handle.is_finished());
@@ -238,7 +248,7 @@ fn wait_until_done(
             break;
         }
         if consumers.iter().any(|t| t.handle.is_finished()) {
-            failures.push("a pipeline thread stopped unexpectedly".to_string());
+            // Why is known when it is joined: standard output closed, or a failure.
             break;
         }
         if last.0.elapsed() >= Duration::from_secs(1) {
@@ -256,7 +266,6 @@ fn wait_until_done(
     if tty {
         eprintln!();
     }
-    failures
 }
 
 pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
@@ -291,20 +300,35 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
             return Err(e);
         }
     };
-    let mut failures = wait_until_done(args, &signals, &watchers, &consumers, &stats);
+    wait_until_done(args, &signals, &watchers, &consumers, &stats);
+    let consumer_ended = consumers.iter().any(|t| t.handle.is_finished());
     // Watchers first: they write their checkpoints for what is finished. Then the consumers,
     // which finish or give back what they hold.
     stop_watchers.trigger();
-    failures.extend(watchers.into_iter().filter_map(Running::join));
+    let mut ended: Vec<Ended> = watchers.into_iter().map(Running::join).collect();
     stop_consumers.trigger();
-    failures.extend(consumers.into_iter().filter_map(Running::join));
+    ended.extend(consumers.into_iter().map(Running::join));
     let snap = stats.snapshot();
     eprintln!(
         "loglines: {}",
         summary(&snap, started.elapsed(), args.dry_run)
     );
+    let output_closed = ended.iter().any(|e| matches!(e, Ended::OutputClosed));
+    let mut failures: Vec<String> = ended
+        .into_iter()
+        .filter_map(|e| match e {
+            Ended::Failed(why) => Some(why),
+            _ => None,
+        })
+        .collect();
+    if consumer_ended && failures.is_empty() && !output_closed {
+        failures.push("a pipeline thread stopped unexpectedly".to_string());
+    }
     if !failures.is_empty() {
         return Err(Failure::Runtime(anyhow!("{}", failures.join("; "))));
+    }
+    if output_closed {
+        return Err(Failure::OutputClosed);
     }
     Ok(if args.once && snap.dead > 0 { 1 } else { 0 })
 }

@@ -1,7 +1,7 @@
 //! `loglines status`: every queue of the configuration at a glance (waiting, in flight per
 //! consumer with the age of its oldest message, dead letters, live consumers), as a table or JSON.
 
-use crate::app::{load_config, Failure, Global};
+use crate::app::{load_config, print, Failure, Global};
 use crate::config::Config;
 use crate::queue::embedded::EmbeddedTransport;
 use crate::queue::redis::RedisTransport;
@@ -196,12 +196,10 @@ fn print_once(cfg: &Config, args: &StatusArgs, clear: bool) -> Result<bool, Fail
     let ok = servers.iter().all(|s| s.error.is_none());
     if args.json {
         let doc = serde_json::json!({ "servers": servers });
-        println!("{doc}");
+        print(&format!("{doc}\n"))?;
     } else {
-        if clear {
-            print!("\x1b[2J\x1b[H");
-        }
-        print!("{}", render(&servers));
+        let clear = if clear { "\x1b[2J\x1b[H" } else { "" };
+        print(&format!("{clear}{}", render(&servers)))?;
     }
     Ok(ok)
 }

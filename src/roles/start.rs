@@ -34,6 +34,9 @@ pub enum StartError {
     /// Something outside the file failed (signals, the queue server).
     #[error("{0}")]
     Runtime(String),
+    /// A dry run's reader closed standard output: the role stopped, nothing was lost.
+    #[error("standard output was closed")]
+    OutputClosed,
 }
 
 /// Why a running role stopped with an error. Messages say what to check.
@@ -51,6 +54,10 @@ pub enum RoleError {
     Watch(#[from] WatchError),
     #[error(transparent)]
     Push(#[from] PushError),
+    /// A dry run printing its URLs found standard output closed (`loglines run --dry-run |
+    /// head`): the worker stopped, with what it held back in the queue.
+    #[error("standard output was closed; the messages not printed are back in the queue")]
+    OutputClosed,
 }
 
 /// Where a watcher section's lines come from.
@@ -275,7 +282,9 @@ pub fn run_process(
         ))
     })?;
     let name = sec.name.clone();
-    starter
-        .run(&transport, process)
-        .map_err(|e| StartError::Runtime(format!("section [{name}]: {e}")))
+    match starter.run(&transport, process) {
+        Ok(()) => Ok(()),
+        Err(RoleError::OutputClosed) => Err(StartError::OutputClosed),
+        Err(e) => Err(StartError::Runtime(format!("section [{name}]: {e}"))),
+    }
 }

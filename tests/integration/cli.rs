@@ -107,3 +107,49 @@ fn check_describes_a_valid_file() {
     );
     assert!(s.trim_end().ends_with("configuration is valid"), "{s}");
 }
+
+/// `loglines ... | head`: once the reader has what it wanted and closes the pipe, the command
+/// ends quietly with exit 0, rather than panicking (`check`), failing (`test-plugin`) or, a dry
+/// run, retrying to print for ever.
+#[test]
+fn a_closed_standard_output_ends_a_command_quietly() {
+    let root = support::crate_root();
+    let cfg = root.join("loglines.cfg");
+    let cfg = cfg.to_str().unwrap();
+    let sample = root.join("tests/data/combined.log");
+    let sample = sample.to_str().unwrap();
+    let plugin = root.join("lua_plugins/irus.lua");
+    let plugin = plugin.to_str().unwrap();
+    for args in [
+        vec!["--config", cfg, "check"],
+        vec!["test-plugin", plugin, sample],
+        vec!["test-plugin", "--json", plugin, sample],
+        vec!["--config", cfg, "run", "--once", "--dry-run", sample],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = support::bin::loglines()
+            .args(&args)
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the command has written anything (it is still reading
+        // its configuration), as `head` does once it has its lines: every write fails.
+        drop(child.stdout.take());
+        let ended = support::wait_until(std::time::Duration::from_secs(30), || {
+            child.try_wait().unwrap().is_some()
+        });
+        if !ended {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = text(&out.stderr);
+        assert!(ended, "{args:?} did not end after its output was closed");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+    }
+}

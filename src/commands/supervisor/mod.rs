@@ -18,7 +18,7 @@ pub mod rpc;
 pub use generate::{generate, GenerateOptions, Generated};
 pub use live::{apply, connect, endpoints, process_states, Applied, ProcessState};
 
-use crate::app::{load_config, Failure, Global};
+use crate::app::{load_config, print, Failure, Global};
 use crate::config::diag::Diagnostic;
 use crate::config::Config;
 use clap::{Args, Subcommand};
@@ -213,21 +213,20 @@ impl Layout {
     }
 }
 
-/// After a change: apply it, or say how to.
-fn after_change(cfg: &Config, layout: &Layout, apply_now: bool) -> Result<(), SupervisorError> {
+/// After a change: apply it, or say how to. Returns what to tell the administrator.
+fn after_change(
+    cfg: &Config,
+    layout: &Layout,
+    apply_now: bool,
+) -> Result<Vec<String>, SupervisorError> {
+    let how = format!("to apply: {} (or add --apply)", layout.apply_commands());
     match connect(layout) {
-        Err(RpcError::NotRunning { endpoint }) => {
-            println!(
-                "supervisord is not running (nothing answers on {endpoint}); start it with: {}",
-                layout.start_command()
-            );
-            Ok(())
-        }
+        Err(RpcError::NotRunning { endpoint }) => Ok(vec![format!(
+            "supervisord is not running (nothing answers on {endpoint}); start it with: {}",
+            layout.start_command()
+        )]),
         Err(e) if apply_now => Err(e.into()),
-        Err(_) => {
-            println!("to apply: {} (or add --apply)", layout.apply_commands());
-            Ok(())
-        }
+        Err(_) => Ok(vec![how]),
         Ok(ep) if apply_now => {
             let longest = cfg
                 .sections
@@ -237,17 +236,17 @@ fn after_change(cfg: &Config, layout: &Layout, apply_now: bool) -> Result<(), Su
                 .unwrap_or(10)
                 .max(10);
             let applied = apply(&ep, Duration::from_secs(u64::from(longest) + 30))?;
-            println!("{applied}");
-            for p in &applied.problems {
-                println!("  {p}");
-            }
-            Ok(())
+            let mut lines = vec![applied.to_string()];
+            lines.extend(applied.problems.iter().map(|p| format!("  {p}")));
+            Ok(lines)
         }
-        Ok(_) => {
-            println!("to apply: {} (or add --apply)", layout.apply_commands());
-            Ok(())
-        }
+        Ok(_) => Ok(vec![how]),
     }
+}
+
+/// Prints `lines`, one a line.
+fn print_lines(lines: &[String]) -> Result<(), Failure> {
+    lines.iter().try_for_each(|l| print(&format!("{l}\n")))
 }
 
 fn fail(e: SupervisorError) -> Failure {
@@ -284,29 +283,28 @@ pub fn run(g: &Global, args: &SupervisorArgs) -> Result<i32, Failure> {
             for w in &done.warnings {
                 eprintln!("loglines: {w}");
             }
-            for l in &done.lines {
-                println!("{l}");
-            }
-            after_change(&cfg, &layout, *apply).map_err(fail)?;
+            print_lines(&done.lines)?;
+            print_lines(&after_change(&cfg, &layout, *apply).map_err(fail)?)?;
         }
         Action::Enable { names, apply } | Action::Disable { names, apply } => {
             let enable = matches!(args.action, Action::Enable { .. });
-            for l in enabled::set_enabled(&layout, names, enable).map_err(fail)? {
-                println!("{l}");
-            }
-            after_change(&cfg, &layout, *apply).map_err(fail)?;
+            print_lines(&enabled::set_enabled(&layout, names, enable).map_err(fail)?)?;
+            print_lines(&after_change(&cfg, &layout, *apply).map_err(fail)?)?;
         }
         Action::List => {
             let (rows, live) = list::list(&layout).map_err(fail)?;
-            print!("{}", list::format_list(&rows));
-            match live {
-                Ok(ep) => println!("\nsupervisord: answering on {ep}"),
-                Err(RpcError::NotRunning { endpoint }) => println!(
-                    "\nsupervisord: not running (nothing answers on {endpoint}); start it with: {}",
+            let state = match live {
+                Ok(ep) => format!("answering on {ep}"),
+                Err(RpcError::NotRunning { endpoint }) => format!(
+                    "not running (nothing answers on {endpoint}); start it with: {}",
                     layout.start_command()
                 ),
-                Err(e) => println!("\nsupervisord: no states ({e})"),
-            }
+                Err(e) => format!("no states ({e})"),
+            };
+            print(&format!(
+                "{}\nsupervisord: {state}\n",
+                list::format_list(&rows)
+            ))?;
         }
     }
     Ok(0)

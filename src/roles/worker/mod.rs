@@ -193,6 +193,10 @@ impl Worker<'_> {
                     out.dead_letter(msg, &reason)?;
                     return Ok(Next::Continue);
                 }
+                Answer::OutputClosed => {
+                    self.give_back(msg, out)?;
+                    return Err(RoleError::OutputClosed);
+                }
                 Answer::Retry(why) => {
                     // A stop cuts a request still unanswered after STOP_GRACE (or a connection
                     // attempt at once): that is no outage. The message goes back to the queue;

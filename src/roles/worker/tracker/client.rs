@@ -80,6 +80,7 @@ impl TrackerClient {
             let mut out = std::io::stdout().lock();
             return match writeln!(out, "{url}") {
                 Ok(()) => Answer::Accepted,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Answer::OutputClosed,
                 Err(e) => Answer::Retry(format!("cannot print the URL: {e}")),
             };
         }

@@ -30,6 +30,8 @@ pub enum Answer {
     Retry(String),
     /// Any other 4xx: the tracker will never take this request; dead-letter it.
     Rejected { status: u16, body: String },
+    /// A dry run's standard output was closed by its reader: nothing more can be printed.
+    OutputClosed,
 }
 
 /// How the worker classifies a status that is not `success`.
