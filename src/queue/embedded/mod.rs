@@ -14,6 +14,8 @@
 //!   queue this process does not have go to `<dir>/<queue>.requeue.jsonl`, which the transport
 //!   loads when it opens that queue and deletes once every message from it is finished.
 
+mod files;
+
 use super::{
     Admin, Consumer, ConsumerId, ConsumerInfo, DeadLetter, Lineage, Message, Producer, QResult,
     QueueError, QueueInfo, Transport,
@@ -22,13 +24,14 @@ use crate::util::shutdown::Shutdown;
 use crossbeam_channel::{
     bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError,
 };
+use files::{append_dead, io_err, load_requeued, read_lines, write_lines, FileLock};
 use std::collections::{HashMap, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Blocking channel operations wake this often to notice shutdown.
 const POLL: Duration = Duration::from_millis(250);
@@ -490,132 +493,6 @@ impl Drop for EmbeddedConsumer {
         let me = Arc::downgrade(&self.held);
         lock(&self.q.consumers).retain(|(_, w)| !w.ptr_eq(&me));
     }
-}
-
-/// An exclusive lock on a queue's dead-letter files, shared with other processes (the
-/// `loglines queue` commands) through `flock` on `<queue>.dead.lock`.
-struct FileLock {
-    _file: File,
-}
-
-impl FileLock {
-    fn acquire(dir: &Path, queue: &str) -> QResult<FileLock> {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, "create the folder", e))?;
-        let path = dir.join(format!("{queue}.dead.lock"));
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_err(&path, "open", e))?;
-        // flock(2), released when the file is closed.
-        f.lock().map_err(|e| io_err(&path, "lock", e))?;
-        Ok(FileLock { _file: f })
-    }
-}
-
-fn io_err(path: &Path, what: &str, e: std::io::Error) -> QueueError {
-    QueueError::Io(format!(
-        "cannot {what} {}: {e}; check that the state folder exists and is writable",
-        path.display()
-    ))
-}
-
-fn append_dead(dir: &Path, queue: &str, letter: &DeadLetter) -> QResult<()> {
-    let _lock = FileLock::acquire(dir, queue)?;
-    let path = dir.join(format!("{queue}.dead.jsonl"));
-    let mut line = serde_json::to_string(letter)
-        .map_err(|e| QueueError::Io(format!("cannot encode a dead letter: {e}")))?;
-    line.push('\n');
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| io_err(&path, "open", e))?;
-    f.write_all(line.as_bytes())
-        .and_then(|_| f.flush())
-        .and_then(|_| f.sync_data())
-        .map_err(|e| io_err(&path, "write", e))
-}
-
-/// Non-empty lines of a file; a missing file has none.
-fn read_lines(path: &Path) -> QResult<Vec<String>> {
-    match File::open(path) {
-        Ok(f) => BufReader::new(f)
-            .lines()
-            .filter(|l| !l.as_ref().is_ok_and(|l| l.trim().is_empty()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| io_err(path, "read", e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(io_err(path, "open", e)),
-    }
-}
-
-/// Writes `lines` to `path` atomically (temp file, fsync, rename).
-fn write_lines(path: &Path, lines: &[String]) -> QResult<()> {
-    let tmp = path.with_extension("jsonl.tmp");
-    let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, "create", e))?;
-    for l in lines {
-        f.write_all(l.as_bytes())
-            .and_then(|_| f.write_all(b"\n"))
-            .map_err(|e| io_err(&tmp, "write", e))?;
-    }
-    f.sync_all().map_err(|e| io_err(&tmp, "sync", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, "replace", e))
-}
-
-/// Deletes a loaded requeue file once every message read from it is finished.
-struct RequeueFile(PathBuf);
-
-impl Drop for RequeueFile {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.0) {
-            log::warn!("cannot remove {}: {e}", self.0.display());
-        }
-    }
-}
-
-/// Loads requeued dead letters waiting for `queue` (also those of an earlier run that stopped
-/// before finishing them). Each file is first renamed, so a `loglines queue requeue-dead`
-/// running meanwhile writes a new one instead of appending to one that is about to go.
-fn load_requeued(dir: &Path, queue: &str) -> QResult<Vec<Message>> {
-    let plain = format!("{queue}.requeue.jsonl");
-    let loading_prefix = format!("{queue}.requeue.loading-");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(Vec::new());
-    };
-    let mut files: Vec<PathBuf> = Vec::new();
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&loading_prefix) && name.ends_with(".jsonl") {
-            files.push(e.path());
-        }
-    }
-    files.sort();
-    let _lock = FileLock::acquire(dir, queue)?;
-    let src = dir.join(&plain);
-    if src.exists() {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dst = dir.join(format!("{loading_prefix}{nanos:020}.jsonl"));
-        std::fs::rename(&src, &dst).map_err(|e| io_err(&src, "rename", e))?;
-        files.push(dst);
-    }
-    let mut out = Vec::new();
-    for f in files {
-        let lines = read_lines(&f)?;
-        let guard = Lineage::track(Arc::new(RequeueFile(f)));
-        for l in lines {
-            let body: String = serde_json::from_str(&l).unwrap_or(l);
-            out.push(Message {
-                body,
-                lineage: guard.clone(),
-            });
-        }
-    }
-    Ok(out)
 }
 
 /// Inspection and repair of embedded queues: live queues of this process, and the dead-letter
