@@ -8,7 +8,7 @@
 
 mod support;
 
-mod cli;
+mod command_line;
 mod config;
 mod docs_examples;
 mod pipeline_redis;

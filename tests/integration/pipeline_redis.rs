@@ -118,15 +118,24 @@ fn tracker_down_then_back_loses_nothing_and_keeps_order() {
     });
     p.start_all();
     let tracker = p.tracker.handle();
-    // Each outage phase lasts long enough for the worker (pauseonfail = 1 s) to meet it.
-    feed(&mut p, N, EVERY, 10, |_, c| match c {
+    // Each outage phase lasts until the worker has met it.
+    let met = |p: &Pipeline, what: &str| {
+        assert!(
+            wait_until(Duration::from_secs(30), || p.outputs().contains(what)),
+            "the worker did not meet the outage ({what}):\n{}",
+            p.outputs()
+        );
+    };
+    let tracker2 = p.tracker.handle();
+    feed(&mut p, N, EVERY, 10, |p, c| match c {
         2 => {
             tracker.refuse();
-            std::thread::sleep(Duration::from_secs(2));
+            met(p, "tracker unreachable since");
         }
         4 => {
             tracker.fail(503);
-            std::thread::sleep(Duration::from_secs(2));
+            let answered_503 = || tracker2.requests().iter().any(|r| r.status == 503);
+            assert!(wait_until(Duration::from_secs(30), answered_503));
         }
         6 => tracker.ok(),
         _ => {}

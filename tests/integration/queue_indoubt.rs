@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::queue::{bodies, msgs};
 use support::redis::RedisServer;
+use support::wait_until;
 
 /// Forwards 127.0.0.1:port() to the redis port; `cut_next_reply` makes it swallow the next
 /// reply of the server and close that connection.
@@ -149,13 +150,14 @@ fn lost_answers_are_neither_repeated_nor_lost() {
     let t2 = RedisTransport::connect(&r.settings(30), Shutdown::new()).unwrap();
     let cut = proxy.cut.clone();
     let n = proxy.cuts();
-    let pusher = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        cut.store(true, Ordering::SeqCst);
-        t2.producer("q").unwrap().push(msgs(&["late"])).unwrap();
+    let got = std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(wait_until(Duration::from_secs(10), || r.blocked_clients() >= 1));
+            cut.store(true, Ordering::SeqCst);
+            t2.producer("q").unwrap().push(msgs(&["late"])).unwrap();
+        });
+        c.take(1, Duration::from_secs(5)).unwrap()
     });
-    let got = c.take(1, Duration::from_secs(5)).unwrap();
-    pusher.join().unwrap();
     assert_eq!(proxy.cuts(), n + 1);
     assert_eq!(bodies(&got), ["late"]);
     c.ack(got).unwrap();

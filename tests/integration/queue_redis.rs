@@ -71,18 +71,19 @@ fn blocking_take_returns_as_soon_as_a_message_arrives_and_times_out_empty() {
         waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
         "{waited:?}"
     );
-    let t2 = t.clone();
-    let pusher = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        t2.producer("q")
-            .unwrap()
-            .push(msgs(&["a", "b", "c"]))
-            .unwrap();
+    // The messages come while the consumer is blocked in BLMOVE, so the wake-up is tested.
+    let (got, waited) = std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(wait_until(Duration::from_secs(10), || r.blocked_clients() >= 1));
+            t.producer("q")
+                .unwrap()
+                .push(msgs(&["a", "b", "c"]))
+                .unwrap();
+        });
+        let start = Instant::now();
+        let got = c.take(10, Duration::from_secs(10)).unwrap();
+        (got, start.elapsed())
     });
-    let start = Instant::now();
-    let got = c.take(10, Duration::from_secs(10)).unwrap();
-    let waited = start.elapsed();
-    pusher.join().unwrap();
     assert!(waited < Duration::from_secs(3), "took {waited:?}");
     // The three arrive in one LPUSH, so the batch after BLMOVE's first gets the others.
     assert_eq!(bodies(&got), ["a", "b", "c"]);

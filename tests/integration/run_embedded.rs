@@ -11,6 +11,7 @@ use support::loggen;
 use support::pipeline::{
     assert_sample_delivered, check_generated, data, expected, wait_complete, Options, Pipeline,
 };
+use support::wait_until;
 
 fn run_once(p: &Pipeline, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["run", "--once"];
@@ -82,6 +83,8 @@ fn start_run(p: &Pipeline) -> Child {
 
 const N: u64 = 50_000;
 const EVERY: u64 = 20;
+/// How long a phase of a scenario may take to be met (seconds on a quiet machine).
+const OUTAGE_WAIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn kill_9_of_the_whole_process_then_restart_loses_nothing() {
@@ -124,14 +127,24 @@ fn tracker_down_then_back_and_rotation_while_running() {
     let mut child = start_run(&p);
     let tracker = p.tracker.handle();
     p.append(&loggen::lines(0, 10_000, EVERY));
+    let err = || std::fs::read_to_string(p.path("run.err")).unwrap_or_default();
     tracker.refuse();
     p.append(&loggen::lines(10_000, 20_000, EVERY));
-    std::thread::sleep(Duration::from_secs(2));
+    // Each phase lasts until the worker has met it.
+    assert!(
+        wait_until(OUTAGE_WAIT, || err().contains("tracker unreachable since")),
+        "{}",
+        err()
+    );
     tracker.fail(500);
     // Rename rotation while the tracker is failing: the old file is finished, the new followed.
     std::fs::rename(p.log_path(), p.path("access.log.1")).unwrap();
     p.append(&loggen::lines(20_000, 30_000, EVERY));
-    std::thread::sleep(Duration::from_secs(2));
+    assert!(wait_until(OUTAGE_WAIT, || p
+        .tracker
+        .requests()
+        .iter()
+        .any(|r| r.status == 500)));
     tracker.ok();
     // copytruncate: the file is copied away and truncated to zero.
     assert!(
@@ -145,7 +158,13 @@ fn tracker_down_then_back_and_rotation_while_running() {
         .truncate(true)
         .open(p.log_path())
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Appended only once the watcher has seen the file shrink: lines written before that
+    // could make it as long again and hide the truncation.
+    assert!(
+        wait_until(OUTAGE_WAIT, || err().contains("was truncated to")),
+        "{}",
+        err()
+    );
     p.append(&loggen::lines(30_000, N, EVERY));
     assert!(
         wait_complete(&p, N, EVERY, Duration::from_secs(60)),

@@ -2,7 +2,8 @@
 //! log is rotated, against a real redis-server: every line must arrive, a line may arrive twice
 //! only if it was in the crash window of a kill (handed to Redis after the checkpoint the
 //! killed process had last written), and each window is at most one batch per file being read
-//! (DESIGN section 3: duplicates only within one batch per consumer).
+//! (docs/architecture.md, "Delivery guarantees": duplicates only within one batch per
+//! consumer).
 
 use crate::support;
 

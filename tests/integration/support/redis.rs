@@ -419,6 +419,15 @@ impl RedisServer {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Clients blocked in a blocking command (BLMOVE) now, from `INFO clients`.
+    pub fn blocked_clients(&self) -> u64 {
+        let info = self.redis_cmd(&["INFO", "clients"]);
+        info.lines()
+            .find_map(|l| l.strip_prefix("blocked_clients:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// True when every queue of `queues` is empty and no consumer holds anything of them (no
     /// in-flight list): all the work there was is done, and nothing more can come of it.
     pub fn queues_idle(&self, queues: &[&str]) -> bool {
