@@ -8,15 +8,21 @@
 //! key above continues that key's value; an empty line inside a value is kept if the value goes
 //! on after it; the first `=` or `:` splits key from value; keys are lower-cased, values
 //! trimmed; a section or key written twice is an error. supervisord's dialect adds comments at
-//! the end of a line (`;` or `#` after white space).
+//! the end of a line (`;` or `#` after white space) and, like supervisord, lets a section or
+//! key written again continue or replace the first.
 //!
-//! Why not the rust-ini crate, which this project started with: it reports no line numbers
-//! (they had to come from a second scanner, matched to its values by position), it merges a
-//! section written twice without a word, and its continuation lines take an indented comment
-//! as part of the value, while ConfigParser skips it: the two passes disagreed, and
-//! `servicename = repo.example.ac.uk` followed by an indented `# the repository's name` was
-//! sent to the tracker with the comment in it. No combination of its options gives
-//! ConfigParser's rules, so loglines reads the file itself, once.
+//! Why not the rust-ini crate (0.21), which this project started with: its model has no line
+//! numbers (they had to come from a second scanner, matched to its values by position), and
+//! none of its options (`enabled_quote`, `enabled_escape`, `enabled_indented_mutiline_value`,
+//! `enabled_preserve_key_leading_whitespace`) gives ConfigParser's rules. With multi-line
+//! values on, any indented line after a value continues it, so an indented comment becomes part
+//! of the value (`servicename = repo.example.ac.uk` followed by `  # the repository's name` was
+//! sent to the tracker with the comment in it) and of two keys indented alike the second joins
+//! the first's value; an unindented comment between value lines ends the value; an indented
+//! comment elsewhere is read as a key; `[ a ]` is trimmed to `a`; a section or key written
+//! twice is kept twice without a word. Comments after a value are a compile-time feature of the
+//! whole build, so it could not read loglines.cfg (no such comments) and supervisord's files
+//! (with them) side by side. So loglines reads the file itself, once.
 
 use super::diag::Diagnostic;
 use std::path::{Path, PathBuf};
@@ -108,7 +114,10 @@ pub enum Dialect {
     /// loglines.cfg: no comments after a value, so `#` and `;` in a value are kept (URLs,
     /// regexes).
     Loglines,
-    /// supervisord's files: `;` or `#` after white space (or at the start) starts a comment.
+    /// supervisord's files: `;` or `#` after white space (or at the start) starts a comment,
+    /// and, as supervisord reads them with `strict=False`, a section written again continues
+    /// the first and a key written again replaces its value (no error): the values checked are
+    /// the ones supervisord will use.
     Supervisord,
 }
 
@@ -256,8 +265,13 @@ impl Parser<'_> {
     }
 
     fn header(&mut self, lineno: usize, name: &str) {
-        if let Some(first) = self.sections.iter().find(|s| s.name == name) {
-            let first = first.line;
+        if let Some(n) = self.sections.iter().position(|s| s.name == name) {
+            if self.dialect == Dialect::Supervisord {
+                // supervisord reads with `strict=False`: the section goes on where it left off.
+                self.current = Current::Section(n);
+                return;
+            }
+            let first = self.sections[n].line;
             self.problems.push(
                 Diagnostic::error(
                     self.path,
@@ -289,7 +303,7 @@ impl Parser<'_> {
             Current::None => {
                 let problem = match content.find(['=', ':']) {
                     Some(i) => Diagnostic::error(self.path, Some(lineno), "a key outside any section; put it under a `[section]` header")
-                        .at_key(&content[..i].trim().to_ascii_lowercase()),
+                        .at_key(&content[..i].trim().to_lowercase()),
                     None => Diagnostic::error(self.path, Some(lineno), "not a `[section]` header, a `key = value` line or a comment; the file must start with a `[section]` header"),
                 };
                 self.problems.push(problem);
@@ -310,16 +324,21 @@ impl Parser<'_> {
             return self.refuse(lineno, "a value without a key; expected `key = value`");
         }
         let value = content[i + 1..].trim().to_string();
-        let path = self.path;
+        let (path, dialect) = (self.path, self.dialect);
         let section = self.section_mut(n);
-        if let Some(first) = section.entry(&key) {
+        if let Some(k) = section.entries.iter().position(|e| e.key == key) {
+            if dialect == Dialect::Supervisord {
+                // `strict=False` again: the later value is the one supervisord uses.
+                section.entries[k].value = value;
+                section.entries[k].line = lineno;
+                self.current = Current::Key(n, k);
+                return;
+            }
+            let first = section.entries[k].line;
             let problem = Diagnostic::error(
                 path,
                 Some(lineno),
-                format!(
-                    "duplicate key, first set at line {}; keep one of the two",
-                    first.line
-                ),
+                format!("duplicate key, first set at line {first}; keep one of the two"),
             );
             let problem = problem.in_section(&section.name).at_key(&key);
             self.problems.push(problem);
@@ -357,13 +376,15 @@ fn header(content: &str) -> Header<'_> {
     }
 }
 
-/// supervisord's comments after a value: `;` or `#` preceded by white space.
+/// supervisord's comments after a value: `;` or `#` preceded by white space (any white space
+/// Python's `isspace` sees, so not only ASCII).
 fn strip_inline_comment(s: &str) -> &str {
-    let b = s.as_bytes();
-    for i in 1..b.len() {
-        if (b[i] == b';' || b[i] == b'#') && b[i - 1].is_ascii_whitespace() {
+    let mut after_space = false;
+    for (i, c) in s.char_indices() {
+        if after_space && (c == ';' || c == '#') {
             return s[..i].trim_end();
         }
+        after_space = c.is_whitespace();
     }
     s
 }
@@ -478,6 +499,10 @@ mod tests {
         assert_eq!(ini.get("a", "path"), Some("C:\\logs\\new.log"));
         assert_eq!(ini.get("a", "re"), Some("^\\d+$"));
         assert_eq!(ini.section("a").unwrap().entries[1].line, 3);
+        // No `%` interpolation, as RawConfigParser.
+        let ini = p("[a]\nx = 100%\ny = %(x)s and %%\n").unwrap();
+        assert_eq!(ini.get("a", "x"), Some("100%"));
+        assert_eq!(ini.get("a", "y"), Some("%(x)s and %%"));
     }
 
     #[test]
@@ -555,5 +580,29 @@ mod tests {
             Some("0700#not a comment")
         );
         assert_eq!(ini.get("include", "files"), Some("a/*.conf"));
+    }
+
+    #[test]
+    fn supervisords_dialect_lets_a_later_section_or_key_continue_or_replace_the_first() {
+        // What Python gives with supervisord's `strict=False`: no error, the later value wins
+        // where the first key stood, and the second `[a]` goes on with the first.
+        let text = "[a]\nx = 1\ny = 2\n[b]\nz = 3\n[a]\nx = 4\n  five ; note\nw = 6\n";
+        let ini = parse_dialect(Path::new("s.conf"), text, Dialect::Supervisord).unwrap();
+        let a = ini.section("a").unwrap();
+        let kv: Vec<(&str, &str, usize)> = a
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str(), e.line))
+            .collect();
+        assert_eq!(kv, vec![("x", "4\nfive", 7), ("y", "2", 3), ("w", "6", 9)]);
+        assert_eq!(ini.section_names().collect::<Vec<_>>(), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn supervisords_comment_may_follow_any_white_space() {
+        let text = "[a]\nx = one\u{a0}; no-break space\ny = two\u{2003}# em space\n";
+        let ini = parse_dialect(Path::new("s.conf"), text, Dialect::Supervisord).unwrap();
+        assert_eq!(ini.get("a", "x"), Some("one"));
+        assert_eq!(ini.get("a", "y"), Some("two"));
     }
 }
