@@ -463,20 +463,40 @@ mod tests {
         let f = dir.path().join("old.log");
         std::fs::write(&f, "a\nb\nc\n").unwrap();
         let (seen, p) = recording(true);
-        let seen2 = seen.clone();
-        let consumer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            let held: Vec<Message> = std::mem::take(&mut seen2.lock().unwrap().held);
-            assert!(held.iter().all(|m| m.lineage.is_tracked()));
-            let at = Instant::now();
-            drop(held);
-            at
-        });
         let file = std::fs::File::open(&f).unwrap();
-        let counts = push_from(&section(2, 1024), p, file, &Shutdown::new()).unwrap();
-        let returned = Instant::now();
-        let released = consumer.join().unwrap();
-        assert_eq!(counts.lines, 3);
+        let run = std::thread::spawn(move || {
+            let counts = push_from(&section(2, 1024), p, file, &Shutdown::new());
+            (counts, Instant::now())
+        });
+        // Every line pushed: the input is read to its end, and a run that did not wait for its
+        // lines would be returning now.
+        let all_held = || {
+            let end = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < end {
+                if seen.lock().unwrap().held.len() == 3 {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            false
+        };
+        assert!(all_held(), "the three lines were not pushed");
+        // Nothing tells that run is waiting rather than about to return: it gets ten of its
+        // 20 ms looks at the lines in which it must not return.
+        let held_since = Instant::now();
+        while held_since.elapsed() < Duration::from_millis(200) {
+            assert!(
+                !run.is_finished(),
+                "run returned before the lines were finished"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let held: Vec<Message> = std::mem::take(&mut seen.lock().unwrap().held);
+        assert!(held.iter().all(|m| m.lineage.is_tracked()));
+        let released = Instant::now();
+        drop(held);
+        let (counts, returned) = run.join().unwrap();
+        assert_eq!(counts.unwrap().lines, 3);
         assert!(
             returned >= released,
             "run returned before the lines were finished"

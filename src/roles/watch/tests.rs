@@ -840,10 +840,20 @@ fn an_idle_watcher_uses_no_cpu() {
         // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command name.
         fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     };
-    let before = ticks();
-    std::thread::sleep(Duration::from_secs(3));
-    let used = ticks() - before;
+    let looks = || h.counters.looks.load(std::sync::atomic::Ordering::SeqCst);
+    let (before, looked, t) = (ticks(), looks(), Instant::now());
+    // CPU use is measured over a span of time: at least 3 s, and at least two of the looks an
+    // idle watcher makes once a second, so that a watcher that hung (and so used nothing)
+    // fails instead of passing.
+    assert!(
+        wait_for(|| t.elapsed() >= Duration::from_secs(3) && looks() >= looked + 2),
+        "the idle watcher stopped looking at its file"
+    );
+    let (used, span) = (ticks() - before, t.elapsed());
     r.stop();
     // Clock ticks are 10 ms: 2 ticks in 3 s is under 1% of a core.
-    assert!(used <= 2, "the idle watcher used {used} clock ticks in 3 s");
+    assert!(
+        used <= 2,
+        "the idle watcher used {used} clock ticks in {span:?}"
+    );
 }
