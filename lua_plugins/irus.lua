@@ -17,12 +17,21 @@
 --   request_patterns       regexes, one per line, matching the path of a file download;
 --                          the first capture group is the item id (default: EPrints, DSpace)
 --   investigation_patterns the same for item pages
+--   max_useragent          longest user agent sent as req_dat, in bytes (default: 600)
+--   max_referer            longest referer sent as rfr_dat, in bytes (default: 600)
+--   max_svc_dat            longest svc_dat (base_url plus path), in bytes (default: 1000)
+--
+-- A visitor chooses the user agent, referer and path, and can make them kilobytes long. Cut to
+-- these lengths, the whole request stays under 8,190 bytes (Apache's default limit for a request
+-- line) even when every byte must be percent-encoded, so the event is still counted; the robot
+-- check sees the whole user agent.
 --
 -- The worker section's url_ver is sent as url_ver (default Z39.88-2004).
 
 local L = loglines
 local json_decode = L.json.decode
 local parse_combined = L.parse_combined
+local truncate = L.truncate
 
 -- Paths are matched without their query string, so `?download=1` does not change the outcome.
 -- Handles are PREFIX/SUFFIX with a numeric, possibly dotted, prefix (10023/5678, 1721.1/123).
@@ -40,6 +49,10 @@ local DEFAULT_INVESTIGATION = {
   [[^/items/([0-9a-fA-F-]{36})/?$]],                          -- DSpace 7 item page
 }
 
+-- An item id (the pattern's capture) longer than this is not a real item, and would make the
+-- URL too long for the tracker.
+local MAX_ITEM_ID = 256
+
 -- The settings, read once by init().
 local S = {
   patterns = nil,       -- one re.set of request patterns followed by investigation patterns
@@ -51,6 +64,9 @@ local S = {
   req_id = "ip",
   hmac_secret = nil,
   url_ver = "Z39.88-2004",
+  max_useragent = 600,
+  max_referer = 600,
+  max_svc_dat = 1000,
 }
 
 -- A multi-line setting as a list of non-empty lines.
@@ -90,6 +106,12 @@ function init(c, worker_section)
   S.drop_robots = c:getboolean(sec, "drop_robots", true)
   S.url_ver = c:get(worker_section, "url_ver", "Z39.88-2004")
 
+  for _, key in ipairs({ "max_useragent", "max_referer", "max_svc_dat" }) do
+    local n = c:getint(sec, key, S[key])
+    if n < 0 then error("[" .. sec .. "] " .. key .. " = " .. n .. " is not valid; give a length in bytes, 0 or more", 0) end
+    S[key] = n
+  end
+
   S.req_id = opt("req_id", "ip")
   if S.req_id ~= "ip" and S.req_id ~= "urn:ip" and S.req_id ~= "hmac" then
     error("[" .. sec .. "] req_id = " .. S.req_id .. " is not valid; use ip, urn:ip or hmac", 0)
@@ -116,6 +138,8 @@ function parseline(jmsg)
   if status ~= 200 and status ~= 304 then return nil, "status " .. status .. " is not 200 or 304" end
   local i, id = S.patterns:match(r.path)
   if i == nil then return nil, "path is not an item page or file" end
+  -- No repository's identifiers are this long; a visitor's made-up path can be.
+  if #id > MAX_ITEM_ID then return nil, "item id longer than " .. MAX_ITEM_ID .. " bytes" end
   r.item = id
   r.kind = i <= S.n_request and "Request" or "Investigation"
   r.service = msg.service
@@ -142,10 +166,10 @@ function get_openurl_params(c, worker_section, pl)
     url_ver = S.url_ver,
     url_tim = url_tim,
     req_id = req_id,
-    req_dat = ua or "",
+    req_dat = truncate(ua or "", S.max_useragent),
     ["rft.artnum"] = (S.oai_prefix or ("oai:" .. repository .. ":")) .. pl.item,
-    svc_dat = (S.base_url or ("https://" .. repository)) .. pl.path,
-    rfr_dat = pl.referer or "",
+    svc_dat = truncate((S.base_url or ("https://" .. repository)) .. pl.path, S.max_svc_dat),
+    rfr_dat = truncate(pl.referer or "", S.max_referer),
     rfr_id = repository,
     rft_dat = pl.kind,
   }

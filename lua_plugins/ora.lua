@@ -20,10 +20,15 @@
 --   solr_url        a Solr select URL; when set, each download's item is looked up there and
 --                   counted only if Solr knows it (the 2010 plugin's look-up)
 --   solr_timeout    seconds to wait for Solr (default: 5)
+--   max_useragent, max_referer, max_svc_dat
+--                   longest req_dat, rfr_dat and svc_dat sent, in bytes (default: 600, 600,
+--                   1000), as in irus.lua: a visitor can make them kilobytes long, and a URL
+--                   the tracker refuses is an event lost
 
 local L = loglines
 local json_decode = L.json.decode
 local re_match = L.re.match
+local truncate = L.truncate
 
 -- DATE TIME LEVEL LOGGER REST: the logger pads the level with spaces.
 local PREFIX = [[^(\S+) (\S+) (\S+)\s+(\S+) (.*)$]]
@@ -33,6 +38,9 @@ local DATASTREAM = [[(?i)^/objects/(ora|uuid|hdl)(?::|%3A|%253A)([0-9a-f-]+)/dat
 
 local S = {
   metadata = {},
+  max_useragent = 600,
+  max_referer = 600,
+  max_svc_dat = 1000,
 }
 
 local function words(text)
@@ -64,6 +72,11 @@ function init(c, worker_section)
   end
   S.solr_url = c:get(sec, "solr_url", nil)
   S.solr_timeout = c:getfloat(sec, "solr_timeout", 5)
+  for _, key in ipairs({ "max_useragent", "max_referer", "max_svc_dat" }) do
+    local n = c:getint(sec, key, S[key])
+    if n < 0 then error("[" .. sec .. "] " .. key .. " = " .. n .. " is not valid; give a length in bytes, 0 or more", 0) end
+    S[key] = n
+  end
 end
 
 function parseline(jmsg)
@@ -148,10 +161,10 @@ function get_openurl_params(c, worker_section, pl)
     url_ver = S.url_ver,
     url_tim = url_tim,
     req_id = req_id,
-    req_dat = pl.agent or "",
+    req_dat = truncate(pl.agent or "", S.max_useragent),
     ["rft.artnum"] = (S.oai_prefix or ("oai:" .. repository .. ":")) .. pid,
-    svc_dat = (S.base_url or ("https://" .. repository)) .. pl.path,
-    rfr_dat = pl.referer or "",
+    svc_dat = truncate((S.base_url or ("https://" .. repository)) .. pl.path, S.max_svc_dat),
+    rfr_dat = truncate(pl.referer or "", S.max_referer),
     rfr_id = repository,
     rft_dat = "Request",
   }

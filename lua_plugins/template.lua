@@ -43,14 +43,16 @@ function get_openurl_params(c, worker_section, pl)
     url_tim = L.to_iso8601_utc(pl.time),
     -- Who: the client address.
     req_id = pl.ip,
-    -- The user agent, empty when the log has none.
-    req_dat = pl.useragent or "",
+    -- The user agent, empty when the log has none. A visitor can make the user agent, the
+    -- referer and the path kilobytes long; cut, the URL stays short enough for the tracker to
+    -- take (a URL it refuses is an event lost).
+    req_dat = L.truncate(pl.useragent or "", 600),
     -- Which item: its OAI-PMH identifier.
     ["rft.artnum"] = "oai:" .. host .. ":" .. pl.item,
     -- What was downloaded.
-    svc_dat = "https://" .. host .. pl.path,
+    svc_dat = L.truncate("https://" .. host .. pl.path, 1000),
     -- Where the user came from, empty when the log has none.
-    rfr_dat = pl.referer or "",
+    rfr_dat = L.truncate(pl.referer or "", 600),
     -- Which repository reports it.
     rfr_id = host,
     -- A file download is a Request (an item page would be an Investigation).

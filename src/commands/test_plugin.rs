@@ -4,14 +4,18 @@
 //! Each line is wrapped as the watcher wraps it (`{"service": ..., "logline": ...}`), both hooks
 //! run with the worker section's configuration (or, without `--config`, with none, so the
 //! plugin's own defaults apply), and the output shows what `parseline` returned and then the
-//! full URL that would be sent, or why not. The exit code is 0 when no line raised an error.
+//! full URL that would be sent, or why not (not eligible, an error, or a URL the worker could
+//! not send and would dead-letter). The exit code is 0 when no line raised an error and every
+//! event could be sent.
 
 use crate::app::{load_config, Failure, Global};
 use crate::config::Config;
 use crate::plugin::library::openurl;
 use crate::plugin::{Explained, Outcome, Plugin, PluginSpec};
+use crate::roles::worker::tracker::unsendable;
 use crate::roles::worker::Endpoint;
 use crate::roles::Role;
+use crate::util::text;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
@@ -164,6 +168,9 @@ pub struct Counts {
     pub send: u64,
     pub not_eligible: u64,
     pub errors: u64,
+    /// Events the worker could not send (e.g. a URL too long for its HTTP client), which it
+    /// would dead-letter.
+    pub dead_letter: u64,
 }
 
 /// One line's result as `--json` prints it.
@@ -212,14 +219,17 @@ fn report(
     counts.lines += 1;
     let (outcome, url, params, reason, error) = match &ex.outcome {
         Ok(Outcome::Eligible(p)) => {
-            counts.send += 1;
-            (
-                "send",
-                Some(openurl::openurl(endpoint, p)),
-                Some(p),
-                None,
-                None,
-            )
+            let url = openurl::openurl(endpoint, p);
+            match unsendable(&url) {
+                None => {
+                    counts.send += 1;
+                    ("send", Some(url), Some(p), None, None)
+                }
+                Some(why) => {
+                    counts.dead_letter += 1;
+                    ("dead_letter", Some(url), Some(p), Some(why), None)
+                }
+            }
         }
         Ok(Outcome::NotEligible) => {
             counts.not_eligible += 1;
@@ -248,22 +258,19 @@ fn report(
         serde_json::to_writer(&mut *out, &record)?;
         return writeln!(out);
     }
-    writeln!(out, "line {n}: {}", shorten(line, 160))?;
+    writeln!(out, "line {n}: {}", text::shorten(line, 160))?;
     writeln!(out, "  parseline -> {}", parsed_text(ex))?;
     match (url, reason, error) {
+        (Some(u), Some(why), _) => writeln!(
+            out,
+            "  would be dead-lettered: {why}\n  url {}",
+            text::shorten(&u, 300)
+        ),
         (Some(u), _, _) => writeln!(out, "  send {u}"),
         (_, Some(r), _) => writeln!(out, "  not eligible: {r}"),
         (_, _, Some(e)) => writeln!(out, "  error: {e}"),
         _ => writeln!(out, "  not eligible"),
     }
-}
-
-fn shorten(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let cut: String = s.chars().take(max).collect();
-    format!("{cut}...")
 }
 
 /// Runs `plugin` over every line of `input`, writing results to `out`.
@@ -326,13 +333,19 @@ fn summary(out: &mut dyn Write, json: bool, c: Counts, rate: f64) -> std::io::Re
             "send": c.send,
             "not_eligible": c.not_eligible,
             "errors": c.errors,
+            "dead_letter": c.dead_letter,
             "lines_per_second": rate.round() as u64,
         }});
         return writeln!(out, "{v}");
     }
+    let dead = if c.dead_letter > 0 {
+        format!(", {} would be dead-lettered", c.dead_letter)
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "\n{} lines: {} would send, {} not eligible, {} errors; {:.0} lines/s",
+        "\n{} lines: {} would send, {} not eligible, {} errors{dead}; {:.0} lines/s",
         c.lines, c.send, c.not_eligible, c.errors, rate
     )
 }
@@ -389,5 +402,9 @@ pub fn run(g: &Global, args: &TestPluginArgs) -> Result<i32, Failure> {
     }
     summary(&mut out, args.json, counts, rate).context("writing the summary")?;
     out.flush().context("writing the results")?;
-    Ok(if counts.errors > 0 { 1 } else { 0 })
+    Ok(if counts.errors > 0 || counts.dead_letter > 0 {
+        1
+    } else {
+        0
+    })
 }

@@ -1,8 +1,10 @@
 //! Small pieces every layer uses: the shutdown signal, the shared counters, the HTTP proxy
-//! from the environment, the system calls std lacks, and UTC time formatting.
+//! from the environment, the system calls std lacks, UTC time formatting, and cutting outside
+//! text to length.
 
 pub mod proxy;
 pub mod shutdown;
 pub mod stats;
 pub mod sys;
+pub mod text;
 pub mod time;

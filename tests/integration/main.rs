@@ -27,6 +27,7 @@ mod supervisor_live;
 mod supervisor_pipeline;
 mod support_selftest;
 mod test_plugin_cli;
+mod tracker_answers;
 mod watch_crash;
 mod watch_redis;
 mod worker_behaviour;

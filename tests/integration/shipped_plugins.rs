@@ -392,6 +392,14 @@ fn irus_bad_settings_are_load_errors() {
             "[irus]\ndrop_robots = perhaps\n",
             "`perhaps` is not a boolean",
         ),
+        (
+            "[irus]\nmax_referer = -1\n",
+            "[irus] max_referer = -1 is not valid; give a length in bytes",
+        ),
+        (
+            "[irus]\nmax_useragent = long\n",
+            "[irus] max_useragent = `long` is not a whole number",
+        ),
     ] {
         let e = Plugin::load(shipped("irus.lua", cfg))
             .unwrap_err()

@@ -50,6 +50,22 @@ pub(crate) fn install(lua: &Lua, ctx: LibraryContext) -> mlua::Result<()> {
     )?;
 
     l.set(
+        "truncate",
+        lua.create_function(|lua, (s, max): (mlua::String, i64)| {
+            if max < 0 {
+                return Err(mlua::Error::runtime(format!(
+                    "loglines.truncate: the length must be 0 or more, not {max}"
+                )));
+            }
+            let bytes = s.as_bytes();
+            let end = crate::util::text::utf8_cut(&bytes, max as usize);
+            if end == bytes.len() {
+                return Ok(s);
+            }
+            lua.create_string(&bytes[..end])
+        })?,
+    )?;
+    l.set(
         "urlencode",
         lua.create_function(|_, s: mlua::String| Ok(openurl::urlencode(s.as_bytes())))?,
     )?;

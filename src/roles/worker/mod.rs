@@ -23,6 +23,7 @@ use crate::roles::consume::{Batch, Consume, Handler, Next};
 use crate::roles::RoleError;
 use crate::util::shutdown::Shutdown;
 use crate::util::stats::Stats;
+use crate::util::text::shorten;
 use prepare::{Prepared, Preparer, Step};
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
@@ -44,6 +45,9 @@ pub fn event_url(settings: &WorkerSettings, mut params: Vec<(String, String)>) -
         Endpoint::DryRun => query_string(&params),
     }
 }
+
+/// How much of a URL a dead-letter reason quotes (the message itself keeps the whole line).
+const REASON_URL: usize = 2000;
 
 /// A tracker outage in progress, for logging once per change of state.
 struct Outage {
@@ -188,8 +192,16 @@ impl Worker<'_> {
                 Answer::Rejected { status, body } => {
                     self.tracker_ok();
                     let reason = format!(
-                        "the tracker rejected the event with status {status}: {body:?}; url: {url}"
+                        "the tracker rejected the event with status {status}: {body:?}; url: {}",
+                        shorten(url, REASON_URL)
                     );
+                    out.dead_letter(msg, &reason)?;
+                    return Ok(Next::Continue);
+                }
+                // Not the tracker's doing and no outage: the same request would fail the same
+                // way on every retry, and hold up every message behind it.
+                Answer::Unsendable(why) => {
+                    let reason = format!("{why}; url: {}", shorten(url, REASON_URL));
                     out.dead_letter(msg, &reason)?;
                     return Ok(Next::Continue);
                 }

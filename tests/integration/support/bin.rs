@@ -1,5 +1,6 @@
 //! Running the built `loglines` binary from the integration tests.
 
+use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,9 @@ pub fn text(b: &[u8]) -> String {
 }
 
 /// Runs `loglines -c CFG ARGS...` with no input and its output captured, failing the test if it
-/// does not finish within `limit` (a hung handshake or connection must fail, not stall).
+/// does not finish within `limit` (a hung handshake or connection must fail, not stall). The
+/// output is read while the command runs, so a command printing more than a pipe holds cannot
+/// block on it.
 pub fn output_within(cfg: &std::path::Path, args: &[&str], limit: Duration) -> Output {
     let mut child = loglines()
         .arg("-c")
@@ -29,15 +32,31 @@ pub fn output_within(cfg: &std::path::Path, args: &[&str], limit: Duration) -> O
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
     let end = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if Instant::now() > end {
             let _ = child.kill();
             panic!("loglines {args:?} did not finish in {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
-    child.wait_with_output().unwrap()
 }
 
 /// Asserts that a finished command exited with `code`, showing its stderr when it did not.

@@ -14,8 +14,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// Longest request line or header line accepted; a longer one closes the connection, so a
-/// broken client cannot make the test process allocate without bound.
+/// Longest request line or header line accepted by default; a longer request line is answered
+/// 414 and a longer header line closes the connection, so a broken client cannot make the test
+/// process allocate without bound. [`TrackerHandle::limit_request_line`] lowers it, as a
+/// real server's limit (Apache's `LimitRequestLine`, 8,190 bytes) does.
 const MAX_LINE: u64 = 64 * 1024;
 /// Largest request body the server reads and discards (GET/HEAD normally have none).
 const MAX_BODY: u64 = 16 * 1024 * 1024;
@@ -110,8 +112,13 @@ fn hex(b: &u8) -> Option<u8> {
 /// What the tracker does with the next request (or, for `Refuse`, the next connection).
 #[derive(Clone, Debug)]
 enum Mode {
-    /// Answer with this status and body (the body is shared so reading the mode is cheap).
-    Answer { status: u16, body: Arc<[u8]> },
+    /// Answer with this status and body (the body is shared so reading the mode is cheap), and
+    /// a `Location` header when `location` is set (a redirect).
+    Answer {
+        status: u16,
+        body: Arc<[u8]>,
+        location: Option<Arc<str>>,
+    },
     /// Read the request, answer nothing; the connection is closed when the mode changes.
     Hang,
     /// No listening socket at all, so connecting fails with "connection refused".
@@ -152,6 +159,8 @@ struct Shared {
     delay_ms: AtomicU64,
     /// Requests being held back by the delay right now.
     delaying: AtomicUsize,
+    /// The longest request line answered; a longer one gets 414.
+    line_limit: AtomicU64,
 }
 
 /// Locks, ignoring poisoning: a panicking test thread must not turn every later call into a
@@ -192,6 +201,7 @@ impl Tracker {
                 mode: Mode::Answer {
                     status: 200,
                     body: Arc::from(&b"OK\n"[..]),
+                    location: None,
                 },
                 listening: true,
                 bind_error: None,
@@ -210,6 +220,7 @@ impl Tracker {
             unanswered: AtomicUsize::new(0),
             delay_ms: AtomicU64::new(0),
             delaying: AtomicUsize::new(0),
+            line_limit: AtomicU64::new(MAX_LINE),
         });
         let s = shared.clone();
         let acceptor = thread::Builder::new()
@@ -262,6 +273,7 @@ impl TrackerHandle {
         self.set_mode(Mode::Answer {
             status: 200,
             body: Arc::from(&b"OK\n"[..]),
+            location: None,
         });
     }
 
@@ -270,6 +282,7 @@ impl TrackerHandle {
         self.set_mode(Mode::Answer {
             status,
             body: Arc::from(&b"error\n"[..]),
+            location: None,
         });
     }
 
@@ -278,6 +291,18 @@ impl TrackerHandle {
         self.set_mode(Mode::Answer {
             status,
             body: Arc::from(body.as_bytes()),
+            location: None,
+        });
+    }
+
+    /// Answer every request with a redirect: `status` (301, 302, 307, ...) and `Location:
+    /// location`, as a tracker behind a maintenance page does.
+    #[allow(dead_code)] // not every includer of this file uses it
+    pub fn redirect(&self, status: u16, location: &str) {
+        self.set_mode(Mode::Answer {
+            status,
+            body: Arc::from(&b"moved\n"[..]),
+            location: Some(Arc::from(location)),
         });
     }
 
@@ -293,6 +318,15 @@ impl TrackerHandle {
         self.0
             .delay_ms
             .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Answer 414 (URI Too Long) to a request line longer than `bytes` (without its CRLF),
+    /// as Apache does above `LimitRequestLine`. At most the default, 64 KiB.
+    #[allow(dead_code)] // not every includer of this file uses it
+    pub fn limit_request_line(&self, bytes: u64) {
+        self.0
+            .line_limit
+            .store(bytes.min(MAX_LINE), Ordering::SeqCst);
     }
 
     /// Requests whose answer is being held back by [`TrackerHandle::delay`] right now.
@@ -505,10 +539,10 @@ fn spawn_connection(sh: &Arc<Shared>, stream: TcpStream) {
 }
 
 /// Reads one line (ending in `\n`) into `buf`; Ok(0) at end of stream.
-fn read_line(r: &mut BufReader<TcpStream>, buf: &mut Vec<u8>) -> io::Result<usize> {
+fn read_line(r: &mut BufReader<TcpStream>, buf: &mut Vec<u8>, limit: u64) -> io::Result<usize> {
     buf.clear();
-    let n = r.by_ref().take(MAX_LINE).read_until(b'\n', buf)?;
-    if n as u64 == MAX_LINE && buf.last() != Some(&b'\n') {
+    let n = r.by_ref().take(limit).read_until(b'\n', buf)?;
+    if n as u64 == limit && buf.last() != Some(&b'\n') {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
     }
     Ok(n)
@@ -530,8 +564,26 @@ fn serve(sh: &Shared, stream: TcpStream, id: u64) -> io::Result<()> {
     let mut req_line = Vec::with_capacity(1024);
     let mut hdr = Vec::with_capacity(256);
     loop {
-        if read_line(&mut reader, &mut req_line)? == 0 {
-            return Ok(());
+        // Room for the CRLF on top of the limit, which counts the line without it.
+        let limit = sh.line_limit.load(Ordering::SeqCst) + 2;
+        match read_line(&mut reader, &mut req_line, limit) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                // The rest of the request is read first: closing a socket with unread data
+                // sends a reset, which could reach the client before the answer does.
+                drain_head(&mut reader)?;
+                record(
+                    sh,
+                    b"GET",
+                    b"(request line over the limit)",
+                    Instant::now(),
+                    414,
+                    id,
+                );
+                return bad_request(&mut writer, 414);
+            }
+            Err(e) => return Err(e),
         }
         let line = trim(&req_line);
         if line.is_empty() {
@@ -547,7 +599,7 @@ fn serve(sh: &Shared, stream: TcpStream, id: u64) -> io::Result<()> {
         let mut keep_alive = version == b"HTTP/1.1";
         let mut content_length: u64 = 0;
         loop {
-            if read_line(&mut reader, &mut hdr)? == 0 {
+            if read_line(&mut reader, &mut hdr, MAX_LINE)? == 0 {
                 return Ok(());
             }
             let h = trim(&hdr);
@@ -586,7 +638,7 @@ fn serve(sh: &Shared, stream: TcpStream, id: u64) -> io::Result<()> {
             return Ok(());
         }
         let mode = lock(&sh.state).mode.clone();
-        let (status, body): (u16, &[u8]) = match &mode {
+        let (status, body, location): (u16, &[u8], Option<&str>) = match &mode {
             Mode::Refuse => return Ok(()),
             Mode::Hang => {
                 sh.unanswered.fetch_add(1, Ordering::SeqCst);
@@ -597,10 +649,12 @@ fn serve(sh: &Shared, stream: TcpStream, id: u64) -> io::Result<()> {
                 // Returning drops the stream: the hung connection is closed, never leaked.
                 return Ok(());
             }
-            Mode::Answer { status, body } if method == b"GET" || method == b"HEAD" => {
-                (*status, &body[..])
-            }
-            Mode::Answer { .. } => (405, b"method not allowed\n"),
+            Mode::Answer {
+                status,
+                body,
+                location,
+            } if method == b"GET" || method == b"HEAD" => (*status, &body[..], location.as_deref()),
+            Mode::Answer { .. } => (405, b"method not allowed\n", None),
         };
         let delay = sh.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
@@ -610,20 +664,7 @@ fn serve(sh: &Shared, stream: TcpStream, id: u64) -> io::Result<()> {
         }
         // Recorded before writing, so a client that has read its response always finds its
         // request recorded.
-        {
-            let mut r = lock(&sh.records);
-            r.count += 1;
-            if r.recording {
-                r.list.push(Request {
-                    method: String::from_utf8_lossy(method).into_owned(),
-                    target: String::from_utf8_lossy(target).into_owned(),
-                    at,
-                    status,
-                    conn: id,
-                });
-            }
-        }
-        sh.records_cv.notify_all();
+        record(sh, method, target, at, status, id);
         let connection = match (keep_alive, version == b"HTTP/1.1") {
             (false, _) => "Connection: close\r\n",
             (true, false) => "Connection: keep-alive\r\n",
@@ -631,11 +672,15 @@ fn serve(sh: &Shared, stream: TcpStream, id: u64) -> io::Result<()> {
         };
         write!(
             writer,
-            "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{connection}{}\r\n",
+            "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{connection}{}",
             reason(status),
             body.len(),
             if status == 405 { "Allow: GET, HEAD\r\n" } else { "" },
         )?;
+        if let Some(l) = location {
+            write!(writer, "Location: {l}\r\n")?;
+        }
+        writer.write_all(b"\r\n")?;
         if method != b"HEAD" {
             writer.write_all(body)?;
         }
@@ -645,6 +690,37 @@ fn serve(sh: &Shared, stream: TcpStream, id: u64) -> io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// Reads and discards up to the blank line that ends a request's head (at most `MAX_BODY`).
+fn drain_head(r: &mut BufReader<TcpStream>) -> io::Result<()> {
+    let mut last = [0u8; 4];
+    for byte in r.by_ref().take(MAX_BODY).bytes() {
+        last.rotate_left(1);
+        last[3] = byte?;
+        if &last == b"\r\n\r\n" || last[2..] == *b"\n\n" {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Counts (and, when recording, keeps) one answered request.
+fn record(sh: &Shared, method: &[u8], target: &[u8], at: Instant, status: u16, conn: u64) {
+    {
+        let mut r = lock(&sh.records);
+        r.count += 1;
+        if r.recording {
+            r.list.push(Request {
+                method: String::from_utf8_lossy(method).into_owned(),
+                target: String::from_utf8_lossy(target).into_owned(),
+                at,
+                status,
+                conn,
+            });
+        }
+    }
+    sh.records_cv.notify_all();
 }
 
 /// Answers a request the tracker cannot parse and closes the connection (not recorded).
@@ -664,11 +740,14 @@ fn reason(status: u16) -> &'static str {
         301 => "Moved Permanently",
         302 => "Found",
         304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        414 => "URI Too Long",
         408 => "Request Timeout",
         410 => "Gone",
         413 => "Content Too Large",

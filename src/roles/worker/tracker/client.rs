@@ -3,7 +3,7 @@
 //! a request still unanswered after [`STOP_GRACE`].
 
 use super::resolver::{CachingResolver, Forget};
-use super::{classify, transport, Answer, RESOLVE_TTL, STOP_GRACE};
+use super::{classify, is_local_error, transport, unsendable, Answer, RESOLVE_TTL, STOP_GRACE};
 use crate::roles::worker::{Endpoint, HttpMethod, WorkerSettings};
 use crate::util::shutdown::Shutdown;
 use std::io::Write;
@@ -30,6 +30,8 @@ impl TrackerClient {
             .timeout_global(Some(w.timeout))
             .timeout_connect(Some(w.connect_timeout))
             .http_status_as_error(false)
+            // A redirect is an answer to classify (never acceptance), not a request to follow.
+            .max_redirects(0)
             .user_agent(concat!("loglines/", env!("CARGO_PKG_VERSION")))
             .proxy(crate::util::proxy::from_env())
             .build();
@@ -84,6 +86,10 @@ impl TrackerClient {
                 Err(e) => Answer::Retry(format!("cannot print the URL: {e}")),
             };
         }
+        // Checked before the rate limit: a request that cannot be made takes no turn.
+        if let Some(why) = unsendable(url) {
+            return Answer::Unsendable(why);
+        }
         if let Some(last) = self.last_request {
             let since = last.elapsed();
             // `ratelimit` may be long (up to an hour): a stop ends the wait, and then nothing
@@ -100,6 +106,10 @@ impl TrackerClient {
         match result {
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
+                let location = resp
+                    .headers()
+                    .get("location")
+                    .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
                 // Read the body (small, bounded) so the connection can be reused.
                 let body = resp
                     .body_mut()
@@ -107,7 +117,10 @@ impl TrackerClient {
                     .limit(64 * 1024)
                     .read_to_string()
                     .unwrap_or_default();
-                classify(status, self.success, &body)
+                classify(status, self.success, &body, location.as_deref())
+            }
+            Err(e) if is_local_error(&e) => {
+                Answer::Unsendable(format!("the HTTP client cannot send this request: {e}"))
             }
             Err(e) => {
                 self.resolved.forget();

@@ -1,0 +1,63 @@
+//! Cutting text that comes from outside (log lines, URLs, answers, plugin errors) to a length
+//! fit for a log line or a dead-letter reason, without splitting a UTF-8 character.
+
+/// The first `max` bytes of `s` (fewer, to end on a character boundary).
+pub fn prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// `s` whole if it is at most `max` bytes, else its start and how long it was, so a reader
+/// knows it was cut.
+pub fn shorten(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        s.to_string()
+    } else {
+        format!("{}... ({} bytes)", prefix(s, max), s.len())
+    }
+}
+
+/// Where to cut `bytes` to keep at most `max` of them without splitting a UTF-8 character:
+/// `max` backed off over at most three continuation bytes (bytes that are not UTF-8 are cut at
+/// `max` exactly).
+pub fn utf8_cut(bytes: &[u8], max: usize) -> usize {
+    if bytes.len() <= max {
+        return bytes.len();
+    }
+    let continuation = |i: usize| bytes[i] & 0xC0 == 0x80;
+    (max.saturating_sub(3)..=max)
+        .rev()
+        .find(|&i| !continuation(i))
+        .unwrap_or(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_cuts_keep_characters_whole() {
+        assert_eq!(utf8_cut(b"abc", 5), 3);
+        assert_eq!(utf8_cut(b"abcdef", 4), 4);
+        // "\u{20ac}" (the euro sign) is three bytes: a cut inside it backs off before it.
+        let euro = "a\u{20ac}b".as_bytes();
+        assert_eq!(utf8_cut(euro, 2), 1);
+        assert_eq!(utf8_cut(euro, 3), 1);
+        assert_eq!(utf8_cut(euro, 4), 4);
+        // Not UTF-8 at all: cut where asked.
+        assert_eq!(utf8_cut(&[0x80; 10], 5), 5);
+    }
+
+    #[test]
+    fn cuts_on_character_boundaries() {
+        assert_eq!(prefix("abc", 10), "abc");
+        assert_eq!(prefix("abcdef", 3), "abc");
+        // "é" is two bytes: a cut inside it backs off before it.
+        assert_eq!(prefix("aé", 2), "a");
+        assert_eq!(shorten("short", 5), "short");
+        assert_eq!(shorten("aéb", 2), "a... (4 bytes)");
+    }
+}
