@@ -59,6 +59,59 @@ fn override_endpoints(cfg: &mut Config, args: &RunArgs) {
     }
 }
 
+/// A dry run reads from where the real run is but changes none of its state: the watchers'
+/// checkpoints are copied into a scratch folder (deleted at the end) and the run keeps its
+/// checkpoints, dead letters and requeued messages there. Otherwise a dry run over the
+/// configured logs would move their checkpoints past lines it only printed, and the real run
+/// would never send them.
+fn dry_run_state(cfg: &mut Config) -> Result<tempfile::TempDir, Failure> {
+    let scratch = tempfile::Builder::new()
+        .prefix("loglines-dry-run-")
+        .tempdir()
+        .map_err(|e| {
+            Failure::Runtime(anyhow!(
+                "cannot create a scratch folder for the dry run in {}: {e}; set TMPDIR to a writable folder",
+                std::env::temp_dir().display()
+            ))
+        })?;
+    for s in &mut cfg.sections {
+        if let Role::Watch(w) = &mut s.role {
+            let copy = scratch.path().join(format!("{}.checkpoint", s.name));
+            for (from, to) in [
+                (w.checkpoint.clone(), copy.clone()),
+                (sibling(&w.checkpoint, ".prev"), sibling(&copy, ".prev")),
+            ] {
+                match std::fs::copy(&from, &to) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Failure::Runtime(anyhow!(
+                            "[{}] cannot copy the checkpoint {} for the dry run: {e}",
+                            s.name,
+                            from.display()
+                        )))
+                    }
+                }
+            }
+            w.checkpoint = copy;
+        }
+    }
+    log::info!(
+        "dry run: the checkpoints and dead letters in {} are left as they are; this run keeps its own in {} until it ends",
+        cfg.general.state_dir.display(),
+        scratch.path().display()
+    );
+    cfg.general.state_dir = scratch.path().to_path_buf();
+    Ok(scratch)
+}
+
+/// `path` with `suffix` added to its file name.
+fn sibling(path: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
 /// The watcher section FILES are fed through: `--section`, or the file's only watcher.
 fn replay_section(cfg: &Config, args: &RunArgs) -> Result<String, Failure> {
     if let Some(name) = &args.section {
@@ -274,6 +327,11 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
         log::warn!("{w}");
     }
     override_endpoints(&mut cfg, args);
+    // Removed when the run ends, after every thread is joined.
+    let _scratch = match args.dry_run {
+        true => Some(dry_run_state(&mut cfg)?),
+        false => None,
+    };
     let cfg = Arc::new(cfg);
     let signals = Shutdown::on_signals()
         .map_err(|e| Failure::Runtime(anyhow!("cannot install signal handlers: {e}")))?;

@@ -273,3 +273,70 @@ fn dry_run_prints_the_events_and_sends_nothing() {
         "{stderr}"
     );
 }
+
+/// A dry run claims nothing was sent and takes nothing from the real run: no line in the
+/// success_queue's log, no checkpoint moved (the real run then sends every event), no dead
+/// letter left in the state folder.
+#[test]
+fn a_dry_run_leaves_the_state_and_the_sent_log_as_they_were() {
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        ..Options::default()
+    });
+    p.append(&loggen::lines(0, 40, 20)); // two downloads
+                                         // A first real run leaves a checkpoint for the dry run to start from.
+    assert_exit(&run_once(&p, &[]), 0);
+    assert_eq!(p.tracker.count(), 2);
+    let checkpoint = p.path("state/logger_watch.checkpoint");
+    let before = std::fs::read(&checkpoint).unwrap();
+    p.append(&loggen::lines(40, 80, 20)); // two more
+                                          // A line the plugin fails on, so the dry run has a dead letter to keep somewhere.
+    let broken = support::temp_dir();
+    let plugin = broken.path().join("fails.lua");
+    std::fs::write(
+        &plugin,
+        "function parseline(j) error('no lines today') end\nfunction get_openurl_params() end\n",
+    )
+    .unwrap();
+
+    let out = run_once(&p, &["--dry-run"]);
+    assert_exit(&out, 0);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(printed.lines().count(), 2, "{printed}");
+    assert_eq!(p.tracker.count(), 2, "a dry run sends nothing");
+    assert_eq!(
+        p.lines_of("logs/articles.log").len(),
+        2,
+        "a dry run wrote unsent events to the sent log"
+    );
+    assert_eq!(
+        std::fs::read(&checkpoint).unwrap(),
+        before,
+        "a dry run moved the checkpoint"
+    );
+
+    // The real run still sends what the dry run printed, from the untouched checkpoint.
+    assert_exit(&run_once(&p, &[]), 0);
+    assert_eq!(p.tracker.count(), 4);
+    assert_eq!(p.lines_of("logs/articles.log").len(), 4);
+
+    // Dead letters of a dry run are reported, not filed where `queue dead` and a later
+    // `requeue-dead` would find them.
+    let cfg = std::fs::read_to_string(&p.config).unwrap();
+    let lua = support::crate_root().join("lua_plugins/irus.lua");
+    std::fs::write(
+        &p.config,
+        cfg.replace(lua.to_str().unwrap(), plugin.to_str().unwrap())
+            .replace("[irus]", "[fails]"),
+    )
+    .unwrap();
+    p.append(&loggen::lines(80, 81, 20));
+    let out = run_once(&p, &["--dry-run"]);
+    assert_exit(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no lines today"), "{stderr}");
+    assert!(
+        !p.path("state/dead/pirus2.dead.jsonl").exists(),
+        "a dry run filed a dead letter in the state folder"
+    );
+}

@@ -189,6 +189,13 @@ impl Worker<'_> {
                     out.done(msg);
                     return Ok(Next::Continue);
                 }
+                // Counted as sent (the summary of a dry run says "printed"), but nothing went
+                // out, so nothing goes to success_queue, whose file logger records events sent.
+                Answer::Printed => {
+                    Stats::add(&self.stats.sent, 1);
+                    out.done(msg);
+                    return Ok(Next::Continue);
+                }
                 Answer::Rejected { status, body } => {
                     self.tracker_ok();
                     let reason = format!(

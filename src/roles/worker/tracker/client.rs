@@ -81,7 +81,7 @@ impl TrackerClient {
         if self.endpoint().is_none() {
             let mut out = std::io::stdout().lock();
             return match writeln!(out, "{url}") {
-                Ok(()) => Answer::Accepted,
+                Ok(()) => Answer::Printed,
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Answer::OutputClosed,
                 Err(e) => Answer::Retry(format!("cannot print the URL: {e}")),
             };

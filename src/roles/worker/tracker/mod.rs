@@ -24,8 +24,11 @@ pub const RESOLVE_TTL: Duration = Duration::from_secs(60);
 /// What the tracker made of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// The status equalled `success` (or the URL was printed in a dry run).
+    /// The status equalled `success`.
     Accepted,
+    /// A dry run printed the URL: nothing was sent, so nothing may claim it was (no
+    /// `success_queue`).
+    Printed,
     /// Unreachable, timed out, 408, 429, 5xx, or an unexpected status: keep the message and
     /// retry. Nothing is lost by retrying; an event dropped by mistake is lost for good.
     Retry(String),
