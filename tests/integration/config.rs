@@ -425,11 +425,30 @@ fn role_specific_rules() {
         &d.errors(&WORKER.replace("http://127.0.0.1:1/", "ftp://x/")),
         "loglines.cfg:5 [worker_w] endpoint_url: `ftp://x/` is not an http(s) URL",
     );
+    assert_one(
+        &d.errors(&WORKER.replace("http://127.0.0.1:1/", "https:///counter/")),
+        "loglines.cfg:5 [worker_w] endpoint_url: `https:///counter/` is not a valid URL (invalid format)",
+    );
+    assert_one(
+        &d.errors(&WORKER.replace("http://127.0.0.1:1/", "http://exa mple.org/")),
+        "loglines.cfg:5 [worker_w] endpoint_url: `http://exa mple.org/` is not a valid URL",
+    );
     let cfg = d.load(&WORKER.replace("http://127.0.0.1:1/", "-")).unwrap();
     let Role::Worker(w) = &cfg.sections[0].role else {
         panic!()
     };
     assert_eq!(w.endpoint, Endpoint::DryRun);
+    // URL schemes are case-insensitive: an uppercase one is taken, and written in lowercase.
+    let cfg = d
+        .load(&WORKER.replace("http://127.0.0.1:1/", "HTTPS://Irus.example/counter/"))
+        .unwrap();
+    let Role::Worker(w) = &cfg.sections[0].role else {
+        panic!()
+    };
+    assert_eq!(
+        w.endpoint,
+        Endpoint::Url("https://Irus.example/counter/".into())
+    );
     assert_one(
         &d.errors(
             "[logger_f]\ncommand = loglines filelog\nlistento = a\nlogfile = x\nformat = xml\n",

@@ -141,6 +141,24 @@ fn a_url_the_http_client_cannot_send_is_dead_lettered_and_the_rest_delivered() {
     assert_eq!(sent, vec!["first", "last"]);
 }
 
+#[test]
+fn a_rejection_with_a_large_answer_is_dead_lettered_with_the_start_of_it() {
+    let p = pipeline(None);
+    let answer = format!("unknown item: {}", "x".repeat(200_000));
+    p.tracker.reject(404, &answer);
+    p.append(&loggen::lines(0, 20, 20)); // one download
+    let out = output_within(&p.config, &["run", "--once"], Duration::from_secs(30));
+    assert_exit(&out, 1);
+    let dead = p.lines_of("state/dead/pirus2.dead.jsonl");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let entry: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
+    let reason = entry["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("status 404") && reason.contains("unknown item: xxx"),
+        "{reason}"
+    );
+}
+
 /// A download whose path, referer and user agent are each about 8,100 characters, as Apache's
 /// default limits allow: a 24 KB log line.
 fn longest_download() -> String {

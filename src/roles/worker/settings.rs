@@ -136,16 +136,31 @@ fn plugin_file(r: &mut Reader<'_>) -> Option<PathBuf> {
     Some(path)
 }
 
-/// `endpoint_url`: an http(s) URL, or `-` for a dry run.
+/// `endpoint_url`: an http(s) URL, or `-` for a dry run. The scheme is matched without regard
+/// to case, as URLs are (`HTTPS://` is written as `https://`), and the whole URL must be one
+/// the worker's HTTP client can send to.
 fn endpoint(r: &mut Reader<'_>) -> Endpoint {
-    match r.required(&ENDPOINT_URL) {
-        Some(u) if u == "-" => Endpoint::DryRun,
-        Some(u) if u.starts_with("http://") || u.starts_with("https://") => Endpoint::Url(u),
-        Some(u) => {
-            r.err(ENDPOINT_URL.name, format!("`{u}` is not an http(s) URL; expected e.g. `https://irus.jisc.ac.uk/counter/test/`, or `-` for a dry run"));
+    let url = match r.required(&ENDPOINT_URL) {
+        Some(u) if u == "-" => return Endpoint::DryRun,
+        Some(u) => u,
+        None => return Endpoint::DryRun,
+    };
+    let scheme = ["http://", "https://"].into_iter().find(|s| {
+        url.get(..s.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(s))
+    });
+    let Some(scheme) = scheme else {
+        r.err(ENDPOINT_URL.name, format!("`{url}` is not an http(s) URL; expected e.g. `https://irus.jisc.ac.uk/counter/test/`, or `-` for a dry run"));
+        return Endpoint::DryRun;
+    };
+    let url = format!("{scheme}{}", &url[scheme.len()..]);
+    match ureq::http::Uri::try_from(url.as_str()) {
+        // With a scheme, a URL the http crate parses has a host.
+        Ok(_) => Endpoint::Url(url),
+        Err(e) => {
+            r.err(ENDPOINT_URL.name, format!("`{url}` is not a valid URL ({e}); expected e.g. `https://irus.jisc.ac.uk/counter/test/`"));
             Endpoint::DryRun
         }
-        None => Endpoint::DryRun,
     }
 }
 

@@ -6,9 +6,12 @@ use super::resolver::{CachingResolver, Forget};
 use super::{classify, is_local_error, transport, unsendable, Answer, RESOLVE_TTL, STOP_GRACE};
 use crate::roles::worker::{Endpoint, HttpMethod, WorkerSettings};
 use crate::util::shutdown::Shutdown;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use ureq::unversioned::resolver::DefaultResolver;
+
+/// How much of an answer's body is read.
+const BODY_READ: u64 = 64 * 1024;
 
 /// One worker's connection to the tracker.
 pub struct TrackerClient {
@@ -110,13 +113,17 @@ impl TrackerClient {
                     .headers()
                     .get("location")
                     .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
-                // Read the body (small, bounded) so the connection can be reused.
-                let body = resp
+                // The start of the body, for a rejection's reason. A body the tracker's answer
+                // usually has is read whole, so the connection can be reused; a larger one is
+                // cut (and its connection not reused) rather than dropped unread: its start is
+                // what says why.
+                let mut start = Vec::new();
+                let _ = resp
                     .body_mut()
-                    .with_config()
-                    .limit(64 * 1024)
-                    .read_to_string()
-                    .unwrap_or_default();
+                    .as_reader()
+                    .take(BODY_READ)
+                    .read_to_end(&mut start);
+                let body = String::from_utf8_lossy(&start);
                 classify(status, self.success, &body, location.as_deref())
             }
             Err(e) if is_local_error(&e) => {
