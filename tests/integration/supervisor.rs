@@ -405,6 +405,26 @@ fn a_web_ui_beyond_loopback_needs_a_password_of_ones_own() {
         "{}",
         p.conf_text()
     );
+    // The password is for the owner's eyes only; the program files hold no secret.
+    assert_eq!(mode(&p.conf()), 0o600);
+    assert_eq!(
+        mode(&p.sv().join("workers_available/process_a.conf")),
+        0o644
+    );
+    // A file made readable by others (an earlier version, or by hand) is made private again,
+    // although its content does not change.
+    std::fs::set_permissions(
+        p.conf(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    p.generate();
+    assert_eq!(mode(&p.conf()), 0o600);
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 #[test]

@@ -39,10 +39,19 @@ fn loglines_binary(given: Option<&Path>) -> Result<PathBuf, SupervisorError> {
 }
 
 /// Writes `content` to `path` unless it already holds exactly that; true if it wrote. Writes go
-/// to a temporary file renamed into place, so supervisord never reads half a file.
-fn write_if_changed(path: &Path, content: &str) -> Result<bool, SupervisorError> {
+/// to a temporary file renamed into place, so supervisord never reads half a file. The file
+/// gets permissions `mode`, from its creation on (an existing file with other permissions gets
+/// them too, even when its content is unchanged).
+fn write_if_changed(path: &Path, content: &str, mode: u32) -> Result<bool, SupervisorError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if let Ok(old) = std::fs::read(path) {
         if old == content.as_bytes() {
+            let perms = std::fs::metadata(path).map_err(SupervisorError::io("read", path))?;
+            if perms.permissions().mode() & 0o777 != mode {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .map_err(SupervisorError::io("set the permissions of", path))?;
+            }
             return Ok(false);
         }
     }
@@ -51,10 +60,29 @@ fn write_if_changed(path: &Path, content: &str) -> Result<bool, SupervisorError>
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, content).map_err(SupervisorError::io("write", &tmp))?;
+    // A stale temporary file from an interrupted run would keep its old permissions.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(SupervisorError::io("write", &tmp))?;
+    f.write_all(content.as_bytes())
+        .map_err(SupervisorError::io("write", &tmp))?;
+    // The umask may have taken bits away from `mode`; never adds any.
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .map_err(SupervisorError::io("set the permissions of", &tmp))?;
+    drop(f);
     std::fs::rename(&tmp, path).map_err(SupervisorError::io("write", path))?;
     Ok(true)
 }
+
+/// supervisord.conf can hold the web UI's username and password (and `[supervisorctl]`'s):
+/// readable by its owner only, who runs supervisord and supervisorctl.
+const CONF_MODE: u32 = 0o600;
+/// Program files hold commands and log paths, no secrets.
+const PROGRAM_MODE: u32 = 0o644;
 
 pub(super) fn create_dir(p: &Path) -> Result<(), SupervisorError> {
     std::fs::create_dir_all(p).map_err(SupervisorError::io("create the folder", p))
@@ -89,7 +117,7 @@ pub fn generate(cfg: &Config, opts: &GenerateOptions) -> Result<Generated, Super
     }
 
     create_folders(&layout, &sections)?;
-    let wrote = write_if_changed(&layout.conf, &conf)?;
+    let wrote = write_if_changed(&layout.conf, &conf, CONF_MODE)?;
     out.lines.push(format!(
         "{}: {}",
         layout.conf.display(),
@@ -147,7 +175,7 @@ fn write_program(layout: &Layout, s: &Section, text: &str) -> Result<String, Sup
     let link = layout.enabled_file(&s.name);
     // Decided before writing: a program workers_available/ already has keeps its state.
     let is_new = std::fs::symlink_metadata(&avail).is_err();
-    let wrote = write_if_changed(&avail, text)?;
+    let wrote = write_if_changed(&avail, text, PROGRAM_MODE)?;
     let state = enabled::entry(&link);
     let mut what = if is_new {
         "new".to_string()
