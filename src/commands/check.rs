@@ -78,7 +78,7 @@ pub fn describe(cfg: &Config) -> String {
             Role::Broker(b) => format!("{} -> {}", b.listento, b.fanout.join(", ")),
             Role::Worker(w) => {
                 let to = match &w.endpoint {
-                    Endpoint::Url(u) => u.clone(),
+                    Endpoint::Url(u) => crate::util::text::redact_userinfo(u),
                     Endpoint::DryRun => "(dry run: printed)".into(),
                 };
                 let mut t = format!("{} -> {} via {}", w.listento, to, rel(cfg, &w.plugin));

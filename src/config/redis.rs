@@ -174,6 +174,8 @@ pub fn read(r: &mut Reader<'_>) -> Option<RedisSettings> {
         match parse_redis_url(&url) {
             Ok(u) => s = RedisSettings { name: s.name, ..u },
             Err(why) => {
+                // Quoted without its password: check's output and role logs are shared.
+                let url = crate::util::text::redact_userinfo(&url);
                 r.err(REDIS_URL.name, format!("`{url}` {why}; expected `redis://[user:password@]host:port/db` or `rediss://...`"));
                 return None;
             }

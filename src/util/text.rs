@@ -34,9 +34,46 @@ pub fn utf8_cut(bytes: &[u8], max: usize) -> usize {
         .unwrap_or(max)
 }
 
+/// `url` with the password of its `user:password@` part (or, without a colon, all of that
+/// part) replaced by `***`, for messages that quote a URL from a configuration file. Works on
+/// URLs too malformed to parse, which is when they get quoted.
+pub fn redact_userinfo(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    // The last `@` before the path: a password may itself contain `@` (unescaped, by mistake).
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    let user = match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    format!("{}{user}{}", &url[..scheme_end], &rest[at..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_hidden() {
+        assert_eq!(
+            redact_userinfo("redis://app:s3cret@db.example:6379/0"),
+            "redis://app:***@db.example:6379/0"
+        );
+        assert_eq!(
+            redact_userinfo("rediss://:pw@h:99999"),
+            "rediss://:***@h:99999"
+        );
+        assert_eq!(redact_userinfo("redis://pw@h/x"), "redis://***@h/x");
+        // A password with an unescaped `@` is hidden whole.
+        assert_eq!(redact_userinfo("redis://u:p@ss@h/0"), "redis://u:***@h/0");
+        assert_eq!(redact_userinfo("redis://h:6379/0"), "redis://h:6379/0");
+        assert_eq!(redact_userinfo("not a url"), "not a url");
+    }
 
     #[test]
     fn byte_cuts_keep_characters_whole() {

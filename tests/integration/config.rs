@@ -487,6 +487,13 @@ fn redis_sections() {
         &d.errors("[redis]\nurl = redis://x\nport = 1\n"),
         "loglines.cfg:3 [redis] port: is set together with `url`",
     );
+    // A malformed URL is quoted without its password.
+    let errors = d.errors("[redis]\nurl = redis://app:TopSecret@db:99999/0\n");
+    assert_one(
+        &errors,
+        "loglines.cfg:2 [redis] url: `redis://app:***@db:99999/0` has",
+    );
+    assert!(!errors.concat().contains("TopSecret"), "{errors:?}");
 }
 
 /// Stand-ins for PEM files: validation checks the PEM structure, not the certificate inside

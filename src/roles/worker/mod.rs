@@ -88,7 +88,10 @@ pub fn run(
         "[{}] worker: {} -> {} via {}",
         w.section.name,
         settings.listento,
-        w.client.endpoint().unwrap_or("stdout (dry run)"),
+        w.client.endpoint().map_or(
+            "stdout (dry run)".into(),
+            crate::util::text::redact_userinfo
+        ),
         w.plugin.display_path()
     );
     let result = consume.run(&mut w);
