@@ -5,6 +5,7 @@ use crate::config::diag::{Diagnostic, Severity};
 use crate::config::Config;
 use crate::roles::worker::Endpoint;
 use crate::roles::Role;
+use crate::util::private;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -55,6 +56,47 @@ pub fn queue_warnings(cfg: &Config) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// Warnings about files every user of the machine can read although they hold client
+/// addresses: the file loggers' logs and the dead letters of `loglines run`. loglines creates
+/// them readable by owner and group only; older ones, or ones made by hand, may not be.
+pub fn privacy_warnings(cfg: &Config) -> Vec<Diagnostic> {
+    let mut files: Vec<(Option<&str>, std::path::PathBuf)> = cfg
+        .sections
+        .iter()
+        .filter_map(|s| match &s.role {
+            Role::FileLog(f) => Some((Some(s.name.as_str()), f.logfile.clone())),
+            _ => None,
+        })
+        .collect();
+    if let Ok(dir) = std::fs::read_dir(cfg.general.dead_letter_dir()) {
+        let mut dead: Vec<_> = dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        dead.sort();
+        files.extend(dead.into_iter().map(|p| (None, p)));
+    }
+    files
+        .into_iter()
+        .filter(|(_, p)| private::readable_by_others(p))
+        .map(|(section, p)| {
+            let d = Diagnostic::warning(
+                &cfg.path,
+                None,
+                format!(
+                    "{} can be read by every user of this machine, and it holds client IP addresses (personal data); run `chmod o-r {}`",
+                    p.display(),
+                    p.display()
+                ),
+            );
+            match section {
+                Some(s) => d.in_section(s),
+                None => d,
+            }
+        })
+        .collect()
 }
 
 /// A human-readable description of the configuration.
@@ -178,6 +220,7 @@ pub fn run(g: &Global) -> Result<i32, Failure> {
     print(&describe(&cfg))?;
     let mut warnings = cfg.warnings.clone();
     warnings.extend(queue_warnings(&cfg));
+    warnings.extend(privacy_warnings(&cfg));
     if !warnings.is_empty() {
         print("\nWarnings:\n")?;
         for w in &warnings {

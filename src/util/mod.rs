@@ -1,7 +1,9 @@
-//! Small pieces every layer uses: the shutdown signal, the shared counters, the HTTP proxy
+//! Small pieces every layer uses: the shutdown signal, the shared counters, files kept private,
+//! the HTTP proxy
 //! from the environment, the system calls std lacks, UTC time formatting, and cutting outside
 //! text to length.
 
+pub mod private;
 pub mod proxy;
 pub mod shutdown;
 pub mod stats;

@@ -340,3 +340,61 @@ fn a_dry_run_leaves_the_state_and_the_sent_log_as_they_were() {
         "a dry run filed a dead letter in the state folder"
     );
 }
+
+/// Files holding client addresses are not for every user of the machine: the file loggers'
+/// logs, dead letters and checkpoints are created 0640, and `check` names one that others can
+/// read.
+#[test]
+fn files_with_client_addresses_are_created_private_and_check_warns_about_public_ones() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        ..Options::default()
+    });
+    p.tracker.reject(400, "no");
+    p.append(&loggen::lines(0, 40, 20));
+    // Dead letters make --once exit 1.
+    assert_exit(&run_once(&p, &[]), 1);
+    p.tracker.ok();
+    p.append(&loggen::lines(40, 60, 20));
+    assert_exit(&run_once(&p, &[]), 0);
+    let mode = |rel: &str| {
+        std::fs::metadata(p.path(rel))
+            .unwrap_or_else(|e| panic!("{rel}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for rel in [
+        "logs/articles.log",
+        "logs/other.log",
+        "state/dead/pirus2.dead.jsonl",
+        "state/logger_watch.checkpoint",
+    ] {
+        assert_eq!(mode(rel) & 0o007, 0, "{rel} is {:o}", mode(rel));
+    }
+    let check = |p: &Pipeline| {
+        let out = p.command(&["check"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        !check(&p).contains("every user of this machine"),
+        "{}",
+        check(&p)
+    );
+    for rel in ["logs/articles.log", "state/dead/pirus2.dead.jsonl"] {
+        std::fs::set_permissions(p.path(rel), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let out = check(&p);
+    for rel in ["logs/articles.log", "state/dead/pirus2.dead.jsonl"] {
+        let path = p.path(rel);
+        assert!(
+            out.contains(&format!(
+                "{} can be read by every user of this machine, and it holds client IP addresses (personal data); run `chmod o-r {}`",
+                path.display(),
+                path.display()
+            )),
+            "{out}"
+        );
+    }
+}

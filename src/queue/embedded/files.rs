@@ -3,6 +3,7 @@
 //! lets another process edit them while `run` appends.
 
 use crate::queue::{DeadLetter, Lineage, Message, QResult, QueueError};
+use crate::util::private;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -44,7 +45,7 @@ pub(super) fn append_dead(dir: &Path, queue: &str, letter: &DeadLetter) -> QResu
     let mut line = serde_json::to_string(letter)
         .map_err(|e| QueueError::Io(format!("cannot encode a dead letter: {e}")))?;
     line.push('\n');
-    let mut f = OpenOptions::new()
+    let mut f = private::options()
         .create(true)
         .append(true)
         .open(&path)
@@ -71,7 +72,12 @@ pub(super) fn read_lines(path: &Path) -> QResult<Vec<String>> {
 /// Writes `lines` to `path` atomically (temp file, fsync, rename).
 pub(super) fn write_lines(path: &Path, lines: &[String]) -> QResult<()> {
     let tmp = path.with_extension("jsonl.tmp");
-    let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, "create", e))?;
+    let mut f = private::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| io_err(&tmp, "create", e))?;
     for l in lines {
         f.write_all(l.as_bytes())
             .and_then(|_| f.write_all(b"\n"))

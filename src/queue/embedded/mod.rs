@@ -26,7 +26,6 @@ use crossbeam_channel::{
 };
 use files::{append_dead, io_err, load_requeued, read_lines, write_lines, FileLock};
 use std::collections::{HashMap, VecDeque};
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -574,7 +573,7 @@ impl Admin for EmbeddedAdmin {
         } else {
             // For the process that runs the queue: loaded when it opens the queue.
             let rq = self.inner.requeue_path(queue);
-            let mut f = OpenOptions::new()
+            let mut f = crate::util::private::options()
                 .create(true)
                 .append(true)
                 .open(&rq)

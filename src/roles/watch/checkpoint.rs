@@ -281,7 +281,11 @@ fn write_tmp(
     };
     let mut text = serde_json::to_vec(&c).map_err(io::Error::other)?;
     text.push(b'\n');
-    let mut f = File::create(tmp_path(path))?;
+    let mut f = crate::util::private::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp_path(path))?;
     f.write_all(&text)?;
     if sync {
         f.sync_all()?;
