@@ -283,3 +283,91 @@ fn generate_apply_restarts_changed_programs_and_list_shows_fatal_ones() {
     assert_eq!(cmdline, b"sleep\x001002\x00");
     sd.stop();
 }
+
+/// A loglines role reads its settings from loglines.cfg, not from its program file: changing
+/// one (here the file logger's `format`, and then the plugin settings a worker reads) must still
+/// restart the program on `generate --apply`, and a changed comment must not.
+#[test]
+fn generate_apply_restarts_a_role_whose_settings_changed_in_loglines_cfg() {
+    let redis = support::redis::RedisServer::start();
+    let port = free_port();
+    let password = format!("pw-{}-own", std::process::id());
+    let plugin = support::crate_root().join("lua_plugins/irus.lua");
+    let cfg = |format: &str, comment: &str, repository: &str| {
+        format!(
+            "[supervisor]\nport = 127.0.0.1:{port}\nusername = tester\npassword = {password}\n\n\
+             [redis]\nurl = {}\n\n\
+             [logger_files]\ncommand = loglines filelog\nlistento = q\nlogfile = logs/f.log\nformat = {format}\nstartsecs = 1\n\
+             # {comment}\n\n\
+             [worker_w]\ncommand = loglines worker\nlistento = w\nnumprocs = 1\nendpoint_url = -\n\
+             repository_plugin = {}\nstartsecs = 1\n\n\
+             [irus]\nrepository = {repository}\n",
+            redis.url(),
+            plugin.display()
+        )
+    };
+    let p = Project::new(&cfg("line", "one", "repo.example.ac.uk"));
+    p.ok(&["generate"]);
+    let c = rpc(&p, port, "tester", &password);
+    let mut sd = Supervisord::start(&p.conf());
+    sd.wait_ready(&c, STATE_WAIT);
+    let every = set(&["logger_files", "worker_w"]);
+    assert!(
+        wait_until(STATE_WAIT, || loaded(&c).1 == every),
+        "{:?}\n{}",
+        c.try_process_info(),
+        sd.output_text()
+    );
+    let (files, worker) = (pids(&c, "logger_files")[0], pids(&c, "worker_w")[0]);
+
+    // A comment is no setting: nothing restarts.
+    std::fs::write(
+        p.path().join("loglines.cfg"),
+        cfg("line", "two", "repo.example.ac.uk"),
+    )
+    .unwrap();
+    let out = p.ok(&["generate", "--apply"]);
+    assert!(
+        out.contains("supervisord already runs this configuration"),
+        "{out}"
+    );
+
+    // The file logger's own setting: it restarts, the worker does not.
+    std::fs::write(
+        p.path().join("loglines.cfg"),
+        cfg("json", "two", "repo.example.ac.uk"),
+    )
+    .unwrap();
+    let out = p.ok(&["generate", "--apply"]);
+    assert!(out.contains("logger_files: updated, enabled"), "{out}");
+    assert!(
+        out.contains("applied: restarted with the new settings: logger_files"),
+        "{out}"
+    );
+    assert!(
+        wait_until(STATE_WAIT, || loaded(&c).1 == every
+            && pids(&c, "logger_files")[0] != files),
+        "{:?}",
+        c.try_process_info()
+    );
+    assert_eq!(pids(&c, "worker_w")[0], worker);
+
+    // The plugin's settings section: the worker restarts.
+    std::fs::write(
+        p.path().join("loglines.cfg"),
+        cfg("json", "two", "other.example.ac.uk"),
+    )
+    .unwrap();
+    let out = p.ok(&["generate", "--apply"]);
+    assert!(
+        out.contains("applied: restarted with the new settings: worker_w"),
+        "{out}"
+    );
+    assert!(
+        wait_until(STATE_WAIT, || loaded(&c).1 == every
+            && pids(&c, "worker_w")[0] != worker),
+        "{:?}",
+        c.try_process_info()
+    );
+    sd.stop();
+}

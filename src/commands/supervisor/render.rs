@@ -297,6 +297,50 @@ fn per_process_log(section: &str, p: &Path) -> Result<String, SupervisorError> {
     ))
 }
 
+/// The name of the environment variable that carries [`settings_digest`]. loglines itself
+/// never reads it.
+pub const DIGEST_VAR: &str = "LOGLINES_SETTINGS_DIGEST";
+
+/// A digest of every part of the configuration a role's processes read: their own section,
+/// `[loglines]`, the Redis section they use, and, for a worker, every section that is not a
+/// program (the plugins' settings: a plugin may read any). The roles read loglines.cfg
+/// themselves, so most settings never appear in the program file; carried in its
+/// `environment`, the digest makes supervisord's `update` restart the program when one of them
+/// changes (a changed comment does not count: values are what is hashed).
+pub fn settings_digest(cfg: &Config, s: &Section) -> String {
+    let mut names = vec![s.name.clone(), "loglines".to_string(), s.redis.clone()];
+    if matches!(s.role, Role::Worker(_)) {
+        let programs: std::collections::BTreeSet<&str> =
+            cfg.sections.iter().map(|p| p.name.as_str()).collect();
+        names.extend(
+            cfg.raw
+                .section_names()
+                .filter(|n| {
+                    !programs.contains(n) && *n != "supervisor" && !cfg.redis.contains_key(*n)
+                })
+                .map(str::to_string),
+        );
+    }
+    let mut text = String::new();
+    for name in names {
+        let Some(sec) = cfg.raw.section(&name) else {
+            continue;
+        };
+        // Lengths first, so that no two different configurations give the same text.
+        text.push_str(&format!("[{}]{}\n", name.len(), name));
+        for e in &sec.entries {
+            text.push_str(&format!(
+                "{}:{}={}:{}\n",
+                e.key.len(),
+                e.key,
+                e.value.len(),
+                e.value
+            ));
+        }
+    }
+    crate::plugin::library::digest::sha256_hex(text)[..16].to_string()
+}
+
 /// One `workers_available/NAME.conf`. Keys come in a fixed order and nothing varies between
 /// runs, so unchanged sections give unchanged files (and `supervisorctl reread` sees no change).
 pub fn program_file(cfg: &Config, s: &Section, bin: &Path) -> Result<String, SupervisorError> {
@@ -326,11 +370,19 @@ pub fn program_file(cfg: &Config, s: &Section, bin: &Path) -> Result<String, Sup
     if let Some(u) = &p.user {
         out.push_str(&format!("user={}\n", sv_value(&s.name, "user", u)?));
     }
-    if let Some(e) = &p.environment {
-        out.push_str(&format!(
-            "environment={}\n",
-            sv_value(&s.name, "environment", e)?
-        ));
+    // A `process_*` program's file holds all of it already; a role's settings are in
+    // loglines.cfg, and the digest stands for them.
+    let digest = match s.role {
+        Role::Process => None,
+        _ => Some(format!("{DIGEST_VAR}=\"{}\"", settings_digest(cfg, s))),
+    };
+    let env = match (&p.environment, digest) {
+        (Some(e), Some(d)) => Some(format!("{},{d}", sv_value(&s.name, "environment", e)?)),
+        (Some(e), None) => Some(sv_value(&s.name, "environment", e)?),
+        (None, d) => d,
+    };
+    if let Some(e) = env {
+        out.push_str(&format!("environment={e}\n"));
     }
     out.push_str(&format!("autostart={}\n", p.autostart));
     out.push_str(&format!("autorestart={}\n", p.autorestart));
