@@ -72,18 +72,31 @@ fn setup(g: &Global, args: &TestPluginArgs, with_config: bool) -> Result<Setup, 
             args.plugin.display()
         )]));
     }
-    if !with_config {
+    let standalone = || {
         let section = args.section.as_deref().unwrap_or(DEFAULT_SECTION);
-        return Ok(Setup {
+        Setup {
             spec: PluginSpec::standalone(&args.plugin, section),
             service: args
                 .service
                 .clone()
                 .unwrap_or_else(|| DEFAULT_SERVICE.to_string()),
             endpoint: DEFAULT_ENDPOINT.to_string(),
-        });
+        }
+    };
+    if !with_config {
+        return Ok(standalone());
     }
     let cfg = load_config(g)?;
+    // The file found by default (not named) may be for another plugin: trying a new plugin in
+    // a deployment's folder runs it on its own defaults, and says so.
+    if !g.config_given() && args.section.is_none() && pick_section(&cfg, &args.plugin).is_err() {
+        log::warn!(
+            "no worker section of {} uses {}; running it without configuration (pass --config or --section to give it one)",
+            cfg.path.display(),
+            args.plugin.display()
+        );
+        return Ok(standalone());
+    }
     let section = match &args.section {
         Some(name) => match cfg.section(name).map(|s| &s.role) {
             Some(Role::Worker(_)) => name.clone(),
@@ -352,7 +365,9 @@ fn summary(out: &mut dyn Write, json: bool, c: Counts, rate: f64) -> std::io::Re
 
 /// `loglines test-plugin`.
 pub fn run(g: &Global, args: &TestPluginArgs) -> Result<i32, Failure> {
-    let s = setup(g, args, g.config_given())?;
+    // As every command: --config, LOGLINES_CONFIG, else ./loglines.cfg when there is one.
+    let with_config = g.config_given() || g.config_path().is_file();
+    let s = setup(g, args, with_config)?;
     let mut plugin = Plugin::load(s.spec.clone()).map_err(|e| {
         Failure::Runtime(anyhow::anyhow!(
             "cannot load {}: {e}",

@@ -213,6 +213,46 @@ fn with_a_configuration_it_uses_the_workers_settings() {
     assert!(text(&out.stdout).contains("urn:ip:192.0.2.10"));
 }
 
+/// As `--help` says, `--config` defaults to `loglines.cfg`: in a deployment's folder the plugin
+/// gets that file's settings; a plugin no worker section there runs is run on its defaults,
+/// with a word saying so.
+#[test]
+fn the_loglines_cfg_of_the_current_folder_is_read_as_help_says() {
+    let d = Dir::new();
+    let plugin = root().join("lua_plugins/irus.lua");
+    config(&d, &plugin, "[irus]\nreq_id = urn:ip\n");
+    let sample = root().join("tests/data/combined.log");
+    let run = |plugin: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_loglines"))
+            .args([
+                "test-plugin",
+                plugin.to_str().unwrap(),
+                sample.to_str().unwrap(),
+                "--json",
+            ])
+            .current_dir(d.path())
+            .env_remove("LOGLINES_CONFIG")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let out = run(&plugin);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let first: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(first["params"]["req_id"], "urn:ip:192.0.2.10");
+    assert_eq!(first["params"]["rfr_id"], "svc.example.org");
+
+    let other = root().join("lua_plugins/template.lua");
+    let out = run(&other);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("uses") && stderr.contains("running it without configuration"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn usage_problems_exit_2_with_a_hint() {
     let d = Dir::new();
