@@ -46,6 +46,18 @@ pub struct RunArgs {
     pub endpoint: Option<String>,
 }
 
+/// Whether a configuration warning does not concern this run: with FILES the watchers' own
+/// `logfile` is not read, so what is wrong with it does not matter now.
+fn moot(cfg: &Config, args: &RunArgs, w: &crate::config::diag::Diagnostic) -> bool {
+    let watcher = |name: &str| {
+        cfg.section(name)
+            .is_some_and(|s| matches!(s.role, Role::Watch(_)))
+    };
+    !args.files.is_empty()
+        && w.key.as_deref() == Some("logfile")
+        && w.section.as_deref().is_some_and(watcher)
+}
+
 /// Applies `--dry-run` / `--endpoint` to every worker section.
 fn override_endpoints(cfg: &mut Config, args: &RunArgs) {
     for s in &mut cfg.sections {
@@ -96,7 +108,7 @@ fn dry_run_state(cfg: &mut Config) -> Result<tempfile::TempDir, Failure> {
             w.checkpoint = copy;
         }
     }
-    log::info!(
+    log::debug!(
         "dry run: the checkpoints and dead letters in {} are left as they are; this run keeps its own in {} until it ends",
         cfg.general.state_dir.display(),
         scratch.path().display()
@@ -195,7 +207,11 @@ fn start_consumers(
         };
         for n in 0..sec.program.numprocs {
             match Starter::new(cfg.clone(), &sec.name, role, shutdown, stats) {
-                Ok(s) => starters.push((format!("{}:{n}", sec.name), s, n)),
+                Ok(s) => starters.push((
+                    format!("{}:{n}", sec.name),
+                    s.one_of(sec.program.numprocs),
+                    n,
+                )),
                 Err(StartError::Config(lines)) => errors.extend(lines),
                 Err(e) => return Err(e.into()),
             }
@@ -323,7 +339,7 @@ fn wait_until_done(
 
 pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
     let mut cfg = load_config(g)?;
-    for w in &cfg.warnings {
+    for w in cfg.warnings.iter().filter(|w| !moot(&cfg, args, w)) {
         log::warn!("{w}");
     }
     override_endpoints(&mut cfg, args);

@@ -94,10 +94,15 @@ impl Handler for Fanout<'_> {
 pub fn run(settings: &BrokerSettings, consume: Consume<'_>) -> Result<(), RoleError> {
     let name = &consume.section.name;
     let fanout = settings.fanout.join(", ");
-    log::info!("[{name}] broker: {} -> {fanout}", settings.listento);
+    let announce = consume.announce;
+    announce.log(
+        module_path!(),
+        name,
+        &format!("broker: {} -> {fanout}", settings.listento),
+    );
     let name = name.clone();
     let stats = consume.stats;
     consume.run(&mut Fanout { settings, stats })?;
-    log::info!("[{name}] broker stopped");
+    announce.log(module_path!(), &name, "broker stopped");
     Ok(())
 }

@@ -40,12 +40,40 @@ pub enum Next {
 /// A consuming role's queue and what it reports to.
 pub struct Consume<'a> {
     pub section: &'a Section,
+    /// How the role logs its start and stop.
+    pub announce: Announce,
     /// The queue taken from (dead letters go to `<queue>:dead`).
     pub queue: &'a str,
     pub consumer: Box<dyn Consumer>,
     pub shutdown: &'a Shutdown,
     pub notifier: &'a mut Notifier,
     pub stats: &'a Stats,
+}
+
+/// How a consuming role's start and stop are logged. A process of its own logs them (its log
+/// is its own); of the threads `loglines run` starts for one section, sharing one log, only the
+/// first does, saying how many there are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    Process,
+    Thread { n: u32, of: u32 },
+}
+
+impl Announce {
+    /// Logs `text` about `section` once per process, or once for all threads of a section,
+    /// under the role's module as `target` (so `RUST_LOG` filters it with the role).
+    pub fn log(self, target: &str, section: &str, text: &str) {
+        match self {
+            Announce::Process => log::info!(target: target, "[{section}] {text}"),
+            Announce::Thread { n: 0, of } if of > 1 => {
+                log::info!(target: target, "[{section}] {text} ({of} threads)")
+            }
+            Announce::Thread { n: 0, .. } => log::info!(target: target, "[{section}] {text}"),
+            Announce::Thread { n, .. } => {
+                log::debug!(target: target, "[{section}] {text} (thread {n})")
+            }
+        }
+    }
 }
 
 impl Consume<'_> {

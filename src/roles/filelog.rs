@@ -209,10 +209,11 @@ pub fn run(
 ) -> Result<(), RoleError> {
     let path = settings.logfile.as_path();
     let section = consume.section.name.clone();
-    log::info!(
-        "[{section}] filelog: {} -> {}",
-        settings.listento,
-        path.display()
+    let announce = consume.announce;
+    announce.log(
+        module_path!(),
+        &section,
+        &format!("filelog: {} -> {}", settings.listento, path.display()),
     );
     let mut appender = Appender {
         section: &section,
@@ -223,7 +224,7 @@ pub fn run(
         stats: consume.stats,
     };
     consume.run(&mut appender)?;
-    log::info!("[{section}] filelog stopped");
+    announce.log(module_path!(), &section, "filelog stopped");
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 //! watch|push --section NAME` land in [`run_process`], which does both over Redis;
 //! `commands::run` does the same for every section of the file, on threads.
 
-use super::consume::Consume;
+use super::consume::{Announce, Consume};
 use super::notify::Notifier;
 use super::watch::push::PushError;
 use super::watch::WatchError;
@@ -79,6 +79,8 @@ pub struct Starter {
     plugin: Option<Preparer>,
     hangup: Option<Arc<AtomicBool>>,
     source: Source,
+    /// Set when the role runs as one of this many threads of `loglines run`.
+    threads: Option<u32>,
 }
 
 impl std::fmt::Debug for Starter {
@@ -128,7 +130,15 @@ impl Starter {
             plugin,
             hangup,
             source: Source::Follow { until_eof: false },
+            threads: None,
         })
+    }
+
+    /// The role runs as one of `of` threads of its section in this process (`loglines run`),
+    /// sharing one log: only the first logs its start and stop.
+    pub fn one_of(mut self, of: u32) -> Self {
+        self.threads = Some(of);
+        self
     }
 
     /// For a watcher section: where its lines come from (by default it follows its file).
@@ -162,7 +172,12 @@ impl Starter {
             plugin,
             hangup,
             source,
+            threads,
         } = self;
+        let announce = match threads {
+            Some(of) => Announce::Thread { n: process, of },
+            None => Announce::Process,
+        };
         let sec = &cfg.sections[index];
         let mut notifier = Notifier::for_section(sec, transport)?;
         if let Role::Watch(w) = &sec.role {
@@ -182,6 +197,7 @@ impl Starter {
         let id = ConsumerId::new(&ConsumerId::local_host(), &sec.name, process);
         let consume = Consume {
             section: sec,
+            announce,
             queue,
             consumer: transport.consumer(queue, &id)?,
             shutdown: &shutdown,

@@ -398,3 +398,35 @@ fn files_with_client_addresses_are_created_private_and_check_warns_about_public_
         );
     }
 }
+
+/// Replaying FILES, the run says what concerns it: nothing about the configured log it does
+/// not read, and each section's start once, however many threads it has.
+#[test]
+fn run_once_files_logs_each_section_once_and_nothing_about_the_configured_log() {
+    let p = Pipeline::embedded(Options::default()); // 3 worker threads
+    let cfg = std::fs::read_to_string(&p.config).unwrap();
+    std::fs::write(
+        &p.config,
+        cfg.replace(
+            "logfile = access.log",
+            "logfile = /nonexistent-loglines-folder/access.log",
+        ),
+    )
+    .unwrap();
+    let file = data("combined.log");
+    let out = run_once(&p, &[file.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("nonexistent-loglines-folder"), "{stderr}");
+    let starts: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("[worker_pirus2] worker: pirus2 -> "))
+        .collect();
+    assert_eq!(starts.len(), 1, "{stderr}");
+    assert!(starts[0].ends_with("(3 threads)"), "{stderr}");
+    assert_eq!(
+        stderr.matches("[worker_pirus2] worker stopped").count(),
+        1,
+        "{stderr}"
+    );
+}

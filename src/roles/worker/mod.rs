@@ -84,21 +84,25 @@ pub fn run(
         shutdown: consume.shutdown,
         stats: consume.stats,
     };
-    log::info!(
-        "[{}] worker: {} -> {} via {}",
-        w.section.name,
-        settings.listento,
-        w.client.endpoint().map_or(
-            "stdout (dry run)".into(),
-            crate::util::text::redact_userinfo
+    let announce = consume.announce;
+    announce.log(
+        module_path!(),
+        &w.section.name,
+        &format!(
+            "worker: {} -> {} via {}",
+            settings.listento,
+            w.client.endpoint().map_or(
+                "stdout (dry run)".into(),
+                crate::util::text::redact_userinfo
+            ),
+            w.plugin.display_path()
         ),
-        w.plugin.display_path()
     );
     let result = consume.run(&mut w);
     if w.outage.is_some() {
         w.stats.retrying.fetch_sub(1, Ordering::Relaxed);
     }
-    log::info!("[{}] worker stopped", w.section.name);
+    announce.log(module_path!(), &w.section.name, "worker stopped");
     result
 }
 
