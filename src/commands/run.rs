@@ -13,7 +13,7 @@ use crate::queue::embedded::EmbeddedTransport;
 use crate::roles::worker::Endpoint;
 use crate::roles::{find_section, Role, RoleError, RoleName, Source, StartError, Starter};
 use crate::util::shutdown::Shutdown;
-use crate::util::stats::{Snapshot, Stats};
+use crate::util::stats::{BySection, Snapshot};
 use anyhow::anyhow;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -197,7 +197,7 @@ fn start_consumers(
     cfg: &Arc<Config>,
     transport: &EmbeddedTransport,
     shutdown: &Shutdown,
-    stats: &Stats,
+    stats: &BySection,
 ) -> Result<Vec<Running>, Failure> {
     let mut starters = Vec::new();
     let mut errors = Vec::new();
@@ -206,7 +206,13 @@ fn start_consumers(
             continue;
         };
         for n in 0..sec.program.numprocs {
-            match Starter::new(cfg.clone(), &sec.name, role, shutdown, stats) {
+            match Starter::new(
+                cfg.clone(),
+                &sec.name,
+                role,
+                shutdown,
+                &stats.section(&sec.name),
+            ) {
                 Ok(s) => starters.push((
                     format!("{}:{n}", sec.name),
                     s.one_of(sec.program.numprocs),
@@ -234,7 +240,7 @@ fn start_watchers(
     args: &RunArgs,
     transport: &EmbeddedTransport,
     shutdown: &Shutdown,
-    stats: &Stats,
+    stats: &BySection,
 ) -> Result<Vec<Running>, Failure> {
     let mut watchers = Vec::new();
     if !args.files.is_empty() {
@@ -242,8 +248,10 @@ fn start_watchers(
         for file in &args.files {
             let input = std::fs::File::open(file)
                 .map_err(|e| Failure::Runtime(anyhow!("cannot open {}: {e}", file.display())))?;
-            let starter = Starter::new(cfg.clone(), &section, RoleName::Watch, shutdown, stats)?
-                .reading(Source::Lines(input));
+            let counters = stats.section(&section);
+            let starter =
+                Starter::new(cfg.clone(), &section, RoleName::Watch, shutdown, &counters)?
+                    .reading(Source::Lines(input));
             let name = format!("replay {}", file.display());
             watchers.push(Running::spawn(name, starter, transport, 0)?);
         }
@@ -254,7 +262,8 @@ fn start_watchers(
         .iter()
         .filter(|s| matches!(s.role, Role::Watch(_)))
     {
-        let starter = Starter::new(cfg.clone(), &sec.name, RoleName::Watch, shutdown, stats)?
+        let counters = stats.section(&sec.name);
+        let starter = Starter::new(cfg.clone(), &sec.name, RoleName::Watch, shutdown, &counters)?
             .reading(Source::Follow {
                 until_eof: args.once,
             });
@@ -297,6 +306,42 @@ fn summary(s: &Snapshot, elapsed: Duration, dry_run: bool) -> String {
     )
 }
 
+/// With more than one worker section (two trackers, say), what each did: the total alone
+/// would add one tracker's events to the other's.
+fn branches(cfg: &Config, stats: &BySection, dry_run: bool) -> Vec<String> {
+    let workers: Vec<&Section> = cfg
+        .sections
+        .iter()
+        .filter(|s| matches!(s.role, Role::Worker(_)))
+        .collect();
+    if workers.len() < 2 {
+        return Vec::new();
+    }
+    let each = stats.each();
+    let sent = if dry_run { "printed" } else { "sent" };
+    workers
+        .into_iter()
+        .map(|w| {
+            let s = each
+                .iter()
+                .find(|(n, _)| *n == w.name)
+                .map(|(_, s)| *s)
+                .unwrap_or_default();
+            let to = match &w.role {
+                Role::Worker(ws) => match &ws.endpoint {
+                    Endpoint::Url(u) => crate::util::text::redact_userinfo(u),
+                    Endpoint::DryRun => "stdout".to_string(),
+                },
+                _ => unreachable!("filtered to workers"),
+            };
+            format!(
+                "[{}] {} {sent} to {to}, {} not usage events, {} dead-lettered",
+                w.name, s.sent, s.not_eligible, s.dead
+            )
+        })
+        .collect()
+}
+
 /// Shows progress until the run is over: with --once when every watcher has finished, else
 /// on SIGTERM/SIGINT; or when a consumer thread stops by itself (a failure, or a dry run's
 /// output closed).
@@ -305,10 +350,10 @@ fn wait_until_done(
     signals: &Shutdown,
     watchers: &[Running],
     consumers: &[Running],
-    stats: &Stats,
+    stats: &BySection,
 ) {
     let tty = std::io::stderr().is_terminal();
-    let mut last = (Instant::now(), stats.snapshot());
+    let mut last = (Instant::now(), stats.total());
     let mut last_summary = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(200));
@@ -321,7 +366,7 @@ fn wait_until_done(
             break;
         }
         if last.0.elapsed() >= Duration::from_secs(1) {
-            let now = stats.snapshot();
+            let now = stats.total();
             let rate = (now.read - last.1.read) as f64 / last.0.elapsed().as_secs_f64();
             if tty {
                 eprint!("\r\x1b[2K{}", status_line(&now, rate));
@@ -362,7 +407,7 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
     let dead_dir = cfg.general.dead_letter_dir();
     let transport =
         EmbeddedTransport::with_shutdown(QUEUE_CAPACITY, dead_dir, stop_consumers.clone());
-    let stats = Stats::new();
+    let stats = BySection::default();
     let started = Instant::now();
 
     let consumers = start_consumers(&cfg, &transport, &stop_consumers, &stats)?;
@@ -382,11 +427,14 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
     let mut ended: Vec<Ended> = watchers.into_iter().map(Running::join).collect();
     stop_consumers.trigger();
     ended.extend(consumers.into_iter().map(Running::join));
-    let snap = stats.snapshot();
+    let snap = stats.total();
     eprintln!(
         "loglines: {}",
         summary(&snap, started.elapsed(), args.dry_run)
     );
+    for line in branches(&cfg, &stats, args.dry_run) {
+        eprintln!("loglines:   {line}");
+    }
     let output_closed = ended.iter().any(|e| matches!(e, Ended::OutputClosed));
     let mut failures: Vec<String> = ended
         .into_iter()

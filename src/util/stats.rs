@@ -1,7 +1,7 @@
 //! Counters every role updates, read by `loglines run`'s live status line and its summaries.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Shared, lock-free counters. Cloning shares them.
 #[derive(Debug, Default, Clone)]
@@ -64,9 +64,74 @@ impl Stats {
     }
 }
 
+impl std::ops::Add for Snapshot {
+    type Output = Snapshot;
+    fn add(self, o: Snapshot) -> Snapshot {
+        Snapshot {
+            read: self.read + o.read,
+            sent: self.sent + o.sent,
+            not_eligible: self.not_eligible + o.not_eligible,
+            retrying: self.retrying + o.retrying,
+            dead: self.dead + o.dead,
+            written: self.written + o.written,
+            fanned_out: self.fanned_out + o.fanned_out,
+        }
+    }
+}
+
+/// One set of counters per section, for a process that runs many (`loglines run`): its
+/// summary says what each branch did (two workers for two trackers, say), and its status line
+/// shows their sum. Cloning shares them.
+#[derive(Debug, Default, Clone)]
+pub struct BySection(Arc<Mutex<Vec<(String, Stats)>>>);
+
+impl BySection {
+    /// The counters of `section`, made on first use; every caller for a section shares them.
+    pub fn section(&self, name: &str) -> Stats {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, s)) = v.iter().find(|(n, _)| n == name) {
+            return s.clone();
+        }
+        let s = Stats::new();
+        v.push((name.to_string(), s.clone()));
+        s
+    }
+
+    /// Each section's counters, in the order the sections were first counted.
+    pub fn each(&self) -> Vec<(String, Snapshot)> {
+        let v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        v.iter().map(|(n, s)| (n.clone(), s.snapshot())).collect()
+    }
+
+    /// The sum over every section.
+    pub fn total(&self) -> Snapshot {
+        self.each()
+            .into_iter()
+            .fold(Snapshot::default(), |t, (_, s)| t + s)
+    }
+}
+
 impl std::ops::Deref for Stats {
     type Target = Inner;
     fn deref(&self) -> &Inner {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_count_apart_and_sum() {
+        let by = BySection::default();
+        Stats::add(&by.section("a").sent, 2);
+        Stats::add(&by.section("b").sent, 3);
+        Stats::add(&by.section("a").dead, 1);
+        let each = by.each();
+        assert_eq!(each[0].0, "a");
+        assert_eq!((each[0].1.sent, each[0].1.dead), (2, 1));
+        assert_eq!(each[1].1.sent, 3);
+        assert_eq!((by.total().sent, by.total().dead), (5, 1));
     }
 }

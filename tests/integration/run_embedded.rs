@@ -430,3 +430,49 @@ fn run_once_files_logs_each_section_once_and_nothing_about_the_configured_log() 
         "{stderr}"
     );
 }
+
+/// Two trackers (a broker fanning out to two workers): the summary says what each branch did,
+/// not only the sum of both.
+#[test]
+fn with_two_trackers_the_summary_says_what_each_did() {
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        ..Options::default()
+    });
+    let second = support::tracker::Tracker::start();
+    second.reject(400, "unknown repository");
+    let cfg = std::fs::read_to_string(&p.config).unwrap();
+    let plugin = support::crate_root().join("lua_plugins/irus.lua");
+    let cfg = cfg.replace("fanout = pirus2\n", "fanout = pirus2, second\n")
+        + &format!(
+            "\n[worker_second]\ncommand = loglines worker\nlistento = second\nnumprocs = 1\n\
+             repository_plugin = {}\nendpoint_url = {}\ntimeout = 5\n",
+            plugin.display(),
+            second.url()
+        );
+    std::fs::write(&p.config, cfg).unwrap();
+    let file = data("combined.log");
+    let (urls, _, other) = expected(&p, &std::fs::read_to_string(&file).unwrap());
+    let out = run_once(&p, &[file.to_str().unwrap()]);
+    // The second tracker's rejections are dead letters: exit 1.
+    assert_exit(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "[worker_pirus2] {} sent to {}, {} not usage events, 0 dead-lettered",
+            urls.len(),
+            p.tracker.url(),
+            other.len()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "[worker_second] 0 sent to {}, {} not usage events, {} dead-lettered",
+            second.url(),
+            other.len(),
+            urls.len()
+        )),
+        "{stderr}"
+    );
+}
