@@ -111,6 +111,99 @@ fn check_describes_a_valid_file() {
 /// `loglines ... | head`: once the reader has what it wanted and closes the pipe, the command
 /// ends quietly with exit 0, rather than panicking (`check`), failing (`test-plugin`) or, a dry
 /// run, retrying to print for ever.
+/// Runs `loglines ARGS` in `dir` with its standard output closed before it writes anything;
+/// asserts that it ends, with exit 0 and no panic or broken-pipe error.
+fn ends_quietly_with_stdout_closed(dir: &std::path::Path, args: &[&str]) {
+    let mut child = support::bin::loglines()
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the command has written anything (it is still reading
+    // its configuration), as `head` does once it has its lines: every write fails.
+    drop(child.stdout.take());
+    let ended = support::wait_until(std::time::Duration::from_secs(30), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(ended, "{args:?} did not end after its output was closed");
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{args:?}: {err}"
+    );
+}
+
+/// Every command that prints, over a real Redis with messages, dead letters and consumers to
+/// show, and over the embedded transport's files.
+#[test]
+fn every_printing_command_ends_quietly_when_its_output_is_closed() {
+    let redis = support::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("loglines.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[redis]\nurl = {}\n\n[supervisor]\nport = 127.0.0.1:{}\n\n[logger_files]\ncommand = loglines filelog\nlistento = q\nlogfile = f.log\n",
+            redis.url(),
+            support::free_port()
+        ),
+    )
+    .unwrap();
+    let mut c = redis.conn();
+    for i in 0..2000 {
+        let msg = format!("{{\"service\":\"s\",\"logline\":\"line {i}\"}}");
+        let _: () = ::redis::cmd("LPUSH")
+            .arg("q")
+            .arg(&msg)
+            .query(&mut c)
+            .unwrap();
+        let dead =
+            format!("{{\"message\":{msg:?},\"reason\":\"test\",\"at\":\"2026-12-05T00:00:00Z\"}}");
+        let _: () = ::redis::cmd("LPUSH")
+            .arg("q:dead")
+            .arg(&dead)
+            .query(&mut c)
+            .unwrap();
+    }
+    // Embedded dead letters, for the --embedded views.
+    let dead_dir = dir.path().join("state/dead");
+    std::fs::create_dir_all(&dead_dir).unwrap();
+    let mut lines = String::new();
+    for i in 0..2000 {
+        lines.push_str(&format!("{{\"queue\":\"q\",\"message\":\"{{\\\"logline\\\":\\\"l{i}\\\"}}\",\"reason\":\"r\",\"at\":\"2026-12-05T00:00:00Z\"}}\n"));
+    }
+    std::fs::write(dead_dir.join("q.dead.jsonl"), lines).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    support::bin::loglines()
+        .args(["--config", cfg, "supervisor", "generate"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["--version"],
+        vec!["queue", "--help"],
+        vec!["--config", cfg, "check"],
+        vec!["--config", cfg, "status"],
+        vec!["--config", cfg, "status", "--json"],
+        vec!["--config", cfg, "status", "--embedded"],
+        vec!["--config", cfg, "queue", "peek", "-n", "2000", "q"],
+        vec!["--config", cfg, "queue", "dead", "q"],
+        vec!["--config", cfg, "queue", "dead", "--embedded", "q"],
+        vec!["--config", cfg, "supervisor", "list"],
+        vec!["--config", cfg, "supervisor", "generate"],
+    ] {
+        ends_quietly_with_stdout_closed(dir.path(), &args);
+    }
+}
+
 #[test]
 fn a_closed_standard_output_ends_a_command_quietly() {
     let root = support::crate_root();
@@ -127,29 +220,6 @@ fn a_closed_standard_output_ends_a_command_quietly() {
         vec!["--config", cfg, "run", "--once", "--dry-run", sample],
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = support::bin::loglines()
-            .args(&args)
-            .current_dir(dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The reader goes away before the command has written anything (it is still reading
-        // its configuration), as `head` does once it has its lines: every write fails.
-        drop(child.stdout.take());
-        let ended = support::wait_until(std::time::Duration::from_secs(30), || {
-            child.try_wait().unwrap().is_some()
-        });
-        if !ended {
-            let _ = child.kill();
-        }
-        let out = child.wait_with_output().unwrap();
-        let err = text(&out.stderr);
-        assert!(ended, "{args:?} did not end after its output was closed");
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
-        assert!(
-            !err.contains("panicked") && !err.contains("Broken pipe"),
-            "{args:?}: {err}"
-        );
+        ends_quietly_with_stdout_closed(dir.path(), &args);
     }
 }
