@@ -68,10 +68,13 @@ impl fmt::Display for Diagnostic {
         if let Some(key) = &self.key {
             write!(f, " {key}")?;
         }
+        // One diagnostic, one line: a value quoted with its continuation lines would start
+        // lines that name no file.
+        let message = self.message.replace('\n', "\\n");
         if self.severity == Severity::Warning {
-            write!(f, ": warning: {}", self.message)
+            write!(f, ": warning: {message}")
         } else {
-            write!(f, ": {}", self.message)
+            write!(f, ": {message}")
         }
     }
 }

@@ -10,6 +10,7 @@ mod support;
 
 mod command_line;
 mod config;
+mod config_fuzz;
 mod docs_examples;
 mod pipeline_redis;
 mod plugin_library;
