@@ -52,6 +52,8 @@ pub enum Command {
     Run(commands::run::RunArgs),
     /// Run a plugin over sample log lines and show what it would send (nothing is sent).
     TestPlugin(commands::test_plugin::TestPluginArgs),
+    /// Write the loglines equivalent of a 2010 loglines.cfg to standard output, comments kept.
+    Migrate(commands::migrate::MigrateArgs),
 }
 
 /// Which section a role process runs, and which of its processes this is.
@@ -87,6 +89,7 @@ impl Cli {
         let g = &self.global;
         match &self.command {
             Command::Check => commands::check::run(g),
+            Command::Migrate(a) => commands::migrate::run(g, a),
             Command::Status(a) => commands::status::run(g, a),
             Command::Queue(a) => commands::queue::run(g, a),
             Command::Watch { section } => run_role(g, RoleName::Watch, section, 0, false),

@@ -4,6 +4,7 @@
 //! [`Failure`]: crate::app::Failure
 
 pub mod check;
+pub mod migrate;
 pub mod queue;
 pub mod run;
 pub mod status;

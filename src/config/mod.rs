@@ -6,11 +6,13 @@
 //! once ([`diag`]), with the redis sections in [`redis`] and each role's own keys read by that
 //! role's settings module (`roles::worker::settings`, ...). A section's role is stated once, in
 //! its `command` (`command = loglines worker`), and everything else (the supervisord
-//! generator, `loglines run`, `check`) reads it from [`Section::role`].
+//! generator, `loglines run`, `check`) reads it from [`Section::role`]. [`legacy`] knows what
+//! the 2010 tool's files say in their own terms.
 
 pub mod diag;
 pub mod ini;
 pub mod keys;
+pub mod legacy;
 pub mod read;
 pub mod redis;
 mod validate;

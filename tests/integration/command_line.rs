@@ -4,6 +4,7 @@ use crate::support;
 
 use std::path::Path;
 use std::process::Output;
+use std::time::Duration;
 use support::bin::text;
 
 fn loglines(args: &[&str], dir: &Path) -> Output {
@@ -222,4 +223,68 @@ fn a_closed_standard_output_ends_a_command_quietly() {
         let dir = tempfile::tempdir().unwrap();
         ends_quietly_with_stdout_closed(dir.path(), &args);
     }
+}
+
+/// `loglines migrate` on the 2010 file: a file `check` accepts, every comment of the old one
+/// kept, each change said, the dead PIRUS2 tracker named with IRUS's; and a modern file (the
+/// result itself) comes out unchanged.
+#[test]
+fn migrate_turns_the_2010_file_into_one_check_accepts() {
+    let root = support::crate_root();
+    let old = root.join("tests/data/loglines-original.cfg");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("lua_plugins")).unwrap();
+    std::fs::copy(
+        root.join("lua_plugins/ora.lua"),
+        dir.path().join("lua_plugins/ora.lua"),
+    )
+    .unwrap();
+    let out = support::bin::loglines()
+        .args(["migrate", old.to_str().unwrap()])
+        .output()
+        .unwrap();
+    support::bin::assert_exit(&out, 0);
+    let new = text(&out.stdout);
+    let err = text(&out.stderr);
+    let old_text = std::fs::read_to_string(&old).unwrap();
+    for comment in old_text.lines().filter(|l| l.trim_start().starts_with('#')) {
+        assert!(new.contains(comment), "lost the comment {comment:?}");
+    }
+    for role in ["watch", "broker", "worker", "filelog"] {
+        assert!(
+            new.contains(&format!("\ncommand = loglines {role}\n")),
+            "{new}"
+        );
+    }
+    assert!(
+        new.contains("\nrepository_plugin = lua_plugins/ora.lua\n"),
+        "{new}"
+    );
+    assert!(
+        new.contains("\nendpoint_url = https://irus.jisc.ac.uk/counter/test/\n"),
+        "{new}"
+    );
+    assert!(
+        err.contains("is the 2010 PIRUS2 tracker, which no longer exists; send to IRUS: https://irus.jisc.ac.uk/counter/"),
+        "{err}"
+    );
+    assert!(err.contains("9 line(s) changed"), "{err}");
+
+    let new_cfg = dir.path().join("loglines.cfg");
+    std::fs::write(&new_cfg, &new).unwrap();
+    let check = support::bin::output_within(&new_cfg, &["check"], Duration::from_secs(30));
+    support::bin::assert_exit(&check, 0);
+    assert!(text(&check.stdout).contains("configuration is valid"));
+
+    let again = support::bin::loglines()
+        .args(["migrate", new_cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    support::bin::assert_exit(&again, 0);
+    assert_eq!(
+        text(&again.stdout),
+        new,
+        "a modern file must come out unchanged"
+    );
+    assert!(text(&again.stderr).contains("0 line(s) changed"));
 }
