@@ -257,6 +257,7 @@ declare_keys! { SHARED {
     COMMAND = "command", Program, K::Text, D::Required("`loglines watch`, `loglines broker`, `loglines worker` or `loglines filelog`"), "`loglines watch`, `loglines broker`, `loglines worker` or `loglines filelog` (states the role); in `process_*` any command";
     NUMPROCS = "numprocs", Program, K::Int { min: 1, max: 256 }, D::PerRole(PerRole::Numprocs), "how many processes (threads in `loglines run`)";
     STDOUT_LOGFILE = "stdout_logfile", Program, K::Path, D::Unset("(supervisord's default)"), "where supervisord writes the program's output; with numprocs above 1, one file per process (`pirus2_00.log`, ...)";
+    PROCESS_NAME = "process_name", Program, K::Text, D::Unset("`%(program_name)s_%(process_num)02d` when numprocs is above 1"), "supervisord's name for each process (the 2010 files set it); with numprocs above 1 it must contain `%(process_num)`";
     USER = "user", Program, K::Text, D::Unset("(supervisord's user)"), "run the program as this Unix user";
     DIRECTORY = "directory", Program, K::Path, D::Unset("(the config file's folder)"), "working directory of the program";
     ENVIRONMENT = "environment", Program, K::Text, D::Unset("(none)"), "extra environment, supervisord syntax `KEY=\"value\",KEY2=\"value\"`";

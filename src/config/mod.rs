@@ -120,6 +120,8 @@ pub struct ProgramSettings {
     /// The command as written in the file.
     pub command: String,
     pub numprocs: u32,
+    /// supervisord's `process_name`, written as given (supervisord expands it).
+    pub process_name: Option<String>,
     pub stdout_logfile: Option<PathBuf>,
     pub user: Option<String>,
     pub directory: Option<PathBuf>,

@@ -210,9 +210,18 @@ fn read_program(
     use keys::*;
     let in_worker_section = kind == SectionKind::Worker;
     let per_role = |key: &Key| key.per_role(role, in_worker_section);
+    let numprocs = r.int_or(&NUMPROCS, per_role(&NUMPROCS)) as u32;
+    let process_name = r.opt(&PROCESS_NAME);
+    if let Some(n) = &process_name {
+        // supervisord refuses a group whose processes would all have one name.
+        if numprocs > 1 && !n.contains("%(process_num)") {
+            r.err(PROCESS_NAME.name, format!("`{n}` names all {numprocs} processes alike; expected it to contain `%(process_num)`, e.g. `%(program_name)s_%(process_num)02d` (or leave it out)"));
+        }
+    }
     ProgramSettings {
         command,
-        numprocs: r.int_or(&NUMPROCS, per_role(&NUMPROCS)) as u32,
+        numprocs,
+        process_name,
         stdout_logfile: r.path(&STDOUT_LOGFILE),
         user: r.opt(&USER),
         directory: r.path(&DIRECTORY),
@@ -270,9 +279,10 @@ fn role_of(r: &mut Reader<'_>, command: &str) -> Option<RoleName> {
         .unwrap_or("");
     let expected =
         "expected `loglines watch`, `loglines broker`, `loglines worker` or `loglines filelog`";
-    if let Some(role) = RoleName::ALL.into_iter().find(|r| r.replaces() == program) {
-        r.err(key, format!("`{command}` is a program of the 2010 tool; write `command = loglines {role}` instead"));
-        return None;
+    // The 2010 file runs unchanged: its programs are the roles that replace them.
+    if let Some(role) = legacy::program_role(command) {
+        r.warn(key, format!("`{command}` is a program of the 2010 tool, run as `loglines {role}`; write `command = loglines {role}` (`loglines migrate` rewrites the whole file)"));
+        return Some(role);
     }
     if program != "loglines" {
         r.err(key, format!("`{command}` does not run loglines; {expected} (use a process_* section for other programs)"));

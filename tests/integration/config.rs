@@ -158,12 +158,40 @@ fn original_2010_config_validates_after_changing_commands_and_plugin() {
 }
 
 #[test]
-fn original_2010_config_unchanged_says_which_commands_to_write() {
+fn original_2010_config_unchanged_loads_with_a_warning_for_each_difference() {
     let d = Dir::new();
-    let errs = d.errors(include_str!("../data/loglines-original.cfg"));
-    assert_one(&errs, "loglines.cfg:14 [logger_logfilewatcher] command: `./logfilewatcher.py` is a program of the 2010 tool; write `command = loglines watch` instead");
-    assert_one(&errs, "loglines.cfg:23 [worker_broker] command: `./broker.py` is a program of the 2010 tool; write `command = loglines broker` instead");
-    assert_one(&errs, "loglines.cfg:32 [worker_pirus2] command: `./pirus2.py` is a program of the 2010 tool; write `command = loglines worker` instead");
+    std::fs::copy(
+        support::crate_root().join("lua_plugins/ora.lua"),
+        d.path().join("lua_plugins/ora.lua"),
+    )
+    .unwrap();
+    let cfg = d
+        .load(include_str!("../data/loglines-original.cfg"))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let warnings: Vec<String> = cfg.warnings.iter().map(|w| strip(&w.to_string())).collect();
+    for (line, section, program, role) in [
+        (14, "logger_logfilewatcher", "./logfilewatcher.py", "watch"),
+        (23, "worker_broker", "./broker.py", "broker"),
+        (32, "worker_pirus2", "./pirus2.py", "worker"),
+        (64, "logger_articlelogger", "./logfromqueue.py", "filelog"),
+        (70, "logger_otherlogger", "./logfromqueue.py", "filelog"),
+    ] {
+        assert_one(&warnings, &format!("loglines.cfg:{line} [{section}] command: warning: `{program}` is a program of the 2010 tool, run as `loglines {role}`; write `command = loglines {role}`"));
+        assert_eq!(
+            cfg.section(section)
+                .unwrap()
+                .role
+                .kind()
+                .map(|r| r.to_string()),
+            Some(role.to_string())
+        );
+    }
+    assert_one(&warnings, "loglines.cfg:43 [worker_pirus2] repository_plugin: warning: `plugins.ora_utils` is a 2010 Python plugin; loglines runs its Lua port, write `repository_plugin = lua_plugins/ora.lua`");
+    assert_one(&warnings, "loglines.cfg:45 [worker_pirus2] endpoint_url: warning: `http://cclibweb-4.dmz.cranfield.ac.uk/tracker/` is the 2010 PIRUS2 tracker, which no longer exists; send to IRUS: https://irus.jisc.ac.uk/counter/");
+    let Role::Worker(w) = &cfg.section("worker_pirus2").unwrap().role else {
+        panic!()
+    };
+    assert!(w.plugin.ends_with("lua_plugins/ora.lua"), "{:?}", w.plugin);
 }
 
 #[test]
@@ -312,10 +340,10 @@ fn plugin_must_exist_and_be_lua() {
             && errs[0].contains("lua_plugins/missing.lua does not exist"),
         "{errs:?}"
     );
-    let errs = d.errors(&WORKER.replace("lua_plugins/p.lua", "plugins.ora_utils"));
+    let errs = d.errors(&WORKER.replace("lua_plugins/p.lua", "plugins.mine"));
     assert_one(
         &errs,
-        "loglines.cfg:4 [worker_w] repository_plugin: `plugins.ora_utils` is not a Lua file",
+        "loglines.cfg:4 [worker_w] repository_plugin: `plugins.mine` is not a Lua file",
     );
 }
 

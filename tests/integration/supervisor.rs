@@ -640,3 +640,29 @@ fn the_program_file_shown_in_the_docs_is_what_generate_writes() {
         .replace(&p.path().to_string_lossy().into_owned(), "/srv/loglines");
     assert_eq!(shown, real);
 }
+
+/// `process_name`, which 2010 files set, is honoured as supervisord's own (not escaped), and
+/// one that would name every process alike is refused.
+#[test]
+fn process_name_is_honoured_and_must_tell_processes_apart() {
+    let p = Project::new(
+        "[process_a]\ncommand = sleep 1000\nnumprocs = 2\nprocess_name = sleeper_%(process_num)d\n",
+    );
+    p.generate();
+    assert!(
+        p.available("process_a")
+            .contains("\nprocess_name=sleeper_%(process_num)d\nnumprocs=2\n"),
+        "{}",
+        p.available("process_a")
+    );
+    let p =
+        Project::new("[process_a]\ncommand = sleep 1000\nnumprocs = 2\nprocess_name = sleeper\n");
+    let out = p.run(&["generate", "--loglines-bin", BIN]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("[process_a] process_name: `sleeper` names all 2 processes alike"),
+        "{}",
+        text(&out.stderr)
+    );
+}

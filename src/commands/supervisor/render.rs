@@ -358,8 +358,16 @@ pub fn program_file(cfg: &Config, s: &Section, bin: &Path) -> Result<String, Sup
     ));
     out.push_str(&format!("[program:{}]\n", s.name));
     out.push_str(&format!("command={}\n", command(cfg, s, bin)?));
-    if p.numprocs > 1 {
-        out.push_str("process_name=%(program_name)s_%(process_num)02d\n");
+    match &p.process_name {
+        // supervisord expands it (that is its point), so `%` is not doubled as elsewhere.
+        Some(n) => {
+            let n = sv_value(&s.name, "process_name", n)?.replace("%%", "%");
+            out.push_str(&format!("process_name={n}\n"));
+        }
+        None if p.numprocs > 1 => {
+            out.push_str("process_name=%(program_name)s_%(process_num)02d\n");
+        }
+        None => {}
     }
     out.push_str(&format!("numprocs={}\n", p.numprocs));
     let dir = p.directory.as_deref().unwrap_or(&cfg.dir);

@@ -2,6 +2,7 @@
 //! settings the worker runs with.
 
 use crate::config::keys::{declare_keys, Default as D, Kind as K, ProgramDefaults, Scope};
+use crate::config::legacy;
 use crate::config::read::Reader;
 use crate::config::Config;
 use crate::plugin::{PluginLimits, PluginSpec};
@@ -112,9 +113,18 @@ pub fn read(r: &mut Reader<'_>) -> WorkerSettings {
     }
 }
 
-/// `repository_plugin`: an existing `.lua` file (the 2010 Python plugins are gone).
+/// `repository_plugin`: an existing `.lua` file (the 2010 Python plugins are gone). A 2010
+/// plugin module with a shipped Lua port (`plugins.ora_utils`) is read as that port, with a
+/// warning saying what to write.
 fn plugin_file(r: &mut Reader<'_>) -> Option<PathBuf> {
-    let p = r.required(&REPOSITORY_PLUGIN)?;
+    let mut p = r.required(&REPOSITORY_PLUGIN)?;
+    if let Some(port) = legacy::plugin_for_module(&p) {
+        r.warn(
+            REPOSITORY_PLUGIN.name,
+            format!("`{p}` is a 2010 Python plugin; loglines runs its Lua port, write `repository_plugin = {port}` (`loglines migrate` rewrites the whole file)"),
+        );
+        p = port.to_string();
+    }
     if !p.ends_with(".lua") {
         r.err(
             REPOSITORY_PLUGIN.name,
@@ -154,6 +164,9 @@ fn endpoint(r: &mut Reader<'_>) -> Endpoint {
         return Endpoint::DryRun;
     };
     let url = format!("{scheme}{}", &url[scheme.len()..]);
+    if legacy::is_pirus2_endpoint(&url) {
+        r.warn(ENDPOINT_URL.name, legacy::pirus2_advice(&url));
+    }
     match ureq::http::Uri::try_from(url.as_str()) {
         // With a scheme, a URL the http crate parses has a host.
         Ok(_) => Endpoint::Url(url),
