@@ -253,6 +253,7 @@ declare_keys! { SHARED {
     REDIS_MAX_QUEUE_LENGTH = "max_queue_length", Redis, K::Int { min: 1, max: u64::MAX >> 1 }, D::Int(1_000_000), "producers wait while a queue holds more messages than this";
     REDIS_HEARTBEAT_TTL = "heartbeat_ttl", Redis, K::Int { min: 2, max: 86_400 }, D::Int(30), "seconds a consumer stays alive without a heartbeat; its in-flight messages then go back to the queue";
     STATE_DIR = "state_dir", General, K::Path, D::Text("state"), "folder for watcher checkpoints and (in `loglines run`) dead-letter files";
+    MAX_MESSAGE_BYTES = "max_message_bytes", General, K::Int { min: 1024, max: 1 << 30 }, D::Int(8 << 20), "a queue message longer than this many bytes is dead-lettered unread by broker, worker and file logger (its plugin never sees it), so one huge message cannot take a process's memory";
     SUPERVISOR_DIR = "supervisor_dir", General, K::Path, D::Text("supervisor"), "folder `loglines supervisor generate` writes supervisord files into";
     COMMAND = "command", Program, K::Text, D::Required("`loglines watch`, `loglines broker`, `loglines worker` or `loglines filelog`"), "`loglines watch`, `loglines broker`, `loglines worker` or `loglines filelog` (states the role); in `process_*` any command";
     NUMPROCS = "numprocs", Program, K::Int { min: 1, max: 256 }, D::PerRole(PerRole::Numprocs), "how many processes (threads in `loglines run`)";

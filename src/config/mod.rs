@@ -162,6 +162,8 @@ pub struct GeneralSettings {
     pub state_dir: PathBuf,
     /// The supervisor/ folder the generator writes into.
     pub supervisor_dir: PathBuf,
+    /// Longest queue message a consuming role handles; longer ones are dead-lettered.
+    pub max_message_bytes: usize,
 }
 
 impl GeneralSettings {
@@ -170,6 +172,7 @@ impl GeneralSettings {
         GeneralSettings {
             state_dir: dir.join(keys::STATE_DIR.text_default()),
             supervisor_dir: dir.join(keys::SUPERVISOR_DIR.text_default()),
+            max_message_bytes: keys::MAX_MESSAGE_BYTES.int_default() as usize,
         }
     }
 

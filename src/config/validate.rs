@@ -146,6 +146,7 @@ fn read_general(r: &mut Reader<'_>) -> GeneralSettings {
     GeneralSettings {
         state_dir: r.path_or_default(&keys::STATE_DIR),
         supervisor_dir: r.path_or_default(&keys::SUPERVISOR_DIR),
+        max_message_bytes: r.int(&keys::MAX_MESSAGE_BYTES) as usize,
     }
 }
 

@@ -48,6 +48,8 @@ pub struct Consume<'a> {
     pub shutdown: &'a Shutdown,
     pub notifier: &'a mut Notifier,
     pub stats: &'a Stats,
+    /// Longer messages are dead-lettered before the handler sees them (`max_message_bytes`).
+    pub max_message_bytes: usize,
 }
 
 /// How a consuming role's start and stop are logged. A process of its own logs them (its log
@@ -97,7 +99,26 @@ impl Consume<'_> {
                 out: Vec::new(),
                 stopping: false,
             };
-            let next = handler.handle(batch, &mut out)?;
+            // A message too large to handle safely is filed whole, unread: a plugin working on
+            // it would hold several copies of it at once.
+            let max = out.consume.max_message_bytes;
+            let mut fit = Vec::with_capacity(batch.len());
+            for msg in batch {
+                if msg.body.len() > max {
+                    let reason = format!(
+                        "the message is {} bytes, over max_message_bytes = {max} in [loglines]; it was not handled",
+                        msg.body.len()
+                    );
+                    out.dead_letter(msg, &reason)?;
+                } else {
+                    fit.push(msg);
+                }
+            }
+            let next = if fit.is_empty() {
+                Next::Continue
+            } else {
+                handler.handle(fit, &mut out)?
+            };
             out.commit()?;
             if next == Next::Stop || out.stopping {
                 break;

@@ -203,6 +203,7 @@ impl Starter {
             shutdown: &shutdown,
             notifier: &mut notifier,
             stats: &stats,
+            max_message_bytes: cfg.general.max_message_bytes,
         };
         match &sec.role {
             Role::Broker(b) => broker::run(b, consume),

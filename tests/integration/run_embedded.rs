@@ -476,3 +476,42 @@ fn with_two_trackers_the_summary_says_what_each_did() {
         "{stderr}"
     );
 }
+
+/// A message over `max_message_bytes` is dead-lettered whole by the first role that takes it,
+/// never handed to a plugin, and the lines around it are delivered.
+#[test]
+fn a_message_over_max_message_bytes_is_dead_lettered_unread() {
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        ..Options::default()
+    });
+    let cfg = std::fs::read_to_string(&p.config).unwrap();
+    std::fs::write(
+        &p.config,
+        cfg.replace(
+            "[loglines]\nstate_dir = state\n",
+            "[loglines]\nstate_dir = state\nmax_message_bytes = 4096\n",
+        ),
+    )
+    .unwrap();
+    let huge = format!("{} {}", loggen::line(20, 20), "x".repeat(5000));
+    p.append(&format!(
+        "{}{huge}\n{}",
+        loggen::lines(0, 20, 20),
+        loggen::lines(40, 41, 20)
+    ));
+    let out = run_once(&p, &[]);
+    assert_exit(&out, 1);
+    let dead = p.lines_of("state/dead/loglines.dead.jsonl");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let entry: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
+    let reason = entry["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("over max_message_bytes = 4096 in [loglines]"),
+        "{reason}"
+    );
+    assert!(dead[0].contains(&"x".repeat(5000)), "the message was not kept whole");
+    // Lines 0 and 40 are downloads and arrive; 20, the huge one, does not.
+    let sent: Vec<u64> = p.accepted_numbers();
+    assert_eq!(sent, vec![0, 40]);
+}
