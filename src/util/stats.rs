@@ -9,7 +9,7 @@ pub struct Stats(Arc<Inner>);
 
 #[derive(Debug, Default)]
 pub struct Inner {
-    /// Lines read from log files (or stdin) and handed to a queue.
+    /// Lines read from log files (or stdin): handed to a queue, or dead-lettered (over-long).
     pub read: AtomicU64,
     /// Usage events the tracker accepted (or, in a dry run, printed).
     pub sent: AtomicU64,

@@ -12,6 +12,7 @@ mod command_line;
 mod config;
 mod config_fuzz;
 mod docs_examples;
+mod message_fuzz;
 mod pipeline_redis;
 mod plugin_library;
 mod plugin_sandbox;

@@ -510,7 +510,10 @@ fn a_message_over_max_message_bytes_is_dead_lettered_unread() {
         reason.contains("over max_message_bytes = 4096 in [loglines]"),
         "{reason}"
     );
-    assert!(dead[0].contains(&"x".repeat(5000)), "the message was not kept whole");
+    assert!(
+        dead[0].contains(&"x".repeat(5000)),
+        "the message was not kept whole"
+    );
     // Lines 0 and 40 are downloads and arrive; 20, the huge one, does not.
     let sent: Vec<u64> = p.accepted_numbers();
     assert_eq!(sent, vec![0, 40]);

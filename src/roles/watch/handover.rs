@@ -167,6 +167,9 @@ impl<'a> Handover<'a> {
                 Ok(()) => {
                     self.progress.finish(seq);
                     self.dead_lettered += 1;
+                    // Read, and dead-lettered: so that every line is in one count and the
+                    // summary adds up.
+                    Stats::add(&self.stats.read, 1);
                     Stats::add(&self.stats.dead, 1);
                     self.notifier.dead_letter(&self.queue, reason, &body);
                     return Ok(());
