@@ -166,37 +166,48 @@ fn check_in_process(path: &Path, text: &str) -> Result<bool, String> {
     }
 }
 
-#[test]
-fn mutated_configurations_never_panic_and_every_error_says_where() {
+/// Runs `cases` mutated files (each base file with up to `most` mutations) through `check`,
+/// which gets the file's path and text, in a folder holding the plugins they name.
+fn for_mutated_files(
+    cases: u32,
+    most: usize,
+    check: impl Fn(&Path, &str) -> Result<(), TestCaseError>,
+) {
     let dir = support::temp_dir();
     let bases = bases(dir.path());
     let path = dir.path().join("loglines.cfg");
     let mut runner = TestRunner::new(RunnerConfig {
-        cases: 600,
+        cases,
         failure_persistence: None,
         ..RunnerConfig::default()
     });
     let longest = bases.iter().map(Vec::len).max().unwrap();
     let strategy = (
         0..bases.len(),
-        proptest::collection::vec(mutation(longest), 1..6),
+        proptest::collection::vec(mutation(longest), 1..most + 1),
     );
-    let (loaded, refused) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
     runner
         .run(&strategy, |(base, mutations)| {
             let mut lines = bases[base].clone();
             for m in &mutations {
                 apply(&mut lines, m);
             }
-            let text = lines.join("\n");
-            match check_in_process(&path, &text) {
-                Ok(true) => loaded.set(loaded.get() + 1),
-                Ok(false) => refused.set(refused.get() + 1),
-                Err(why) => return Err(TestCaseError::fail(format!("{why}\n--- file:\n{text}"))),
-            }
-            Ok(())
+            check(&path, &lines.join("\n"))
         })
         .unwrap();
+}
+
+#[test]
+fn mutated_configurations_never_panic_and_every_error_says_where() {
+    let (loaded, refused) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+    for_mutated_files(600, 5, |path, text| {
+        match check_in_process(path, text) {
+            Ok(true) => loaded.set(loaded.get() + 1),
+            Ok(false) => refused.set(refused.get() + 1),
+            Err(why) => return Err(TestCaseError::fail(format!("{why}\n--- file:\n{text}"))),
+        }
+        Ok(())
+    });
     // Both outcomes happen, or the mutations test less than they seem to.
     let (loaded, refused) = (loaded.get(), refused.get());
     println!("{loaded} loaded, {refused} refused");
@@ -208,47 +219,26 @@ fn mutated_configurations_never_panic_and_every_error_says_where() {
 
 #[test]
 fn the_binary_checks_mutated_configurations_with_exit_0_or_2() {
-    let dir = support::temp_dir();
-    let bases = bases(dir.path());
-    let path = dir.path().join("loglines.cfg");
-    let mut runner = TestRunner::new(RunnerConfig {
-        cases: 40,
-        failure_persistence: None,
-        ..RunnerConfig::default()
+    for_mutated_files(40, 3, |path, text| {
+        std::fs::write(path, text).unwrap();
+        // check reports a Redis server it cannot reach as a warning, not an error.
+        let out = support::bin::output_within(path, &["check"], std::time::Duration::from_secs(30));
+        let err = support::bin::text(&out.stderr);
+        let code = out.status.code();
+        prop_assert!(
+            code == Some(0) || code == Some(2),
+            "exit {code:?}\n{err}\n--- file:\n{text}"
+        );
+        prop_assert!(!err.contains("panicked"), "{err}");
+        if code == Some(2) {
+            // Every error line names the file.
+            for l in err.lines().filter(|l| l.starts_with("loglines: ")) {
+                prop_assert!(
+                    l.contains("loglines.cfg"),
+                    "an error without its file: {l}\n--- file:\n{text}"
+                );
+            }
+        }
+        Ok(())
     });
-    let longest = bases.iter().map(Vec::len).max().unwrap();
-    let strategy = (
-        0..bases.len(),
-        proptest::collection::vec(mutation(longest), 1..4),
-    );
-    runner
-        .run(&strategy, |(base, mutations)| {
-            let mut lines = bases[base].clone();
-            for m in &mutations {
-                apply(&mut lines, m);
-            }
-            let text = lines.join("\n");
-            std::fs::write(&path, &text).unwrap();
-            // No Redis here: check reports the servers it cannot reach as warnings.
-            let out =
-                support::bin::output_within(&path, &["check"], std::time::Duration::from_secs(30));
-            let err = support::bin::text(&out.stderr);
-            let code = out.status.code();
-            prop_assert!(
-                code == Some(0) || code == Some(2),
-                "exit {code:?}\n{err}\n--- file:\n{text}"
-            );
-            prop_assert!(!err.contains("panicked"), "{err}");
-            if code == Some(2) {
-                // Every error line names the file.
-                for l in err.lines().filter(|l| l.starts_with("loglines: ")) {
-                    prop_assert!(
-                        l.contains("loglines.cfg"),
-                        "an error without its file: {l}\n--- file:\n{text}"
-                    );
-                }
-            }
-            Ok(())
-        })
-        .unwrap();
 }

@@ -115,17 +115,14 @@ fn a_url_the_http_client_cannot_send_is_dead_lettered_and_the_rest_delivered() {
     let out = output_within(&p.config, &["run", "--once"], Duration::from_secs(30));
     // Dead letters make --once exit 1; before, the run never ended.
     assert_exit(&out, 1);
-    let dead = p.lines_of("state/dead/pirus2.dead.jsonl");
-    assert_eq!(dead.len(), 1, "{dead:?}");
-    let entry: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
-    let reason = entry["reason"].as_str().unwrap();
+    let (reason, dead) = p.only_dead_letter("pirus2");
     assert!(
         reason.contains("cannot send this URL") && reason.contains("too long"),
         "{reason}"
     );
     // The reason quotes the start of the URL, not all 70 KB of it; the message keeps the line.
     assert!(reason.len() < 3_000, "{} bytes", reason.len());
-    assert!(dead[0].contains(&long));
+    assert!(dead.contains(&long));
     // Our side's failure is no tracker outage.
     assert!(
         !text(&out.stderr).contains("unreachable"),
@@ -149,10 +146,7 @@ fn a_rejection_with_a_large_answer_is_dead_lettered_with_the_start_of_it() {
     p.append(&loggen::lines(0, 20, 20)); // one download
     let out = output_within(&p.config, &["run", "--once"], Duration::from_secs(30));
     assert_exit(&out, 1);
-    let dead = p.lines_of("state/dead/pirus2.dead.jsonl");
-    assert_eq!(dead.len(), 1, "{dead:?}");
-    let entry: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
-    let reason = entry["reason"].as_str().unwrap();
+    let (reason, _) = p.only_dead_letter("pirus2");
     assert!(
         reason.contains("status 404") && reason.contains("unknown item: xxx"),
         "{reason}"

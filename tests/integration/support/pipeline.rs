@@ -162,6 +162,17 @@ impl Pipeline {
         f.write_all(text.as_bytes()).unwrap();
     }
 
+    /// The one dead letter `loglines run` filed for `queue`: its reason, and the whole line of
+    /// the dead-letter file (which must hold the message). Fails unless there is exactly one.
+    #[allow(dead_code)] // not every area uses it
+    pub fn only_dead_letter(&self, queue: &str) -> (String, String) {
+        let dead = self.lines_of(&format!("state/dead/{queue}.dead.jsonl"));
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        let entry: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
+        let reason = entry["reason"].as_str().unwrap().to_string();
+        (reason, dead[0].clone())
+    }
+
     /// A command running the built binary with this pipeline's config.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = super::bin::loglines();
