@@ -269,7 +269,17 @@ pub fn plugin_report(cfg: &Config) -> (String, Vec<String>) {
             }
             Err(e) => {
                 let _ = writeln!(out, "  [{name}] {shown}: cannot be loaded");
-                problems.push(format!("[{name}] repository_plugin {shown}: {e}"));
+                // Where the plugin is named, as every configuration problem says where.
+                let line = cfg
+                    .raw
+                    .section(name)
+                    .and_then(|s| s.entry("repository_plugin"))
+                    .map(|e| e.line);
+                let d =
+                    Diagnostic::error(&cfg.path, line, format!("{shown} cannot be loaded: {e}"))
+                        .in_section(name)
+                        .at_key("repository_plugin");
+                problems.push(d.to_string());
             }
         }
     }

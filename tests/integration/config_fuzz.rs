@@ -2,7 +2,7 @@
 //! loading never panics, every problem is reported on one line as
 //! `FILE[:LINE] [section] key: ...` (a key never without its line, a message never empty), a file that loads can be described and
 //! checked, and the real binary's `check` ends with exit 0 or 2, never a panic. Bounded: a
-//! fixed number of cases, each a few milliseconds in-process (a few dozen go through the binary).
+//! fixed number of cases, each a few milliseconds in-process (a hundred go through the binary).
 
 use crate::support;
 
@@ -219,7 +219,7 @@ fn mutated_configurations_never_panic_and_every_error_says_where() {
 
 #[test]
 fn the_binary_checks_mutated_configurations_with_exit_0_or_2() {
-    for_mutated_files(40, 3, |path, text| {
+    for_mutated_files(100, 3, |path, text| {
         std::fs::write(path, text).unwrap();
         // check reports a Redis server it cannot reach as a warning, not an error.
         let out = support::bin::output_within(path, &["check"], std::time::Duration::from_secs(30));

@@ -341,9 +341,12 @@ fn check_reports_plugins_that_do_not_load() {
     let out = loglines(&["-c", bad.to_str().unwrap(), "check"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // Where, as every configuration problem says: file, line, section, key.
     assert!(
-        stderr.contains("[worker_w] repository_plugin")
-            && stderr.contains("req_id = hmac needs hmac_secret"),
+        stderr.contains(&format!(
+            "{}:10 [worker_w] repository_plugin: ",
+            bad.display()
+        )) && stderr.contains("req_id = hmac needs hmac_secret"),
         "{stderr}"
     );
 }
