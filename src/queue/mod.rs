@@ -205,7 +205,12 @@ pub trait Consumer: Send {
 /// One dead letter as stored: `{"message", "reason", "section", "consumer", "at"}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeadLetter {
+    /// The message; one that was not valid UTF-8 has its invalid bytes written `\xHH`.
     pub message: String,
+    /// The message's exact bytes in base64, when they are not valid UTF-8 (so `message` could
+    /// not hold them as they were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_base64: Option<String>,
     pub reason: String,
     pub section: String,
     pub consumer: String,
@@ -218,6 +223,7 @@ impl DeadLetter {
     pub fn filed_now(message: String, reason: &str, section: &str, consumer: String) -> Self {
         DeadLetter {
             message,
+            message_base64: None,
             reason: reason.to_string(),
             section: section.to_string(),
             consumer,

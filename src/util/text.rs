@@ -34,6 +34,19 @@ pub fn utf8_cut(bytes: &[u8], max: usize) -> usize {
         .unwrap_or(max)
 }
 
+/// `bytes` as text: valid UTF-8 as it is, every byte of an invalid sequence as `\xHH` (as
+/// Apache and nginx write them), so a reader sees exactly which bytes were there.
+pub fn escape_invalid_utf8(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
 /// `url` with the password of its `user:password@` part (or, without a colon, all of that
 /// part) replaced by `***`, for messages that quote a URL from a configuration file. Works on
 /// URLs too malformed to parse, which is when they get quoted.
@@ -57,6 +70,12 @@ pub fn redact_userinfo(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalid_utf8_is_shown_byte_by_byte() {
+        assert_eq!(escape_invalid_utf8(b"ok \xc3\xa9"), "ok \u{e9}");
+        assert_eq!(escape_invalid_utf8(b"a\xffb\xc3"), "a\\xffb\\xc3");
+    }
 
     #[test]
     fn passwords_in_urls_are_hidden() {

@@ -16,6 +16,7 @@ mod message_fuzz;
 mod pipeline_redis;
 mod plugin_library;
 mod plugin_sandbox;
+mod queue_bad_messages;
 mod queue_commands;
 mod queue_crash;
 mod queue_embedded;

@@ -546,7 +546,7 @@ impl Admin for EmbeddedAdmin {
         Ok(read_lines(&self.inner.dead_path(queue))?
             .iter()
             .take(n)
-            .map(|l| super::redis::parse_dead_letter(l))
+            .map(|l| super::redis::parse_dead_letter(l.as_bytes()))
             .collect())
     }
 

@@ -98,15 +98,18 @@ impl Admin for RedisAdmin {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let mut v: Vec<String> = self.once(|c| {
+        // As bytes: another program may have pushed what is not UTF-8; it is shown escaped.
+        let v: Vec<Vec<u8>> = self.once(|c| {
             redis::cmd("LRANGE")
                 .arg(queue)
                 .arg(-(n as i64))
                 .arg(-1)
                 .query(c)
         })?;
-        v.reverse();
-        Ok(v)
+        Ok(v.iter()
+            .rev()
+            .map(|m| crate::util::text::escape_invalid_utf8(m))
+            .collect())
     }
 
     fn dead_letters(&mut self, queue: &str, n: usize) -> QResult<Vec<DeadLetter>> {
@@ -114,7 +117,7 @@ impl Admin for RedisAdmin {
             return Ok(Vec::new());
         }
         let key = Keys::new(queue).dead;
-        let raw: Vec<String> = self.once(|c| {
+        let raw: Vec<Vec<u8>> = self.once(|c| {
             redis::cmd("LRANGE")
                 .arg(&key)
                 .arg(0)

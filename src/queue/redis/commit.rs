@@ -13,7 +13,7 @@ use crate::queue::{QResult, QueueError};
 pub(super) enum Commit {
     Ack,
     /// Push to other queues (producer end) in one step with the ack.
-    Forward(Vec<(String, Vec<String>)>),
+    Forward(Vec<(String, Vec<Vec<u8>>)>),
     /// Back to the consumer end of this queue, in the order given (first is taken next).
     Requeue,
     /// To the dead-letter list, with this reason.
@@ -28,7 +28,7 @@ impl RedisConsumer {
 
     /// The acked items that this consumer still holds (all of them unless its list was
     /// recovered by another consumer), and whether that is everything it holds.
-    fn present(&self, done: &[String]) -> (Vec<String>, bool) {
+    fn present(&self, done: &[Vec<u8>]) -> (Vec<Vec<u8>>, bool) {
         let mut left = self.delivered.clone();
         let mut present = Vec::with_capacity(done.len());
         for d in done {
@@ -41,7 +41,7 @@ impl RedisConsumer {
         (present, all)
     }
 
-    fn forget(&mut self, acked: &[String]) {
+    fn forget(&mut self, acked: &[Vec<u8>]) {
         for a in acked {
             if let Some(n) = self.delivered.get_mut(a) {
                 *n -= 1;
@@ -54,7 +54,7 @@ impl RedisConsumer {
     }
 
     /// Removes `done` from the in-flight list and does `what`, atomically and at most once.
-    pub(super) fn commit(&mut self, done: Vec<String>, what: Commit) -> QResult<()> {
+    pub(super) fn commit(&mut self, done: Vec<Vec<u8>>, what: Commit) -> QResult<()> {
         if let Commit::Forward(out) = &what {
             for (q, items) in out {
                 if !items.is_empty() {
@@ -66,7 +66,7 @@ impl RedisConsumer {
         let mut resynced = false;
         loop {
             let (present, all) = self.present(&done);
-            let mut dests: Vec<(String, &'static str, Vec<String>)> = Vec::new();
+            let mut dests: Vec<(String, &'static str, Vec<Vec<u8>>)> = Vec::new();
             match &what {
                 Commit::Ack => {}
                 Commit::Forward(out) if present.len() == done.len() => {
@@ -90,7 +90,7 @@ impl RedisConsumer {
                 }
                 Commit::Requeue => dests.push((self.keys.queue.clone(), "R", rev(&present))),
                 Commit::Dead(json) if !present.is_empty() => {
-                    dests.push((self.keys.dead.clone(), "R", vec![json.clone()]))
+                    dests.push((self.keys.dead.clone(), "R", vec![json.clone().into_bytes()]))
                 }
                 Commit::Dead(_) => {}
             }
@@ -125,9 +125,9 @@ impl RedisConsumer {
     fn run_commit(
         &mut self,
         op: &str,
-        present: &[String],
+        present: &[Vec<u8>],
         all: bool,
-        dests: &[(String, &'static str, Vec<String>)],
+        dests: &[(String, &'static str, Vec<Vec<u8>>)],
     ) -> Result<i64, Fail> {
         let mut inv = scripts().commit.prepare_invoke();
         inv.key(&self.inflight)
@@ -167,6 +167,6 @@ impl RedisConsumer {
 }
 
 /// Reversed copy: RPUSH of the reversed list leaves the first item at the right end.
-fn rev(items: &[String]) -> Vec<String> {
+fn rev(items: &[Vec<u8>]) -> Vec<Vec<u8>> {
     items.iter().rev().cloned().collect()
 }

@@ -1,5 +1,8 @@
 //! A consumer of one queue: takes (a Lua script for a batch, BLMOVE to wait), each into its own
 //! in-flight list, handing out first what it held when it last stopped.
+//!
+//! Queue items are read as bytes: any program may LPUSH, and an item that is not UTF-8 is filed
+//! as a dead letter here, with its exact bytes, instead of failing every read of the list.
 
 use super::commit::Commit;
 use super::keys::{encode_dead_letter, Keys};
@@ -28,9 +31,11 @@ pub struct RedisConsumer {
     pub(super) alive_value: String,
     pub(super) ttl: u64,
     pub(super) max_len: u64,
-    pub(super) delivered: HashMap<String, usize>,
+    pub(super) delivered: HashMap<Vec<u8>, usize>,
     pub(super) delivered_len: usize,
-    pub(super) pending: VecDeque<String>,
+    pub(super) pending: VecDeque<Vec<u8>>,
+    /// Items taken that are not UTF-8, to be dead-lettered before the next take returns.
+    pub(super) unreadable: Vec<Vec<u8>>,
     pub(super) last_scan: Option<Instant>,
     pub(super) op_prefix: String,
     pub(super) op_seq: u64,
@@ -53,6 +58,7 @@ impl RedisConsumer {
             delivered: HashMap::new(),
             delivered_len: 0,
             pending: VecDeque::new(),
+            unreadable: Vec::new(),
             last_scan: None,
             op_prefix: process_token(),
             op_seq: 0,
@@ -83,12 +89,41 @@ impl RedisConsumer {
 }
 
 impl RedisConsumer {
-    fn deliver(&mut self, items: impl IntoIterator<Item = String>, out: &mut Vec<Message>) {
+    fn deliver(&mut self, items: impl IntoIterator<Item = Vec<u8>>, out: &mut Vec<Message>) {
         for item in items {
             *self.delivered.entry(item.clone()).or_default() += 1;
             self.delivered_len += 1;
-            out.push(Message::new(item));
+            match String::from_utf8(item) {
+                Ok(text) => out.push(Message::new(text)),
+                Err(e) => self.unreadable.push(e.into_bytes()),
+            }
         }
+    }
+
+    /// Files every item taken that is not UTF-8 as a dead letter: `message` shows it with its
+    /// invalid bytes escaped, `message_base64` keeps it exactly.
+    fn file_unreadable(&mut self) -> QResult<()> {
+        use base64::Engine as _;
+        for raw in std::mem::take(&mut self.unreadable) {
+            let bad = std::str::from_utf8(&raw)
+                .err()
+                .map_or(0, |e| e.valid_up_to());
+            let reason = format!(
+                "the message is not valid UTF-8 (byte {bad} of {}); `message` shows it with the invalid bytes as \\xHH, `message_base64` holds it exactly",
+                raw.len()
+            );
+            log::warn!("{}: dead-lettered a message: {reason}", self.name);
+            let mut letter = DeadLetter::filed_now(
+                crate::util::text::escape_invalid_utf8(&raw),
+                &reason,
+                &self.section,
+                self.name.clone(),
+            );
+            letter.message_base64 = Some(base64::engine::general_purpose::STANDARD.encode(&raw));
+            let json = encode_dead_letter(&letter)?;
+            self.commit(vec![raw], Commit::Dead(json))?;
+        }
+        Ok(())
     }
 
     /// Runs the take script for up to `max` messages; handles an expired heartbeat.
@@ -108,7 +143,7 @@ impl RedisConsumer {
                 .arg(ttl)
                 .arg(val)
                 .arg(name)
-                .invoke::<(i64, Vec<String>)>(c)
+                .invoke::<(i64, Vec<Vec<u8>>)>(c)
         });
         match r {
             Ok((1, mut items)) => {
@@ -131,7 +166,7 @@ impl RedisConsumer {
 
     fn deliver_pending(&mut self, max: usize, out: &mut Vec<Message>) -> QResult<()> {
         let n = self.pending.len().min(max.saturating_sub(out.len()));
-        let items: Vec<String> = self.pending.drain(..n).collect();
+        let items: Vec<Vec<u8>> = self.pending.drain(..n).collect();
         self.deliver(items, out);
         Ok(())
     }
@@ -152,7 +187,7 @@ impl RedisConsumer {
                 .arg("RIGHT")
                 .arg("LEFT")
                 .arg(format!("{secs:.3}"))
-                .query::<Option<String>>(c)
+                .query::<Option<Vec<u8>>>(c)
         });
         match r {
             Ok(Some(item)) => {
@@ -171,6 +206,46 @@ impl RedisConsumer {
 
 impl crate::queue::Consumer for RedisConsumer {
     fn take(&mut self, max: usize, timeout: Duration) -> QResult<Vec<Message>> {
+        let out = self.take_readable(max, timeout);
+        // Filed even when the take failed after reading them: they are in flight either way.
+        self.file_unreadable()?;
+        out
+    }
+
+    fn ack(&mut self, done: Vec<Message>) -> QResult<()> {
+        self.commit(bodies(done), Commit::Ack)
+    }
+
+    fn forward(&mut self, done: Vec<Message>, out: Vec<(String, Vec<Message>)>) -> QResult<()> {
+        let out = out.into_iter().map(|(q, ms)| (q, bodies(ms))).collect();
+        self.commit(bodies(done), Commit::Forward(out))
+    }
+
+    fn requeue(&mut self, items: Vec<Message>) -> QResult<()> {
+        self.commit(bodies(items), Commit::Requeue)
+    }
+
+    fn dead_letter(&mut self, item: Message, reason: &str) -> QResult<()> {
+        let letter =
+            DeadLetter::filed_now(item.body.clone(), reason, &self.section, self.name.clone());
+        let json = encode_dead_letter(&letter)?;
+        self.commit(vec![item.body.into_bytes()], Commit::Dead(json))
+    }
+
+    fn heartbeat(&mut self) -> QResult<()> {
+        self.beat()?;
+        self.maybe_recover()
+    }
+}
+
+/// Messages' bodies as the bytes the queue holds (no copy).
+fn bodies(ms: Vec<Message>) -> Vec<Vec<u8>> {
+    ms.into_iter().map(|m| m.body.into_bytes()).collect()
+}
+
+impl RedisConsumer {
+    /// Up to `max` messages that are UTF-8; items that are not are left in `unreadable`.
+    fn take_readable(&mut self, max: usize, timeout: Duration) -> QResult<Vec<Message>> {
         let max = max.clamp(1, MAX_TAKE);
         let mut out = Vec::new();
         self.maybe_recover()?;
@@ -206,37 +281,6 @@ impl crate::queue::Consumer for RedisConsumer {
             }
         }
         Ok(out)
-    }
-
-    fn ack(&mut self, done: Vec<Message>) -> QResult<()> {
-        self.commit(done.into_iter().map(|m| m.body).collect(), Commit::Ack)
-    }
-
-    fn forward(&mut self, done: Vec<Message>, out: Vec<(String, Vec<Message>)>) -> QResult<()> {
-        let out = out
-            .into_iter()
-            .map(|(q, ms)| (q, ms.into_iter().map(|m| m.body).collect()))
-            .collect();
-        self.commit(
-            done.into_iter().map(|m| m.body).collect(),
-            Commit::Forward(out),
-        )
-    }
-
-    fn requeue(&mut self, items: Vec<Message>) -> QResult<()> {
-        self.commit(items.into_iter().map(|m| m.body).collect(), Commit::Requeue)
-    }
-
-    fn dead_letter(&mut self, item: Message, reason: &str) -> QResult<()> {
-        let letter =
-            DeadLetter::filed_now(item.body.clone(), reason, &self.section, self.name.clone());
-        let json = encode_dead_letter(&letter)?;
-        self.commit(vec![item.body], Commit::Dead(json))
-    }
-
-    fn heartbeat(&mut self) -> QResult<()> {
-        self.beat()?;
-        self.maybe_recover()
     }
 }
 

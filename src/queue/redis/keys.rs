@@ -58,9 +58,11 @@ pub(super) fn encode_dead_letter(letter: &DeadLetter) -> QResult<String> {
 }
 
 /// A stored dead letter; an entry that is not our JSON is shown whole as the message.
-pub(crate) fn parse_dead_letter(raw: &str) -> DeadLetter {
-    serde_json::from_str(raw).unwrap_or_else(|_| DeadLetter {
-        message: raw.to_string(),
+/// Bytes that are not UTF-8 (written by another program) are shown escaped, never refused.
+pub(crate) fn parse_dead_letter(raw: &[u8]) -> DeadLetter {
+    serde_json::from_slice(raw).unwrap_or_else(|_| DeadLetter {
+        message: crate::util::text::escape_invalid_utf8(raw),
+        message_base64: None,
         reason: "(not a loglines dead letter)".into(),
         section: String::new(),
         consumer: String::new(),

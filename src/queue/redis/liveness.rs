@@ -45,17 +45,17 @@ impl RedisConsumer {
     /// pending, oldest first.
     pub(super) fn resync(&mut self) -> QResult<()> {
         let key = self.inflight.clone();
-        let list: Vec<String> = self
+        let list: Vec<Vec<u8>> = self
             .link
             .idempotent(|c| redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(c))?;
-        let mut avail: HashMap<&str, usize> = HashMap::new();
+        let mut avail: HashMap<&[u8], usize> = HashMap::new();
         for item in &list {
-            *avail.entry(item.as_str()).or_default() += 1;
+            *avail.entry(item.as_slice()).or_default() += 1;
         }
         let mut delivered = HashMap::new();
         let mut delivered_len = 0;
         for (item, n) in &self.delivered {
-            let a = avail.get_mut(item.as_str()).map(|a| {
+            let a = avail.get_mut(item.as_slice()).map(|a| {
                 let keep = (*a).min(*n);
                 *a -= keep;
                 keep
@@ -67,7 +67,7 @@ impl RedisConsumer {
         }
         let mut pending = VecDeque::new();
         for item in list.iter().rev() {
-            if let Some(a) = avail.get_mut(item.as_str()).filter(|a| **a > 0) {
+            if let Some(a) = avail.get_mut(item.as_slice()).filter(|a| **a > 0) {
                 *a -= 1;
                 pending.push_back(item.clone());
             }

@@ -1,0 +1,133 @@
+//! What other programs push onto the queues, over a real Redis: a message that is not UTF-8
+//! stalls no role. Broker, worker and file logger each dead-letter it with the reason and its
+//! exact bytes, go on with the messages behind it, and `queue peek` and `queue dead` show it
+//! escaped.
+
+use crate::support;
+
+use base64::Engine as _;
+use std::time::Duration;
+use support::bin::{assert_exit, text};
+use support::pipeline::{Options, Pipeline};
+use support::wait_until;
+
+const BAD: &[u8] = b"{\"service\":\"x\",\"logline\":\"\xff\xfe not UTF-8\"}";
+
+fn lpush(p: &Pipeline, queue: &str, items: &[&[u8]]) {
+    let mut c = p.redis.as_ref().unwrap().conn();
+    for item in items {
+        let _: () = redis::cmd("LPUSH")
+            .arg(queue)
+            .arg(*item)
+            .query(&mut c)
+            .unwrap();
+    }
+}
+
+fn dead(p: &Pipeline, queue: &str) -> Vec<serde_json::Value> {
+    let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
+        .arg(format!("{queue}:dead"))
+        .arg(0)
+        .arg(-1)
+        .query(&mut p.redis.as_ref().unwrap().conn())
+        .unwrap();
+    raw.iter()
+        .map(|r| serde_json::from_slice(r).expect("a dead letter is JSON"))
+        .collect()
+}
+
+/// The one dead letter of `queue` holds BAD exactly and says why.
+fn assert_filed_exactly(p: &Pipeline, queue: &str) {
+    let letters = dead(p, queue);
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let l = &letters[0];
+    assert!(
+        l["reason"].as_str().unwrap().contains("not valid UTF-8"),
+        "{l}"
+    );
+    assert!(
+        l["message"]
+            .as_str()
+            .unwrap()
+            .contains("\\xff\\xfe not UTF-8"),
+        "{l}"
+    );
+    let exact = base64::engine::general_purpose::STANDARD
+        .decode(l["message_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(exact, BAD);
+}
+
+#[test]
+fn a_message_that_is_not_utf8_is_dead_lettered_by_every_role_and_the_rest_flows() {
+    let mut p = Pipeline::redis(Options {
+        workers: 1,
+        ..Options::default()
+    });
+    let good = |i: u64| {
+        serde_json::json!({"service": "repo.example.ac.uk", "logline": support::loggen::line(i, 1)})
+            .to_string()
+    };
+    // The broker's queue, the worker's and a file logger's each get one, between good ones.
+    let (g0, g1) = (good(0), good(1));
+    lpush(&p, "loglines", &[g0.as_bytes(), BAD, g1.as_bytes()]);
+    let (g2, g3) = (good(2), good(3));
+    lpush(&p, "pirus2", &[g2.as_bytes(), BAD, g3.as_bytes()]);
+    lpush(
+        &p,
+        "otherlog",
+        &[BAD, b"{\"service\":\"x\",\"logline\":\"after\"}"],
+    );
+    for section in [
+        "worker_broker",
+        "worker_pirus2",
+        "logger_articlelogger",
+        "logger_otherlogger",
+    ] {
+        p.start(section, 0);
+    }
+    // Four downloads reach the tracker: the broker's two through the worker, and the worker's.
+    let delivered = p.tracker.wait_for(4, Duration::from_secs(30));
+    let everyone_filed = wait_until(Duration::from_secs(30), || {
+        ["loglines", "pirus2", "otherlog"]
+            .iter()
+            .all(|q| dead(&p, q).len() == 1)
+    });
+    let outputs = p.outputs();
+    p.stop_all();
+    assert!(delivered, "the messages behind it did not flow:\n{outputs}");
+    assert!(everyone_filed, "a role did not file it:\n{outputs}");
+    assert_eq!(p.tracker.count(), 4);
+    for q in ["loglines", "pirus2", "otherlog"] {
+        assert_filed_exactly(&p, q);
+    }
+    assert!(p.lines_of("logs/other.log").contains(&"after".to_string()));
+    // No role took it for a lost connection and went round again.
+    assert!(!outputs.contains("lost the connection"), "{outputs}");
+
+    // The admin commands show it, escaped, instead of failing.
+    lpush(&p, "pirus2", &[BAD]);
+    let peek = p.command(&["queue", "peek", "pirus2"]).output().unwrap();
+    assert_exit(&peek, 0);
+    assert!(
+        text(&peek.stdout).contains("\\xff\\xfe not UTF-8"),
+        "{}",
+        text(&peek.stdout)
+    );
+    let shown = p.command(&["queue", "dead", "pirus2"]).output().unwrap();
+    assert_exit(&shown, 0);
+    assert!(
+        text(&shown.stdout).contains("not valid UTF-8"),
+        "{}",
+        text(&shown.stdout)
+    );
+    // Even a dead-letter list holding raw bytes written by hand.
+    lpush(&p, "pirus2:dead", &[BAD]);
+    let shown = p.command(&["queue", "dead", "pirus2"]).output().unwrap();
+    assert_exit(&shown, 0);
+    assert!(
+        text(&shown.stdout).contains("\\xff\\xfe"),
+        "{}",
+        text(&shown.stdout)
+    );
+}
