@@ -52,6 +52,11 @@ pub struct Consume<'a> {
     pub max_message_bytes: usize,
 }
 
+/// The longest dead-letter reason, in bytes; a longer one is cut, saying how long it was.
+pub const MAX_REASON: usize = 4096;
+/// How much of a dead-lettered message a notice quotes.
+const NOTICE_MESSAGE: usize = 4096;
+
 /// How a consuming role's start and stop are logged. A process of its own logs them (its log
 /// is its own); of the threads `loglines run` starts for one section, sharing one log, only the
 /// first does, saying how many there are.
@@ -156,10 +161,17 @@ impl Batch<'_, '_> {
     /// the in-flight set), logs it, tells the notifier and counts it.
     pub fn dead_letter(&mut self, msg: Message, reason: &str) -> Result<(), RoleError> {
         let c = &mut *self.consume;
-        log::warn!("[{}] dead-lettered a message: {reason}", c.section.name);
-        c.notifier.dead_letter(c.queue, reason, &msg.body);
+        // A reason quotes what went wrong (a plugin's error, a tracker's answer), which can be
+        // megabytes; the message itself is kept whole.
+        let reason = crate::util::text::shorten(reason, MAX_REASON);
+        let reason = reason.as_str();
+        // Said once it is filed: a dead letter that could not be filed is the error returned.
+        // The notice quotes the message's start only (it may be megabytes).
+        let head = crate::util::text::shorten(&msg.body, NOTICE_MESSAGE);
         match c.consumer.dead_letter(msg, reason) {
             Ok(()) => {
+                log::warn!("[{}] dead-lettered a message: {reason}", c.section.name);
+                c.notifier.dead_letter(c.queue, reason, &head);
                 Stats::add(&c.stats.dead, 1);
                 Ok(())
             }

@@ -131,3 +131,78 @@ fn a_message_that_is_not_utf8_is_dead_lettered_by_every_role_and_the_rest_flows(
         text(&shown.stdout)
     );
 }
+
+/// A key of the wrong type where loglines keeps a list (a `pirus2:dead` set by hand) fails the
+/// dead letter with an error naming the key, and the message stays where it was: in flight,
+/// then dead-lettered once the key is fixed. Also for `queue requeue-dead` onto a queue of the
+/// wrong type.
+#[test]
+fn a_wrong_type_key_is_an_error_naming_it_and_loses_nothing() {
+    let mut p = Pipeline::redis(Options {
+        workers: 1,
+        ..Options::default()
+    });
+    p.tracker.reject(400, "no such item");
+    let mut c = p.redis.as_ref().unwrap().conn();
+    let _: () = redis::cmd("SET")
+        .arg("pirus2:dead")
+        .arg("not a list")
+        .query(&mut c)
+        .unwrap();
+    let msg = serde_json::json!({"service": "repo.example.ac.uk", "logline": support::loggen::line(0, 1)})
+        .to_string();
+    lpush(&p, "pirus2", &[msg.as_bytes()]);
+    p.start("worker_pirus2", 0);
+    let said = wait_until(Duration::from_secs(30), || {
+        p.outputs()
+            .contains("pirus2:dead is a string where loglines keeps a list")
+    });
+    let outputs = p.outputs();
+    assert!(said, "{outputs}");
+    p.stop_all();
+    // Not lost: still in the worker's in-flight list.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("pirus2:inflight:*")
+        .query(&mut c)
+        .unwrap();
+    let mut held = Vec::new();
+    for k in &keys {
+        let items: Vec<String> = redis::cmd("LRANGE")
+            .arg(k)
+            .arg(0)
+            .arg(-1)
+            .query(&mut c)
+            .unwrap();
+        held.extend(items);
+    }
+    assert_eq!(held, vec![msg.clone()], "{outputs}");
+    // Fixed, the restarted worker files it as it should have.
+    let _: () = redis::cmd("DEL").arg("pirus2:dead").query(&mut c).unwrap();
+    p.start("worker_pirus2", 0);
+    let filed = wait_until(Duration::from_secs(30), || dead(&p, "pirus2").len() == 1);
+    let outputs = p.outputs();
+    p.stop_all();
+    assert!(filed, "{outputs}");
+    assert_eq!(
+        dead(&p, "pirus2")[0]["message"].as_str(),
+        Some(msg.as_str())
+    );
+
+    // requeue-dead onto a queue of the wrong type: an error naming it, the letter stays.
+    let _: () = redis::cmd("SET")
+        .arg("pirus2")
+        .arg("x")
+        .query(&mut c)
+        .unwrap();
+    let out = p
+        .command(&["queue", "requeue-dead", "pirus2"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("pirus2 is a string where loglines keeps a list"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(dead(&p, "pirus2").len(), 1);
+}

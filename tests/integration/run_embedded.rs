@@ -518,3 +518,32 @@ fn a_message_over_max_message_bytes_is_dead_lettered_unread() {
     let sent: Vec<u64> = p.accepted_numbers();
     assert_eq!(sent, vec![0, 40]);
 }
+
+/// A plugin error of megabytes makes a dead-letter reason of a few kilobytes, saying how long
+/// it was; the message is kept whole.
+#[test]
+fn a_huge_plugin_error_is_cut_in_the_dead_letter_reason() {
+    let dir = support::temp_dir();
+    let plugin = dir.path().join("loud.lua");
+    std::fs::write(
+        &plugin,
+        "function parseline(j) error(string.rep('e', 10000000), 0) end\nfunction get_openurl_params() end\n",
+    )
+    .unwrap();
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        plugin: plugin.to_str().unwrap().to_string(),
+        plugin_section: String::new(),
+        ..Options::default()
+    });
+    p.append(&loggen::lines(0, 1, 20));
+    assert_exit(&run_once(&p, &[]), 1);
+    let (reason, dead) = p.only_dead_letter("pirus2");
+    assert!(reason.len() < 5_000, "{} bytes", reason.len());
+    assert!(
+        reason.contains("(10000"),
+        "{}",
+        &reason[reason.len() - 100..]
+    );
+    assert!(dead.contains("/id/eprint/0/1/paper.pdf"));
+}

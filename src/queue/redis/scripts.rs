@@ -6,13 +6,20 @@
 //! limit (about 8,000) makes larger unpacks fail; every script that pushes starts with the one
 //! `push_all` that does this (`with_push_all!`).
 //!
+//! A script is not rolled back when a command in it fails: a push onto a key of the wrong type
+//! (a `Q:dead` someone SET by hand) after the message was removed from its in-flight list would
+//! lose it. So every script first checks the type of every key it writes (`guard`, also in the
+//! prelude) and, if one is wrong, changes nothing and answers an error naming the key.
+//!
 //! Orientation (the 2010 tool's, kept for external producers): producers LPUSH, so the oldest
 //! message of a queue is at its right end, and consumers take from the right. An in-flight list
 //! has the same orientation: newest taken at the left, oldest at the right.
 
 /// Prepends `push_all(cmd, key, list, first, last)` to a script: pushes `list[first..last]` onto
-/// `key` with `cmd` (LPUSH or RPUSH), in that order, 4,000 elements per call. A macro because
-/// EVAL scripts cannot share functions and `concat!` takes only literals.
+/// `key` with `cmd` (LPUSH or RPUSH), in that order, 4,000 elements per call; and
+/// `guard({key, type, key, type, ...})`: an error reply naming the first key that exists with
+/// another type, else nil. A macro because EVAL scripts cannot share functions and `concat!`
+/// takes only literals.
 macro_rules! with_push_all {
     ($script:literal) => {
         concat!(
@@ -24,6 +31,15 @@ local function push_all(cmd, key, list, first, last)
     redis.call(cmd, key, unpack(list, i, j))
     i = j + 1
   end
+end
+local function guard(want)
+  for i = 1, #want, 2 do
+    local t = redis.call('TYPE', want[i])['ok']
+    if t ~= 'none' and t ~= want[i + 1] then
+      return redis.error_reply('WRONGTYPE ' .. want[i] .. ' is a ' .. t .. ' where loglines keeps a ' .. want[i + 1] .. '; nothing was changed: rename or delete that key (redis-cli TYPE ' .. want[i] .. ')')
+    end
+  end
+  return nil
 end
 "#,
             $script
@@ -41,6 +57,10 @@ pub(crate) const TAKE: &str = with_push_all!(
     r#"
 if not redis.call('SET', KEYS[3], ARGV[3], 'XX', 'EX', ARGV[2]) then
   return {0, {}}
+end
+local bad = guard({KEYS[1], 'list', KEYS[2], 'list', KEYS[4], 'hash'})
+if bad then
+  return bad
 end
 local n = tonumber(ARGV[1])
 local items = {}
@@ -87,6 +107,15 @@ if redis.call('HGET', KEYS[4], me) == ARGV[2] then
 end
 if not redis.call('SET', KEYS[2], ARGV[4], 'XX', 'EX', ARGV[3]) then
   return -1
+end
+local want = {KEYS[1], 'list', KEYS[3], 'hash', KEYS[4], 'hash'}
+for k = 5, #KEYS do
+  want[#want + 1] = KEYS[k]
+  want[#want + 1] = 'list'
+end
+local bad = guard(want)
+if bad then
+  return bad
 end
 local nack = tonumber(ARGV[7])
 local pos = 8
@@ -165,6 +194,10 @@ end
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'list' then
   return 0
 end
+local bad = guard({KEYS[3], 'list', KEYS[4], 'hash'})
+if bad then
+  return bad
+end
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
 -- RPUSH in list order leaves the oldest (rightmost) in-flight item at the queue's right end,
 -- so it is taken first again, before anything that was behind it.
@@ -182,6 +215,10 @@ return #items
 /// Returns the number moved.
 pub(crate) const REQUEUE_DEAD: &str = with_push_all!(
     r#"
+local bad = guard({KEYS[1], 'list', KEYS[2], 'list'})
+if bad then
+  return bad
+end
 local all = redis.call('LRANGE', KEYS[1], 0, -1)
 local keep, back = {}, {}
 for _, raw in ipairs(all) do
