@@ -17,6 +17,7 @@ mod pipeline_redis;
 mod plugin_library;
 mod plugin_sandbox;
 mod queue_bad_messages;
+mod queue_claims;
 mod queue_commands;
 mod queue_crash;
 mod queue_embedded;

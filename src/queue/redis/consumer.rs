@@ -25,6 +25,8 @@ pub struct RedisConsumer {
     pub(super) link: Link,
     pub(super) name: String,
     pub(super) section: String,
+    /// This machine's name as the consumer id has it.
+    pub(super) host: String,
     pub(super) keys: Keys,
     pub(super) inflight: String,
     pub(super) alive: String,
@@ -49,9 +51,17 @@ impl RedisConsumer {
             link: t.link(true),
             inflight: keys.inflight(&name),
             alive: keys.alive(&name),
-            alive_value: format!("pid {} since {}", std::process::id(), now_secs()),
+            // Unique to this process: the heartbeat is its claim on the consumer id.
+            alive_value: format!(
+                "pid {} on {} since {} ({})",
+                std::process::id(),
+                id.host,
+                now_secs(),
+                process_token()
+            ),
             name,
             section: id.section.clone(),
+            host: id.host.clone(),
             keys,
             ttl: t.settings.heartbeat_ttl.max(1),
             max_len: t.settings.max_queue_length,
@@ -235,6 +245,12 @@ impl crate::queue::Consumer for RedisConsumer {
     fn heartbeat(&mut self) -> QResult<()> {
         self.beat()?;
         self.maybe_recover()
+    }
+}
+
+impl Drop for RedisConsumer {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

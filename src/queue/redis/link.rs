@@ -112,6 +112,23 @@ impl Link {
         }
     }
 
+    /// Runs `f` once, even while stopping (for the last word of a clean stop): on the live
+    /// connection, or on one new connection if a stop closed it. None if it could not run.
+    pub(crate) fn last_word<T>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Option<T> {
+        if self.conn.is_none() {
+            self.conn = self
+                .client
+                .get_connection_with_timeout(Duration::from_secs(1))
+                .ok();
+        }
+        let conn = self.conn.as_mut()?;
+        conn.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        f(conn).ok()
+    }
+
     /// Like [`attempt`](Self::attempt), retrying while the connection is lost. Only for commands
     /// that may safely run twice (reads, SET of a heartbeat, ...).
     pub(crate) fn idempotent<T>(

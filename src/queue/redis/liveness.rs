@@ -4,21 +4,90 @@
 use super::consumer::RedisConsumer;
 use super::link::Link;
 use super::scripts;
-use crate::queue::QResult;
+use crate::queue::{QResult, QueueError};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 impl RedisConsumer {
+    /// Claims the consumer id: sets the heartbeat only if nobody holds it (`SET NX`). A holder
+    /// that stopped without releasing it (kill -9) loses it within `ttl`, so the claim is tried
+    /// again for up to twice that; a heartbeat still renewed after that belongs to a running
+    /// process with the same id, and this one stops with an error naming the id rather than
+    /// take messages from the same in-flight list.
     pub(super) fn set_alive(&mut self) -> QResult<()> {
-        let (key, val, ttl) = (&self.alive, &self.alive_value, self.ttl);
-        self.link.idempotent(|c| {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(val)
-                .arg("EX")
-                .arg(ttl)
-                .query::<()>(c)
-        })
+        let (key, val, ttl) = (self.alive.clone(), self.alive_value.clone(), self.ttl);
+        let give_up = Instant::now() + Duration::from_secs(2 * ttl + 1);
+        let mut said = false;
+        loop {
+            let got: Option<String> = self.link.idempotent(|c| {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&val)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl)
+                    .query(c)
+            })?;
+            if got.is_some() {
+                if said {
+                    log::info!("{}: claimed the consumer id", self.name);
+                }
+                return Ok(());
+            }
+            let holder: Option<String> = self
+                .link
+                .idempotent(|c| redis::cmd("GET").arg(&key).query(c))?;
+            let Some(holder) = holder else {
+                continue; // Expired between the two commands: claim again.
+            };
+            // A holder on this machine whose process is gone (kill -9, then supervisord's
+            // restart) cannot renew it: take it over now rather than wait for the expiry.
+            if holder_is_dead(&holder, &self.host) {
+                let taken: i64 = self.link.idempotent(|c| {
+                    scripts()
+                        .take_over
+                        .key(&key)
+                        .arg(&holder)
+                        .arg(&val)
+                        .arg(ttl)
+                        .invoke(c)
+                })?;
+                if taken == 1 {
+                    log::info!(
+                        "{}: took over the consumer id from `{holder}`, a process of this machine that is gone",
+                        self.name
+                    );
+                    return Ok(());
+                }
+                continue;
+            }
+            if Instant::now() >= give_up {
+                return Err(QueueError::Server(format!(
+                    "consumer id {} is in use by another running process (its heartbeat {key} = `{holder}` is still renewed after {}s); two processes must not share an id: give each its own --process-num, or its own host name",
+                    self.name,
+                    2 * ttl + 1
+                )));
+            }
+            if !said {
+                log::warn!(
+                    "{}: the consumer id is held by `{holder}`; waiting up to {}s for its heartbeat to expire (a process with this id stopped without releasing it, or is still running)",
+                    self.name,
+                    2 * ttl + 1
+                );
+                said = true;
+            }
+            if self.link.shutdown().sleep(Duration::from_millis(500)) {
+                return Err(QueueError::ShuttingDown);
+            }
+        }
+    }
+
+    /// Gives up the consumer id on a clean stop, so that `status` no longer shows this consumer
+    /// alive and a restart claims it at once. Best effort: an expired heartbeat does as much.
+    pub(super) fn release(&mut self) {
+        let (key, val) = (&self.alive, &self.alive_value);
+        self.link
+            .last_word(|c| scripts().release.key(key).arg(val).invoke::<i64>(c));
     }
 
     /// Refreshes the heartbeat; if it had expired, our list may have been given back to the
@@ -123,19 +192,12 @@ impl RedisConsumer {
     }
 }
 
-/// Extends a consumer's heartbeat key by `ttl` seconds if it still exists (`SET XX`); false if
-/// it had expired, when other consumers may already have taken back what it held.
+/// Extends a consumer's heartbeat by `ttl` seconds if it still holds this consumer's value;
+/// false if it expired (other consumers may already have taken back what it held) or another
+/// process holds the id now.
 pub(super) fn refresh_heartbeat(link: &mut Link, key: &str, val: &str, ttl: u64) -> QResult<bool> {
-    let ok: Option<String> = link.idempotent(|c| {
-        redis::cmd("SET")
-            .arg(key)
-            .arg(val)
-            .arg("XX")
-            .arg("EX")
-            .arg(ttl)
-            .query(c)
-    })?;
-    Ok(ok.is_some())
+    let ok: i64 = link.idempotent(|c| scripts().refresh.key(key).arg(val).arg(ttl).invoke(c))?;
+    Ok(ok == 1)
 }
 
 pub(super) fn scan(link: &mut Link, pattern: &str) -> QResult<Vec<String>> {
@@ -160,4 +222,38 @@ pub(super) fn scan(link: &mut Link, pattern: &str) -> QResult<Vec<String>> {
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// Whether a heartbeat value (`pid N on HOST since T (TOKEN)`) names a process of `host` that
+/// no longer exists. Anything else (another machine, a value of another form, a live pid) is
+/// taken as alive: waiting for the expiry is the safe side.
+fn holder_is_dead(holder: &str, host: &str) -> bool {
+    let Some(rest) = holder.strip_prefix("pid ") else {
+        return false;
+    };
+    let mut words = rest.split(' ');
+    let (Some(pid), Some("on"), Some(h)) = (words.next(), words.next(), words.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    h == host
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holder_is_dead;
+
+    #[test]
+    fn only_a_gone_process_of_this_machine_is_dead() {
+        let me = std::process::id();
+        assert!(!holder_is_dead(&format!("pid {me} on h since 1 (t)"), "h"));
+        // Above the kernel's pid_max: no such process.
+        assert!(holder_is_dead("pid 4999999 on h since 1 (t)", "h"));
+        assert!(!holder_is_dead("pid 4999999 on other since 1 (t)", "h"));
+        assert!(!holder_is_dead("something else", "h"));
+    }
 }

@@ -54,6 +54,9 @@ struct Scripts {
     commit: Script,
     recover: Script,
     requeue_dead: Script,
+    refresh: Script,
+    release: Script,
+    take_over: Script,
 }
 
 fn scripts() -> &'static Scripts {
@@ -63,6 +66,9 @@ fn scripts() -> &'static Scripts {
         commit: Script::new(scripts::COMMIT),
         recover: Script::new(scripts::RECOVER),
         requeue_dead: Script::new(scripts::REQUEUE_DEAD),
+        refresh: Script::new(scripts::REFRESH),
+        release: Script::new(scripts::RELEASE),
+        take_over: Script::new(scripts::TAKE_OVER),
     })
 }
 

@@ -55,9 +55,11 @@ end
 /// learn what happened to its in-flight list), else `{1, items}` with items newest first.
 pub(crate) const TAKE: &str = with_push_all!(
     r#"
-if not redis.call('SET', KEYS[3], ARGV[3], 'XX', 'EX', ARGV[2]) then
+-- The heartbeat is this consumer's claim on its id: renewed only while it holds our value.
+if redis.call('GET', KEYS[3]) ~= ARGV[3] then
   return {0, {}}
 end
+redis.call('EXPIRE', KEYS[3], ARGV[2])
 local bad = guard({KEYS[1], 'list', KEYS[2], 'list', KEYS[4], 'hash'})
 if bad then
   return bad
@@ -105,9 +107,10 @@ local me = ARGV[1]
 if redis.call('HGET', KEYS[4], me) == ARGV[2] then
   return 2
 end
-if not redis.call('SET', KEYS[2], ARGV[4], 'XX', 'EX', ARGV[3]) then
+if redis.call('GET', KEYS[2]) ~= ARGV[4] then
   return -1
 end
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 local want = {KEYS[1], 'list', KEYS[3], 'hash', KEYS[4], 'hash'}
 for k = 5, #KEYS do
   want[#want + 1] = KEYS[k]
@@ -246,3 +249,38 @@ push_all('LPUSH', KEYS[2], back, 1, #back)
 return #back
 "#
 );
+
+/// Renews a consumer's heartbeat, its claim on its id, only while it holds this consumer's
+/// value: another process's claim is never extended or taken over.
+///
+/// KEYS: the heartbeat key. ARGV: our value, ttl. Returns 1 renewed, 0 not ours (or gone).
+pub(crate) const REFRESH: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"#;
+
+/// Deletes a consumer's heartbeat on a clean stop, if it is still ours.
+///
+/// KEYS: the heartbeat key. ARGV: our value. Returns 1 deleted, 0 not ours.
+pub(crate) const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
+/// Takes over a consumer id whose holder is known to be dead (a process of this machine that
+/// no longer exists), if the heartbeat still names that holder.
+///
+/// KEYS: the heartbeat key. ARGV: the dead holder's value, our value, ttl. Returns 1 if taken.
+pub(crate) const TAKE_OVER: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"#;
