@@ -53,13 +53,14 @@ pub(super) fn validate(raw: RawIni) -> Result<Config, Vec<Diagnostic>> {
     // Role sections last: their defaults (the checkpoint's folder) come from [loglines],
     // wherever it stands in the file.
     let general = general.unwrap_or_else(|| GeneralSettings::default_in(&dir));
-    let sections = programs
+    let sections: Vec<Section> = programs
         .into_iter()
         .filter_map(|(sec, kind)| {
             let mut r = Reader::new(&file, &dir, sec, &mut diags);
             read_program_section(&mut r, kind, &redis, &general)
         })
         .collect();
+    diags.extend(super::graph::check(&file, &sections));
     if diags.iter().any(Diagnostic::is_error) {
         return Err(diags);
     }

@@ -690,3 +690,51 @@ fn every_key_is_documented_with_its_default() {
         wrong.join("\n")
     );
 }
+
+/// What no section shows alone: loops in the queue graph, a file logger writing the log a
+/// watcher follows, a queue written on one Redis and read on another.
+#[test]
+fn the_pipeline_as_a_whole_has_no_loop_no_log_read_back_and_no_split_queue() {
+    let d = Dir::new();
+    // A worker sending its successes back to its own queue.
+    let own = WORKER.to_string() + "success_queue = q\n";
+    assert_one(
+        &d.errors(&own),
+        "loglines.cfg:1 [worker_w]: the queues form a loop: [worker_w] -> `q` -> [worker_w]",
+    );
+    // Two brokers feeding each other, through a third queue.
+    let brokers = "[worker_a]\ncommand = loglines broker\nlistento = a\nfanout = b\n\n\
+                   [worker_b]\ncommand = loglines broker\nlistento = b\nfanout = c, x\n\n\
+                   [worker_c]\ncommand = loglines broker\nlistento = c\nfanout = a\n\n\
+                   [logger_x]\ncommand = loglines filelog\nlistento = x\nlogfile = logs/x.log\n";
+    let errs = d.errors(brokers);
+    assert_one(
+        &errs,
+        "loglines.cfg:1 [worker_a]: the queues form a loop: [worker_a] -> `b` -> [worker_b] -> `c` -> [worker_c] -> `a` -> [worker_a]",
+    );
+    assert_eq!(errs.len(), 1, "one loop, said once: {errs:?}");
+    // Notices read back into the pipeline.
+    let notices = WORKER.to_string() + "notify_queue = q\n";
+    assert_one(
+        &d.errors(&notices),
+        "loglines.cfg:1 [worker_w]: the queues form a loop: [worker_w] -> `q` -> [worker_w]",
+    );
+    // A file logger writing the watched log (named two ways).
+    let watch = "[logger_watch]\ncommand = loglines watch\nlogfile = logs/access.log\npushto = a\nservicename = s\n\n\
+                 [logger_f]\ncommand = loglines filelog\nlistento = a\nlogfile = logs/../logs/access.log\n";
+    let errs = d.errors(watch);
+    assert!(
+        errs.len() == 1
+            && errs[0].starts_with("loglines.cfg:7 [logger_f] logfile: ")
+            && errs[0].contains("logs/../logs/access.log is the log [logger_watch] follows"),
+        "{errs:?}"
+    );
+    // A broker on [redis_test] writing what the file logger reads on [redis].
+    let split = "[redis_test]\nport = 6379\n\n\
+                 [worker_b]\ncommand = loglines broker\nlistento = a\nfanout = b\nredis = test\n\n\
+                 [logger_f]\ncommand = loglines filelog\nlistento = b\nlogfile = logs/f.log\n";
+    assert_one(
+        &d.errors(split),
+        "loglines.cfg:10 [logger_f] redis: reads `b` on [redis], but [worker_b] writes it on [redis_test]",
+    );
+}
