@@ -79,33 +79,45 @@ impl RawIni {
     /// Reads and parses `path`. I/O problems and syntax problems all come back as diagnostics;
     /// the returned model holds whatever could be understood.
     pub fn load(path: &Path) -> Result<RawIni, Vec<Diagnostic>> {
-        let text = std::fs::read(path).map_err(|e| {
-            let why = match e.kind() {
-                std::io::ErrorKind::NotFound => "the file does not exist".to_string(),
-                std::io::ErrorKind::PermissionDenied => {
-                    "permission denied; check the file's owner and mode".to_string()
-                }
-                _ => format!("cannot read it: {e}"),
-            };
-            vec![Diagnostic::error(
-                path,
-                None,
-                format!("{why}; expected a readable loglines.cfg (pass --config FILE)"),
-            )]
-        })?;
-        let text = String::from_utf8(text).map_err(|e| {
-            let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
-                .iter()
-                .filter(|b| **b == b'\n')
-                .count();
-            vec![Diagnostic::error(
-                path,
-                Some(line),
-                "the file is not valid UTF-8; save it as UTF-8",
-            )]
-        })?;
+        let text = read_text(path)?;
         parse(path, &text)
     }
+
+    /// Like [`load`](Self::load), but goes on past syntax problems: the model of what could be
+    /// read, and the problems. Err only when nothing could be read.
+    pub fn load_lenient(path: &Path) -> Result<(RawIni, Vec<Diagnostic>), Vec<Diagnostic>> {
+        let text = read_text(path)?;
+        parse_lenient(path, &text)
+    }
+}
+
+/// The file's text, or why it cannot be read (missing, unreadable, not UTF-8).
+fn read_text(path: &Path) -> Result<String, Vec<Diagnostic>> {
+    let text = std::fs::read(path).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "the file does not exist".to_string(),
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied; check the file's owner and mode".to_string()
+            }
+            _ => format!("cannot read it: {e}"),
+        };
+        vec![Diagnostic::error(
+            path,
+            None,
+            format!("{why}; expected a readable loglines.cfg (pass --config FILE)"),
+        )]
+    })?;
+    String::from_utf8(text).map_err(|e| {
+        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
+        vec![Diagnostic::error(
+            path,
+            Some(line),
+            "the file is not valid UTF-8; save it as UTF-8",
+        )]
+    })
 }
 
 /// Which INI rules apply beyond ConfigParser's defaults.
@@ -123,6 +135,19 @@ pub enum Dialect {
 
 /// Parses a loglines.cfg. Returns the model, or every problem found when there is any.
 pub fn parse(path: &Path, text: &str) -> Result<RawIni, Vec<Diagnostic>> {
+    match parse_lenient(path, text)? {
+        (ini, problems) if problems.is_empty() => Ok(ini),
+        (_, problems) => Err(problems),
+    }
+}
+
+/// Parses a loglines.cfg as far as it can be understood: the model of every line that could be
+/// read, and the problems of the others, so that validation can go on and report everything
+/// at once. Err only when there is nothing to go on (an empty file).
+pub fn parse_lenient(
+    path: &Path,
+    text: &str,
+) -> Result<(RawIni, Vec<Diagnostic>), Vec<Diagnostic>> {
     if text.trim().is_empty() {
         return Err(vec![Diagnostic::error(
             path,
@@ -130,19 +155,28 @@ pub fn parse(path: &Path, text: &str) -> Result<RawIni, Vec<Diagnostic>> {
             "the file is empty; expected sections such as [redis], [logger_logfilewatcher] and [worker_pirus2] (see the example loglines.cfg)",
         )]);
     }
-    let ini = parse_dialect(path, text, Dialect::Loglines)?;
-    if ini.sections.is_empty() {
+    let (ini, problems) = read_dialect(path, text, Dialect::Loglines);
+    if ini.sections.is_empty() && problems.is_empty() {
         return Err(vec![Diagnostic::error(
             path,
             None,
             "the file is empty (only comments); expected sections such as [redis], [logger_logfilewatcher] and [worker_pirus2] (see the example loglines.cfg)",
         )]);
     }
-    Ok(ini)
+    Ok((ini, problems))
 }
 
 /// Parses INI text by ConfigParser's rules in the given dialect.
 pub fn parse_dialect(path: &Path, text: &str, dialect: Dialect) -> Result<RawIni, Vec<Diagnostic>> {
+    match read_dialect(path, text, dialect) {
+        (ini, problems) if problems.is_empty() => Ok(ini),
+        (_, problems) => Err(problems),
+    }
+}
+
+/// Reads INI text by ConfigParser's rules in the given dialect: the model of what could be
+/// read, and the problems of the rest.
+fn read_dialect(path: &Path, text: &str, dialect: Dialect) -> (RawIni, Vec<Diagnostic>) {
     // A byte-order mark (some Windows editors write one) is not part of the first line.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut p = Parser {
@@ -157,9 +191,7 @@ pub fn parse_dialect(path: &Path, text: &str, dialect: Dialect) -> Result<RawIni
     for (idx, line) in text.lines().enumerate() {
         p.line(idx + 1, line);
     }
-    if !p.problems.is_empty() {
-        return Err(p.problems);
-    }
+    let problems = p.problems;
     let mut sections = p.sections;
     for s in &mut sections {
         for e in &mut s.entries {
@@ -167,10 +199,13 @@ pub fn parse_dialect(path: &Path, text: &str, dialect: Dialect) -> Result<RawIni
             e.value.truncate(e.value.trim_end().len());
         }
     }
-    Ok(RawIni {
-        path: path.to_path_buf(),
-        sections,
-    })
+    (
+        RawIni {
+            path: path.to_path_buf(),
+            sections,
+        },
+        problems,
+    )
 }
 
 /// Where the lines being read go.

@@ -47,17 +47,33 @@ pub struct Config {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// A syntax problem does not hide the rest: what could be read is validated too, and every
+/// problem of both is reported at once.
+fn with_syntax(
+    syntax: Vec<Diagnostic>,
+    validated: Result<Config, Vec<Diagnostic>>,
+) -> Result<Config, Vec<Diagnostic>> {
+    if syntax.is_empty() {
+        return validated;
+    }
+    let rest = match validated {
+        Ok(cfg) => cfg.warnings,
+        Err(d) => d,
+    };
+    Err(syntax.into_iter().chain(rest).collect())
+}
+
 impl Config {
     /// Reads and validates `path`. On failure, every problem found (errors and warnings).
     pub fn load(path: &Path) -> Result<Config, Vec<Diagnostic>> {
-        let raw = RawIni::load(path)?;
-        validate::validate(raw)
+        let (raw, syntax) = RawIni::load_lenient(path)?;
+        with_syntax(syntax, validate::validate(raw))
     }
 
     /// Validates INI text as if it had been read from `path` (tests, generated configs).
     pub fn from_str(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
-        let raw = ini::parse(path, text)?;
-        validate::validate(raw)
+        let (raw, syntax) = ini::parse_lenient(path, text)?;
+        with_syntax(syntax, validate::validate(raw))
     }
 
     pub fn section(&self, name: &str) -> Option<&Section> {

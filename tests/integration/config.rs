@@ -738,3 +738,22 @@ fn the_pipeline_as_a_whole_has_no_loop_no_log_read_back_and_no_split_queue() {
         "loglines.cfg:10 [logger_f] redis: reads `b` on [redis], but [worker_b] writes it on [redis_test]",
     );
 }
+
+/// A syntax error does not hide the rest: every problem of the file comes in one pass.
+#[test]
+fn a_syntax_error_and_the_other_problems_are_reported_together() {
+    let d = Dir::new();
+    let errs = d.errors(
+        "[worker_w]\ncommand = loglines worker\nlistento q\nnumprocs = 999\nrepository_plugin = lua_plugins/p.lua\nendpoint_url = -\n\n\
+         [logger_f]\ncommand = loglines filelog\nlistento = a\nlogfile = logs/f.log\nformat = xml\n",
+    );
+    assert_one(&errs, "loglines.cfg:3: not a `key = value` line");
+    assert_one(
+        &errs,
+        "loglines.cfg:4 [worker_w] numprocs: `999` is out of range",
+    );
+    assert_one(
+        &errs,
+        "loglines.cfg:12 [logger_f] format: `xml` is not valid",
+    );
+}
