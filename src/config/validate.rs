@@ -177,6 +177,9 @@ fn read_program_section(
     };
     let Some(role) = role else {
         r.unknown_keys(&[Scope::Program], "a process_* section");
+        if let Some(why) = missing_program(&section.program.command) {
+            r.warn(keys::COMMAND.name, why);
+        }
         return Some(section);
     };
     section.redis = redis_section(r, redis);
@@ -190,6 +193,39 @@ fn read_program_section(
     let scopes = [Scope::Program, Scope::Role, Scope::Only(role)];
     r.unknown_keys(&scopes, &format!("a `loglines {role}` section"));
     Some(section)
+}
+
+/// Why the program a `process_*` command runs cannot be started on this machine, if it
+/// cannot: supervisord would report it only as FATAL. A warning, since the section may run on
+/// another machine.
+fn missing_program(command: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let program = command.split_whitespace().next()?;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = Path::new(program);
+        if !p.is_absolute() {
+            return Some(format!("`{program}` is a relative path, which supervisord resolves against its own working folder; write it absolute"));
+        }
+        if !executable(p) {
+            let what = if p.exists() {
+                "is not an executable file"
+            } else {
+                "does not exist"
+            };
+            return Some(format!(
+                "{program} {what} on this machine (fine if this section runs on another)"
+            ));
+        }
+        return None;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| executable(&d.join(program))) {
+        return None;
+    }
+    Some(format!("`{program}` is not a program found in PATH on this machine (fine if this section runs on another); write its absolute path"))
 }
 
 /// The role's own keys, read by the role's settings module.

@@ -757,3 +757,21 @@ fn a_syntax_error_and_the_other_problems_are_reported_together() {
         "loglines.cfg:12 [logger_f] format: `xml` is not valid",
     );
 }
+
+/// A `process_*` program that cannot start on this machine is said, not left for supervisord
+/// to report as FATAL (a warning: the section may run on another machine).
+#[test]
+fn a_process_program_that_does_not_exist_is_a_warning() {
+    let d = Dir::new();
+    let cfg = d
+        .load("[process_a]\ncommand = /nonexistent/prog --x\n\n[process_b]\ncommand = sleep 10\n\n[process_c]\ncommand = nosuchprog-xyz\n\n[process_d]\ncommand = bin/prog\n")
+        .unwrap();
+    let warnings: Vec<String> = cfg.warnings.iter().map(|w| strip(&w.to_string())).collect();
+    assert_one(&warnings, "loglines.cfg:2 [process_a] command: warning: /nonexistent/prog does not exist on this machine");
+    assert_one(&warnings, "loglines.cfg:8 [process_c] command: warning: `nosuchprog-xyz` is not a program found in PATH");
+    assert_one(
+        &warnings,
+        "loglines.cfg:11 [process_d] command: warning: `bin/prog` is a relative path",
+    );
+    assert_eq!(warnings.len(), 3, "sleep is in PATH: {warnings:?}");
+}
