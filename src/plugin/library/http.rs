@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 
 /// Entries kept at most; the oldest goes first when full.
 const CACHE_ENTRIES: usize = 512;
+/// Bytes of answers kept at most (the cache lives outside the plugin's memory limit, so it has
+/// its own): the oldest go first when full.
+pub(crate) const CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// A larger answer is returned but not cached: one would push out many small ones.
+pub(crate) const CACHE_ENTRY_BYTES: usize = CACHE_BYTES / 16;
 /// Default time an answer is reused, in seconds (`cache = N` in the options changes it).
 const DEFAULT_CACHE_SECS: f64 = 300.0;
 /// Default and largest timeout, in seconds.
@@ -38,6 +43,8 @@ pub(crate) struct HttpClient {
     /// A stop ends a look-up in progress, so a stopping worker does not wait out its timeout.
     stop: Shutdown,
     cache: RefCell<HashMap<String, Entry>>,
+    /// Bytes of URLs and bodies in the cache.
+    cached_bytes: std::cell::Cell<usize>,
 }
 
 impl HttpClient {
@@ -46,6 +53,20 @@ impl HttpClient {
             agent: std::cell::OnceCell::new(),
             stop,
             cache: RefCell::new(HashMap::new()),
+            cached_bytes: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Bytes of answers the cache holds (tests).
+    #[cfg(test)]
+    pub(crate) fn cached_bytes(&self) -> usize {
+        self.cached_bytes.get()
+    }
+
+    fn remove(&self, cache: &mut HashMap<String, Entry>, url: &str) {
+        if let Some(e) = cache.remove(url) {
+            self.cached_bytes
+                .set(self.cached_bytes.get() - url.len() - e.body.len());
         }
     }
 
@@ -70,27 +91,41 @@ impl HttpClient {
         if e.at.elapsed() < e.ttl {
             return Some((e.status, e.body.clone()));
         }
-        cache.remove(url);
+        self.remove(&mut cache, url);
         None
     }
 
     fn store(&self, url: &str, status: u16, body: &[u8], ttl: Duration) {
-        if ttl.is_zero() || status >= 500 {
+        let size = url.len() + body.len();
+        if ttl.is_zero() || status >= 500 || size > CACHE_ENTRY_BYTES {
             return;
         }
         let mut cache = self.cache.borrow_mut();
-        if cache.len() >= CACHE_ENTRIES && !cache.contains_key(url) {
-            cache.retain(|_, e| e.at.elapsed() < e.ttl);
-            if cache.len() >= CACHE_ENTRIES {
-                if let Some(oldest) = cache
-                    .iter()
-                    .min_by_key(|(_, e)| e.at)
-                    .map(|(k, _)| k.clone())
-                {
-                    cache.remove(&oldest);
-                }
+        self.remove(&mut cache, url);
+        let full = |c: &HashMap<String, Entry>, bytes: usize| {
+            c.len() >= CACHE_ENTRIES || bytes + size > CACHE_BYTES
+        };
+        if full(&cache, self.cached_bytes.get()) {
+            let expired: Vec<String> = cache
+                .iter()
+                .filter(|(_, e)| e.at.elapsed() >= e.ttl)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in expired {
+                self.remove(&mut cache, &k);
             }
         }
+        while full(&cache, self.cached_bytes.get()) {
+            let Some(oldest) = cache
+                .iter()
+                .min_by_key(|(_, e)| e.at)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            self.remove(&mut cache, &oldest);
+        }
+        self.cached_bytes.set(self.cached_bytes.get() + size);
         cache.insert(
             url.to_string(),
             Entry {
@@ -177,4 +212,31 @@ pub(crate) fn install(lua: &Lua, into: &Table, stop: Shutdown) -> mlua::Result<(
             }
         })?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_is_bounded_in_bytes_and_keeps_the_newest() {
+        let c = HttpClient::new(Shutdown::new());
+        let ttl = Duration::from_secs(300);
+        let body = vec![b'x'; CACHE_ENTRY_BYTES - 100];
+        // Far more than the cache holds, in answers each as large as it caches.
+        for i in 0..100 {
+            c.store(&format!("http://h/{i}"), 200, &body, ttl);
+            assert!(c.cached_bytes() <= CACHE_BYTES, "{}", c.cached_bytes());
+        }
+        assert!(c.cached("http://h/99").is_some());
+        assert!(c.cached("http://h/0").is_none());
+        // An answer too large to cache is not kept, and does not push others out.
+        c.store("http://h/big", 200, &vec![0; CACHE_ENTRY_BYTES + 1], ttl);
+        assert!(c.cached("http://h/big").is_none());
+        assert!(c.cached("http://h/99").is_some());
+        // Storing the same URL again replaces it without counting it twice.
+        let before = c.cached_bytes();
+        c.store("http://h/99", 200, &body, ttl);
+        assert_eq!(c.cached_bytes(), before);
+    }
 }
