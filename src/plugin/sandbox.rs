@@ -228,6 +228,16 @@ pub(crate) fn install_require(
         } else {
             format!("{display_dir}/{rel}")
         };
+        // The name cannot leave the folder, but a symbolic link in it could: where the file
+        // really is must be inside the folder too.
+        if let (Ok(real), Ok(real_dir)) = (path.canonicalize(), dir.canonicalize()) {
+            if !real.starts_with(&real_dir) {
+                return Err(mlua::Error::runtime(format!(
+                    "require(\"{name}\"): {shown} is a link to {}, outside the plugin's folder; plugins can only require .lua files in their own folder",
+                    real.display()
+                )));
+            }
+        }
         let src = std::fs::read(&path).map_err(|e| {
             let why = if e.kind() == std::io::ErrorKind::NotFound {
                 format!("there is no {shown}")

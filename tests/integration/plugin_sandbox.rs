@@ -126,6 +126,26 @@ fn require_finds_lua_files_next_to_the_plugin_only() {
     let p = d.write("r.lua", &format!("{NO_HOOKS}\nrequire('loop')"));
     let e = Plugin::load(plugin_util::spec(&p)).unwrap_err().to_string();
     assert!(e.contains("requires itself"), "{e}");
+
+    // A symbolic link in the folder does not lead out of it.
+    let outside = crate::support::temp_dir();
+    std::fs::write(outside.path().join("secret.lua"), "return 'outside'").unwrap();
+    let link = p.parent().unwrap().join("leak.lua");
+    std::os::unix::fs::symlink(outside.path().join("secret.lua"), &link).unwrap();
+    let p = d.write("s.lua", &format!("{NO_HOOKS}\nrequire('leak')"));
+    let e = Plugin::load(plugin_util::spec(&p)).unwrap_err().to_string();
+    assert!(e.contains("outside the plugin's folder"), "{e}");
+    // A link that stays inside is fine.
+    std::os::unix::fs::symlink(
+        p.parent().unwrap().join("helpers.lua"),
+        p.parent().unwrap().join("alias.lua"),
+    )
+    .unwrap();
+    let p = d.write(
+        "t.lua",
+        &format!("{NO_HOOKS}\nassert(require('alias').twice(2) == 4)"),
+    );
+    Plugin::load(plugin_util::spec(&p)).unwrap_or_else(|e| panic!("{e}"));
 }
 
 const RUNAWAY: &str = r#"
