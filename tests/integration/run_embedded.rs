@@ -547,3 +547,48 @@ fn a_huge_plugin_error_is_cut_in_the_dead_letter_reason() {
     );
     assert!(dead.contains("/id/eprint/0/1/paper.pdf"));
 }
+
+/// A FIFO where the log should be: never a hang. At start it is an error saying what to use
+/// instead; one that appears later is said once, and SIGTERM still stops the run.
+#[test]
+fn a_fifo_as_the_log_is_refused_without_blocking() {
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        ..Options::default()
+    });
+    let mkfifo = |path: &std::path::Path| {
+        let ok = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mkfifo failed");
+    };
+    mkfifo(&p.log_path());
+    let out = support::bin::output_within(&p.config, &["run", "--once"], Duration::from_secs(20));
+    let err = support::bin::text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("is a FIFO (named pipe); the watcher follows a regular log file")
+            && err.contains("loglines push"),
+        "{err}"
+    );
+
+    // Appearing while the run waits for the log.
+    std::fs::remove_file(p.log_path()).unwrap();
+    let mut child = start_run(&p);
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(p.path("run.err")).is_ok_and(|e| e.contains("reading"))
+            || std::fs::read_to_string(p.path("run.err")).is_ok_and(|e| e.contains("waiting"))
+    }));
+    mkfifo(&p.log_path());
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(
+            p.path("run.err")
+        )
+        .is_ok_and(|e| e.contains("is a FIFO"))),
+        "{}",
+        std::fs::read_to_string(p.path("run.err")).unwrap_or_default()
+    );
+    support::sigterm_exits_0_within_5s(&mut child);
+}

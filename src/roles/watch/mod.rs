@@ -309,8 +309,32 @@ impl Watcher<'_> {
         &self.settings.logfile
     }
 
+    /// Opens the log file. Only a regular file is followed: opening a FIFO would block until
+    /// something writes to it (a stop could not end the wait), and a device or folder has no
+    /// lines to resume from a checkpoint. Opened without blocking for that reason; reads of a
+    /// regular file are not affected.
     fn open_tail(&self, path: &Path) -> io::Result<Tail> {
-        let file = File::open(path)?;
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(path)?;
+        let kind = file.metadata()?.file_type();
+        if !kind.is_file() {
+            let what = if kind.is_fifo() {
+                "a FIFO (named pipe)"
+            } else if kind.is_dir() {
+                "a folder"
+            } else if kind.is_char_device() || kind.is_block_device() {
+                "a device"
+            } else {
+                "not a regular file"
+            };
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is {what}; the watcher follows a regular log file (to feed lines from a pipe, use `loglines push --section NAME`)", path.display()),
+            ));
+        }
         Ok(self.tail_from(file, path.to_path_buf()))
     }
 
