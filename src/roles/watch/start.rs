@@ -188,9 +188,24 @@ impl Watcher<'_> {
                         return self.begin_at(t, p.offset, false);
                     }
                     Some(why) => {
+                        // Truncated in place while the watcher was stopped (logrotate's
+                        // copytruncate): the lines after the checkpoint are in the copy, which
+                        // is finished first; the switch to the truncated file then happens as
+                        // for a rotation while running.
+                        if let Some((copy_path, copy)) = find_copy(&path, &p, m.ino()) {
+                            log::info!(
+                                "{} was truncated while the watcher was stopped (copytruncate); finishing its copy {} from byte {} first",
+                                path.display(),
+                                copy_path.display(),
+                                p.offset
+                            );
+                            let t = self.tail_from(copy, copy_path);
+                            return self.begin_at(t, p.offset, false);
+                        }
                         log::warn!(
-                            "{} is not the file the checkpoint describes: {why}; it was truncated or rewritten while the watcher was stopped, so it is read from its start",
-                            path.display()
+                            "{} is not the file the checkpoint describes: {why}; it was truncated or rewritten while the watcher was stopped, and no file beside it (uncompressed) holds its old content, so what was written after byte {} before that is lost; reading it from its start",
+                            path.display(),
+                            p.offset
                         );
                         return self.begin_at(t, 0, true);
                     }
@@ -267,6 +282,50 @@ fn line_start_before_end(file: &File) -> io::Result<u64> {
 
 /// The checkpointed file under another name in the log's folder (rotated while the watcher
 /// was stopped), recognised by device, inode and fingerprints.
+/// A copy of the checkpointed file beside `logfile` (`access.log.1` made by copytruncate, not
+/// compressed yet): a regular file named like the log, other than the log itself (inode
+/// `now_ino`), whose content matches the checkpoint up to its offset.
+fn find_copy(logfile: &Path, p: &Position, now_ino: u64) -> Option<(PathBuf, File)> {
+    let dir = match logfile.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let stem = logfile.file_name()?.to_string_lossy().into_owned();
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&stem))
+                && path != logfile
+        })
+        .collect();
+    // Most recent rotation first (`.1` before `.2`, and by modification time).
+    candidates.sort_by_key(|path| {
+        std::cmp::Reverse(
+            std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH),
+        )
+    });
+    for path in candidates {
+        let Ok(m) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if !m.is_file() || m.ino() == now_ino {
+            continue;
+        }
+        let Ok(f) = File::open(&path) else {
+            continue;
+        };
+        if let Ok(None) = checkpoint::mismatch(&f, p) {
+            return Some((path, f));
+        }
+    }
+    None
+}
+
 fn find_rotated(logfile: &Path, p: &Position) -> Option<(PathBuf, File)> {
     let dir = match logfile.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

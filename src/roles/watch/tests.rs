@@ -660,6 +660,46 @@ fn a_file_rewritten_in_place_while_stopped_is_read_from_its_start() {
 }
 
 #[test]
+fn copytruncate_while_stopped_finishes_the_copy_before_the_truncated_file() {
+    let h = Harness::new("beginning");
+    h.first_run(4);
+    // Written after the checkpoint, then copied and truncated (logrotate's copytruncate).
+    h.append(numbered(4, 8).as_bytes());
+    std::fs::copy(&h.log, h.dir.path().join("access.log.1")).unwrap();
+    h.truncate();
+    h.append(numbered(8, 10).as_bytes());
+    let r = h.start(false);
+    expect_numbered(&h.wait_lines(10), 0, 10);
+    h.settle();
+    r.stop();
+    expect_numbered(&h.lines(), 0, 10);
+    assert!(h
+        .log_warnings("is not the file the checkpoint describes")
+        .is_empty());
+}
+
+#[test]
+fn copytruncate_while_stopped_without_the_copy_says_what_is_lost() {
+    let h = Harness::new("beginning");
+    h.first_run(4);
+    h.append(numbered(4, 8).as_bytes());
+    // The copy was compressed (or removed) before the watcher came back.
+    h.truncate();
+    h.append(numbered(8, 10).as_bytes());
+    let r = h.start(false);
+    let got = h.wait_lines(6);
+    r.stop();
+    expect_numbered(&got[4..], 8, 10);
+    let warned = h.log_warnings("is not the file the checkpoint describes");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains(&format!("after byte {} before that is lost", end_of(4))),
+        "{}",
+        warned[0]
+    );
+}
+
+#[test]
 fn a_file_rotated_while_stopped_is_finished_before_the_new_one() {
     let h = Harness::new("beginning");
     h.first_run(4);
