@@ -116,6 +116,23 @@ pub(crate) fn new_vm(memory_mb: usize, max_instructions: u64) -> mlua::Result<(L
         })?,
     )?;
 
+    // A `__gc` finalizer runs when the collector decides, outside any hook call's budget: a
+    // looping one would spin the worker for good. Lua marks a table for finalization only if
+    // its metatable has `__gc` when `setmetatable` is called, so refusing it there is enough.
+    lua.load(
+        r#"
+local raw_setmetatable, rawget, error, type = setmetatable, rawget, error, type
+setmetatable = function(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("setmetatable: __gc finalizers are not allowed in a plugin (they would run outside its instruction limit)", 2)
+  end
+  return raw_setmetatable(t, mt)
+end
+"#,
+    )
+    .set_name("=loglines sandbox")
+    .exec()?;
+
     let budget = Rc::new(Budget::default());
     budget.limit.set(max_instructions);
     install_hook(&lua, &budget)?;

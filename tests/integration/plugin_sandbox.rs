@@ -23,6 +23,19 @@ fn holds(expr: &str) {
     }
 }
 
+/// A `__gc` finalizer would run outside the instruction limit (a looping one spun the worker
+/// for good): it is refused where it would be set; metatables without one work as ever.
+#[test]
+fn gc_finalizers_are_refused() {
+    let e = load_error("setmetatable({}, {__gc = function() while true do end end})");
+    assert!(
+        e.contains("__gc finalizers are not allowed in a plugin"),
+        "{e}"
+    );
+    holds("getmetatable(setmetatable({}, {__index = {x = 1}})).__index.x == 1");
+    holds("setmetatable({}, {__index = function() return 7 end}).y == 7");
+}
+
 #[test]
 fn only_safe_libraries_are_there() {
     for absent in [
