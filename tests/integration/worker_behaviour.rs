@@ -612,3 +612,52 @@ fn a_worker_stopped_while_it_connects_exits_0_without_an_error() {
     let err = std::fs::read_to_string(&err).unwrap();
     assert!(!err.contains("loglines:"), "{err}");
 }
+
+/// A plugin stuck where the instruction limit cannot reach (a Lua string pattern backtracking
+/// in C) does not keep the worker from stopping: SIGTERM ends it within 5 s, saying why, and
+/// the message it was on is not lost (it is still in the worker's in-flight list).
+#[test]
+fn sigterm_stops_a_worker_whose_plugin_is_stuck_in_a_string_pattern() {
+    let dir = support::temp_dir();
+    let plugin = dir.path().join("stuck.lua");
+    std::fs::write(
+        &plugin,
+        "function parseline(j)\n  string.find(string.rep('a', 3000), '.-.-.-.-.-.-b')\n  return nil\nend\nfunction get_openurl_params() end\n",
+    )
+    .unwrap();
+    let mut p = worker_with_downloads_and(
+        3,
+        Options {
+            plugin: plugin.to_str().unwrap().to_string(),
+            plugin_section: String::new(),
+            ..Options::default()
+        },
+    );
+    p.start("worker_pirus2", 0);
+    // Taken (in flight), and the plugin busy on the first of them.
+    assert!(
+        support::wait_until(Duration::from_secs(20), || in_flight(&p).len() == 1),
+        "{}",
+        p.outputs()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let codes = p.stop_all();
+    let took = t.elapsed();
+    let out = p.outputs();
+    assert!(
+        took < Duration::from_secs(5),
+        "stopping took {took:?}\n{out}"
+    );
+    assert!(
+        out.contains("still running 3s after the stop"),
+        "{codes:?}\n{out}"
+    );
+    // Nothing lost: the three messages are in flight or back in the queue.
+    let mut con = p.redis.as_ref().unwrap().conn();
+    let mut held = queued(&p, "pirus2").len();
+    for k in in_flight(&p) {
+        held += redis::cmd("LLEN").arg(&k).query::<usize>(&mut con).unwrap();
+    }
+    assert_eq!(held, 3, "{out}");
+}

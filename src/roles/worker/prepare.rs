@@ -16,10 +16,11 @@ use super::WorkerSettings;
 use crate::plugin::{Outcome, Plugin, PluginSpec};
 use crate::queue::Message;
 use crate::util::shutdown::Shutdown;
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// What the plugin made of one message.
 #[derive(Debug)]
@@ -52,7 +53,19 @@ pub struct Preparer {
     display_path: String,
     /// Messages handed over and not yet taken back with [`Preparer::next_result`].
     outstanding: usize,
+    /// The worker's stop signal: once it is set, a plugin call gets [`STUCK_GRACE`] to return.
+    stop: Shutdown,
+    /// Set when a plugin call did not return within [`STUCK_GRACE`] of a stop: the thread is
+    /// left behind (it dies with the process) instead of being waited for.
+    stuck: bool,
 }
+
+/// How long a plugin call in progress may still run once the worker is told to stop. A call
+/// stuck in C code (a Lua string pattern backtracking on a long subject), which the instruction
+/// limit cannot interrupt, must not keep the worker from stopping: after this the worker stops
+/// without it, and the messages it held come back from the queue's in-flight list (or, in
+/// `loglines run`, are read again from the log) when it starts again.
+pub const STUCK_GRACE: Duration = Duration::from_secs(3);
 
 impl std::fmt::Debug for Preparer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,6 +122,8 @@ impl Preparer {
                 skip,
                 display_path,
                 outstanding: 0,
+                stop: stop.clone(),
+                stuck: false,
             }),
             Ok(Err(e)) => {
                 let _ = thread.join();
@@ -148,13 +163,28 @@ impl Preparer {
             return None;
         }
         let results = self.results.as_ref().expect("results open until drop");
-        Some(match results.recv() {
-            Ok(p) => {
-                self.outstanding -= 1;
-                Ok(p)
+        let mut stopping_since: Option<Instant> = None;
+        loop {
+            match results.recv_timeout(Duration::from_millis(200)) {
+                Ok(p) => {
+                    self.outstanding -= 1;
+                    return Some(Ok(p));
+                }
+                Err(RecvTimeoutError::Disconnected) => return Some(Err(self.stopped())),
+                Err(RecvTimeoutError::Timeout) if self.stop.is_set() => {
+                    let since = *stopping_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= STUCK_GRACE {
+                        self.stuck = true;
+                        return Some(Err(format!(
+                            "{}: a plugin call was still running {}s after the stop (stuck where the instruction limit cannot stop it, e.g. in a Lua string pattern on a long line); stopping without it: the messages it held are taken again at the next start",
+                            self.display_path,
+                            STUCK_GRACE.as_secs()
+                        )));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
             }
-            Err(_) => Err(self.stopped()),
-        })
+        }
     }
 
     /// Takes back every outstanding message, in order, without waiting for the plugin to look
@@ -196,7 +226,10 @@ impl Drop for Preparer {
         self.jobs.take();
         self.results.take();
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            // A stuck call never returns: the thread is left to end with the process.
+            if !self.stuck {
+                let _ = t.join();
+            }
         }
     }
 }
