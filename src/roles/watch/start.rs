@@ -280,40 +280,34 @@ fn line_start_before_end(file: &File) -> io::Result<u64> {
     })
 }
 
-/// The checkpointed file under another name in the log's folder (rotated while the watcher
-/// was stopped), recognised by device, inode and fingerprints.
-/// A copy of the checkpointed file beside `logfile` (`access.log.1` made by copytruncate, not
-/// compressed yet): a regular file named like the log, other than the log itself (inode
-/// `now_ino`), whose content matches the checkpoint up to its offset.
-fn find_copy(logfile: &Path, p: &Position, now_ino: u64) -> Option<(PathBuf, File)> {
+/// The other files in the log's folder.
+fn beside(logfile: &Path) -> Vec<PathBuf> {
     let dir = match logfile.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let stem = logfile.file_name()?.to_string_lossy().into_owned();
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|path| {
-            path.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&stem))
-                && path != logfile
-        })
-        .collect();
-    // Most recent rotation first (`.1` before `.2`, and by modification time).
-    candidates.sort_by_key(|path| {
-        std::cmp::Reverse(
-            std::fs::metadata(path)
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH),
-        )
-    });
-    for path in candidates {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|path| path != logfile)
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The first of `paths` that is a regular file `keep` accepts and whose content matches the
+/// checkpoint up to its offset, opened.
+fn first_matching(
+    paths: Vec<PathBuf>,
+    p: &Position,
+    keep: impl Fn(&std::fs::Metadata) -> bool,
+) -> Option<(PathBuf, File)> {
+    for path in paths {
         let Ok(m) = std::fs::metadata(&path) else {
             continue;
         };
-        if !m.is_file() || m.ino() == now_ino {
+        if !m.is_file() || !keep(&m) {
             continue;
         }
         let Ok(f) = File::open(&path) else {
@@ -326,25 +320,30 @@ fn find_copy(logfile: &Path, p: &Position, now_ino: u64) -> Option<(PathBuf, Fil
     None
 }
 
+/// A copy of the checkpointed file beside `logfile` (`access.log.1` made by copytruncate, not
+/// compressed yet): a file named like the log, other than the log itself (inode `now_ino`),
+/// whose content matches the checkpoint. The most recently modified is tried first.
+fn find_copy(logfile: &Path, p: &Position, now_ino: u64) -> Option<(PathBuf, File)> {
+    let stem = logfile.file_name()?.to_string_lossy().into_owned();
+    let mut candidates: Vec<PathBuf> = beside(logfile)
+        .into_iter()
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&stem))
+        })
+        .collect();
+    candidates.sort_by_key(|path| {
+        std::cmp::Reverse(
+            std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH),
+        )
+    });
+    first_matching(candidates, p, |m| m.ino() != now_ino)
+}
+
+/// The checkpointed file itself under another name in the log's folder (renamed by a
+/// rotation while the watcher was stopped), recognised by device, inode and fingerprints.
 fn find_rotated(logfile: &Path, p: &Position) -> Option<(PathBuf, File)> {
-    let dir = match logfile.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let Ok(m) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if !m.is_file() || m.ino() != p.ino || m.dev() != p.dev || path == logfile {
-            continue;
-        }
-        let Ok(f) = File::open(&path) else {
-            continue;
-        };
-        if let Ok(None) = checkpoint::mismatch(&f, p) {
-            return Some((path, f));
-        }
-    }
-    None
+    first_matching(beside(logfile), p, |m| m.ino() == p.ino && m.dev() == p.dev)
 }
