@@ -592,3 +592,21 @@ fn a_fifo_as_the_log_is_refused_without_blocking() {
     );
     support::sigterm_exits_0_within_5s(&mut child);
 }
+
+/// `run --once` after a copytruncate while it was stopped: the copy's unread lines, then the
+/// truncated log's, and the run ends (a copy has no writers to wait five minutes for).
+#[test]
+fn run_once_after_copytruncate_while_stopped_reads_the_copy_then_the_log_and_ends() {
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        ..Options::default()
+    });
+    p.append(&loggen::lines(0, 40, 20));
+    assert_exit(&run_once(&p, &[]), 0);
+    p.append(&loggen::lines(40, 80, 20));
+    std::fs::copy(p.log_path(), p.path("access.log.1")).unwrap();
+    std::fs::write(p.log_path(), loggen::lines(80, 100, 20)).unwrap();
+    let out = support::bin::output_within(&p.config, &["run", "--once"], Duration::from_secs(30));
+    assert_exit(&out, 0);
+    assert_eq!(p.accepted_numbers(), vec![0, 20, 40, 60, 80]);
+}

@@ -241,6 +241,9 @@ struct Tail {
     splitter: LineSplitter,
     /// Its inotify watch, removed when the file is closed.
     wd: Option<i32>,
+    /// A copy nobody writes to (copytruncate's, found at start): once finished it is closed
+    /// at once, not watched for late lines like a renamed log.
+    copy: bool,
 }
 
 /// Which file lines come from, deciding what their segments tell the checkpoint.
@@ -355,6 +358,7 @@ impl Watcher<'_> {
             pos: 0,
             splitter: LineSplitter::new(self.settings.max_line_bytes),
             wd,
+            copy: false,
         }
     }
 

@@ -130,8 +130,14 @@ impl Watcher<'_> {
             self.close_retired(older)?;
         }
         self.begin_at(new, 0, true)?;
-        // From here the old file's late lines move a checkpoint entry of their own.
-        let until_unix = unix_now() + ROTATED_GRACE.as_secs();
+        // From here the old file's late lines move a checkpoint entry of their own. A copy has
+        // no writers: no grace for late lines (`run --once` would wait it out).
+        let grace = if old.copy {
+            std::time::Duration::ZERO
+        } else {
+            ROTATED_GRACE
+        };
+        let until_unix = unix_now() + grace.as_secs();
         let line_end = old.pos - old.splitter.pending_bytes();
         if let Ok(position) = checkpoint::position_in(&old.file, line_end) {
             self.out.mark(End::Rotated(Rotated {
@@ -141,7 +147,7 @@ impl Watcher<'_> {
         }
         self.retired = Some(Retired {
             tail: old,
-            until: Instant::now() + ROTATED_GRACE,
+            until: Instant::now() + grace,
             until_unix,
         });
         Ok(())

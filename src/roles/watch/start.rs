@@ -199,7 +199,8 @@ impl Watcher<'_> {
                                 copy_path.display(),
                                 p.offset
                             );
-                            let t = self.tail_from(copy, copy_path);
+                            let mut t = self.tail_from(copy, copy_path);
+                            t.copy = true;
                             return self.begin_at(t, p.offset, false);
                         }
                         log::warn!(
