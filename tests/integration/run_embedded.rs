@@ -610,3 +610,21 @@ fn run_once_after_copytruncate_while_stopped_reads_the_copy_then_the_log_and_end
     assert_exit(&out, 0);
     assert_eq!(p.accepted_numbers(), vec![0, 20, 40, 60, 80]);
 }
+
+/// `run --once` after a rename rotation while it was stopped reads the old file's rest and the
+/// new file, and ends: it reads to the end of what is there, it does not wait for late writers.
+#[test]
+fn run_once_after_a_rotation_while_stopped_ends_without_waiting_for_late_lines() {
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        ..Options::default()
+    });
+    p.append(&loggen::lines(0, 40, 20));
+    assert_exit(&run_once(&p, &[]), 0);
+    p.append(&loggen::lines(40, 80, 20));
+    std::fs::rename(p.log_path(), p.path("access.log.1")).unwrap();
+    p.append(&loggen::lines(80, 100, 20));
+    let out = support::bin::output_within(&p.config, &["run", "--once"], Duration::from_secs(30));
+    assert_exit(&out, 0);
+    assert_eq!(p.accepted_numbers(), vec![0, 20, 40, 60, 80]);
+}

@@ -131,8 +131,9 @@ impl Watcher<'_> {
         }
         self.begin_at(new, 0, true)?;
         // From here the old file's late lines move a checkpoint entry of their own. A copy has
-        // no writers: no grace for late lines (`run --once` would wait it out).
-        let grace = if old.copy {
+        // no writers, and `run --once` reads to the end of what is there: no grace for late
+        // lines then (the run would wait it out).
+        let grace = if old.copy || self.until_eof {
             std::time::Duration::ZERO
         } else {
             ROTATED_GRACE
