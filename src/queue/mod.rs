@@ -119,6 +119,10 @@ impl fmt::Debug for Lineage {
 pub struct Message {
     pub body: String,
     pub lineage: Lineage,
+    /// The exact bytes of a queue item that is not UTF-8 (another program pushed it); `body`
+    /// then shows them with the invalid bytes written `\xHH`. No role handles such a message:
+    /// the consume loop dead-letters it ([`Message::unreadable`]).
+    pub raw: Option<Vec<u8>>,
 }
 
 impl Message {
@@ -126,7 +130,41 @@ impl Message {
         Message {
             body: body.into(),
             lineage: Lineage::none(),
+            raw: None,
         }
+    }
+
+    /// A message read from a queue as bytes, whatever they are.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        match String::from_utf8(bytes) {
+            Ok(text) => Message::new(text),
+            Err(e) => {
+                let raw = e.into_bytes();
+                Message {
+                    body: crate::util::text::escape_invalid_utf8(&raw),
+                    lineage: Lineage::none(),
+                    raw: Some(raw),
+                }
+            }
+        }
+    }
+
+    /// The bytes the queue holds for this message (its exact ones if they were not UTF-8).
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.raw.unwrap_or_else(|| self.body.into_bytes())
+    }
+
+    /// Why no role can handle this message, if it is one the queue held as bytes that are not
+    /// UTF-8.
+    pub fn unreadable(&self) -> Option<String> {
+        let raw = self.raw.as_ref()?;
+        let bad = std::str::from_utf8(raw)
+            .err()
+            .map_or(0, |e| e.valid_up_to());
+        Some(format!(
+            "the message is not valid UTF-8 (byte {bad} of {}); `message` shows it with the invalid bytes as \\xHH, `message_base64` holds it exactly",
+            raw.len()
+        ))
     }
 
     /// A new message that inherits this one's completion tracking (for forwarding).
@@ -134,6 +172,7 @@ impl Message {
         Message {
             body: body.into(),
             lineage: self.lineage.clone(),
+            raw: None,
         }
     }
 }
@@ -288,6 +327,17 @@ pub trait Transport: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_kept_exactly_and_shown_escaped() {
+        let ok = Message::from_bytes(b"plain".to_vec());
+        assert_eq!((ok.body.as_str(), ok.unreadable()), ("plain", None));
+        assert_eq!(ok.into_bytes(), b"plain");
+        let bad = Message::from_bytes(b"ab\xff".to_vec());
+        assert_eq!(bad.body, "ab\\xff");
+        assert!(bad.unreadable().unwrap().contains("byte 2 of 3"));
+        assert_eq!(bad.into_bytes(), b"ab\xff");
+    }
 
     #[test]
     fn merged_lineage_lives_until_every_input_is_dropped() {

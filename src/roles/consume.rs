@@ -104,19 +104,21 @@ impl Consume<'_> {
                 out: Vec::new(),
                 stopping: false,
             };
-            // A message too large to handle safely is filed whole, unread: a plugin working on
-            // it would hold several copies of it at once.
+            // What no role can handle is filed whole, unread, here for every role: a message
+            // that is not UTF-8, or one too large (a plugin working on it would hold several
+            // copies of it at once).
             let max = out.consume.max_message_bytes;
             let mut fit = Vec::with_capacity(batch.len());
             for msg in batch {
-                if msg.body.len() > max {
-                    let reason = format!(
+                let unhandled = msg.unreadable().or_else(|| {
+                    (msg.body.len() > max).then(|| format!(
                         "the message is {} bytes, over max_message_bytes = {max} in [loglines]; it was not handled",
                         msg.body.len()
-                    );
-                    out.dead_letter(msg, &reason)?;
-                } else {
-                    fit.push(msg);
+                    ))
+                });
+                match unhandled {
+                    Some(reason) => out.dead_letter(msg, &reason)?,
+                    None => fit.push(msg),
                 }
             }
             let next = if fit.is_empty() {

@@ -102,8 +102,17 @@ fn a_message_that_is_not_utf8_is_dead_lettered_by_every_role_and_the_rest_flows(
         assert_filed_exactly(&p, q);
     }
     assert!(p.lines_of("logs/other.log").contains(&"after".to_string()));
-    // No role took it for a lost connection and went round again.
+    // No role took it for a lost connection and went round again; each filed it through its
+    // consume loop, as any dead letter (logged, counted, notified).
     assert!(!outputs.contains("lost the connection"), "{outputs}");
+    for section in ["worker_broker", "worker_pirus2", "logger_otherlogger"] {
+        assert!(
+            outputs.contains(&format!(
+                "[{section}] dead-lettered a message: the message is not valid UTF-8"
+            )),
+            "{outputs}"
+        );
+    }
 
     // The admin commands show it, escaped, instead of failing.
     lpush(&p, "pirus2", &[BAD]);

@@ -135,6 +135,7 @@ pub(super) fn load_requeued(dir: &Path, queue: &str) -> QResult<Vec<Message>> {
             out.push(Message {
                 body,
                 lineage: guard.clone(),
+                raw: None,
             });
         }
     }

@@ -1,8 +1,9 @@
 //! A consumer of one queue: takes (a Lua script for a batch, BLMOVE to wait), each into its own
 //! in-flight list, handing out first what it held when it last stopped.
 //!
-//! Queue items are read as bytes: any program may LPUSH, and an item that is not UTF-8 is filed
-//! as a dead letter here, with its exact bytes, instead of failing every read of the list.
+//! Queue items are read as bytes: any program may LPUSH, and an item that is not UTF-8 must not
+//! fail every read of the list. It is handed out with its exact bytes ([`Message::raw`]), and the
+//! consume loop dead-letters it like any message no role can handle.
 
 use super::commit::Commit;
 use super::keys::{encode_dead_letter, Keys};
@@ -36,8 +37,6 @@ pub struct RedisConsumer {
     pub(super) delivered: HashMap<Vec<u8>, usize>,
     pub(super) delivered_len: usize,
     pub(super) pending: VecDeque<Vec<u8>>,
-    /// Items taken that are not UTF-8, to be dead-lettered before the next take returns.
-    pub(super) unreadable: Vec<Vec<u8>>,
     pub(super) last_scan: Option<Instant>,
     pub(super) op_prefix: String,
     pub(super) op_seq: u64,
@@ -68,7 +67,6 @@ impl RedisConsumer {
             delivered: HashMap::new(),
             delivered_len: 0,
             pending: VecDeque::new(),
-            unreadable: Vec::new(),
             last_scan: None,
             op_prefix: process_token(),
             op_seq: 0,
@@ -103,37 +101,8 @@ impl RedisConsumer {
         for item in items {
             *self.delivered.entry(item.clone()).or_default() += 1;
             self.delivered_len += 1;
-            match String::from_utf8(item) {
-                Ok(text) => out.push(Message::new(text)),
-                Err(e) => self.unreadable.push(e.into_bytes()),
-            }
+            out.push(Message::from_bytes(item));
         }
-    }
-
-    /// Files every item taken that is not UTF-8 as a dead letter: `message` shows it with its
-    /// invalid bytes escaped, `message_base64` keeps it exactly.
-    fn file_unreadable(&mut self) -> QResult<()> {
-        use base64::Engine as _;
-        for raw in std::mem::take(&mut self.unreadable) {
-            let bad = std::str::from_utf8(&raw)
-                .err()
-                .map_or(0, |e| e.valid_up_to());
-            let reason = format!(
-                "the message is not valid UTF-8 (byte {bad} of {}); `message` shows it with the invalid bytes as \\xHH, `message_base64` holds it exactly",
-                raw.len()
-            );
-            log::warn!("{}: dead-lettered a message: {reason}", self.name);
-            let mut letter = DeadLetter::filed_now(
-                crate::util::text::escape_invalid_utf8(&raw),
-                &reason,
-                &self.section,
-                self.name.clone(),
-            );
-            letter.message_base64 = Some(base64::engine::general_purpose::STANDARD.encode(&raw));
-            let json = encode_dead_letter(&letter)?;
-            self.commit(vec![raw], Commit::Dead(json))?;
-        }
-        Ok(())
     }
 
     /// Runs the take script for up to `max` messages; handles an expired heartbeat.
@@ -216,10 +185,7 @@ impl RedisConsumer {
 
 impl crate::queue::Consumer for RedisConsumer {
     fn take(&mut self, max: usize, timeout: Duration) -> QResult<Vec<Message>> {
-        let out = self.take_readable(max, timeout);
-        // Filed even when the take failed after reading them: they are in flight either way.
-        self.file_unreadable()?;
-        out
+        self.take_up_to(max, timeout)
     }
 
     fn ack(&mut self, done: Vec<Message>) -> QResult<()> {
@@ -236,10 +202,15 @@ impl crate::queue::Consumer for RedisConsumer {
     }
 
     fn dead_letter(&mut self, item: Message, reason: &str) -> QResult<()> {
-        let letter =
+        use base64::Engine as _;
+        let mut letter =
             DeadLetter::filed_now(item.body.clone(), reason, &self.section, self.name.clone());
+        letter.message_base64 = item
+            .raw
+            .as_ref()
+            .map(|raw| base64::engine::general_purpose::STANDARD.encode(raw));
         let json = encode_dead_letter(&letter)?;
-        self.commit(vec![item.body.into_bytes()], Commit::Dead(json))
+        self.commit(vec![item.into_bytes()], Commit::Dead(json))
     }
 
     fn heartbeat(&mut self) -> QResult<()> {
@@ -256,12 +227,12 @@ impl Drop for RedisConsumer {
 
 /// Messages' bodies as the bytes the queue holds (no copy).
 fn bodies(ms: Vec<Message>) -> Vec<Vec<u8>> {
-    ms.into_iter().map(|m| m.body.into_bytes()).collect()
+    ms.into_iter().map(Message::into_bytes).collect()
 }
 
 impl RedisConsumer {
-    /// Up to `max` messages that are UTF-8; items that are not are left in `unreadable`.
-    fn take_readable(&mut self, max: usize, timeout: Duration) -> QResult<Vec<Message>> {
+    /// Up to `max` messages, waiting up to `timeout` for the first.
+    fn take_up_to(&mut self, max: usize, timeout: Duration) -> QResult<Vec<Message>> {
         let max = max.clamp(1, MAX_TAKE);
         let mut out = Vec::new();
         self.maybe_recover()?;
