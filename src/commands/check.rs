@@ -9,7 +9,7 @@ use crate::util::private;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// Who writes and who reads each queue.
+/// Who writes and who reads each queue, by section name (notices marked).
 #[derive(Debug, Default)]
 pub struct QueueUse {
     pub writers: Vec<String>,
@@ -17,22 +17,22 @@ pub struct QueueUse {
 }
 
 pub fn queue_use(cfg: &Config) -> BTreeMap<String, QueueUse> {
-    let mut map: BTreeMap<String, QueueUse> = BTreeMap::new();
-    for s in &cfg.sections {
-        for q in s.role.writes() {
-            map.entry(q).or_default().writers.push(s.name.clone());
-        }
-        for q in s.role.reads() {
-            map.entry(q).or_default().readers.push(s.name.clone());
-        }
-        if let Some(q) = &s.notify.queue {
-            map.entry(q.clone())
-                .or_default()
+    let name = |i: usize| cfg.sections[i].name.clone();
+    crate::config::graph::queue_use(&cfg.sections)
+        .into_iter()
+        .map(|(q, u)| {
+            let writers = u
                 .writers
-                .push(format!("{} (notices)", s.name));
-        }
-    }
-    map
+                .into_iter()
+                .map(|(i, notices)| match notices {
+                    true => format!("{} (notices)", name(i)),
+                    false => name(i),
+                })
+                .collect();
+            let readers = u.readers.into_iter().map(name).collect();
+            (q, QueueUse { writers, readers })
+        })
+        .collect()
 }
 
 /// Warnings about the queue graph: a queue written but never read fills up forever; one read

@@ -19,32 +19,42 @@ pub(super) fn check(file: &Path, sections: &[Section]) -> Vec<Diagnostic> {
     out
 }
 
-/// The queues a section pushes to, its notifications' queue included.
-fn writes(s: &Section) -> Vec<String> {
-    let mut w = s.role.writes();
-    w.extend(s.notify.queue.clone());
-    w
+/// Who writes and who reads one queue, as indices into the sections; a writer is marked when
+/// the queue is its notifications' (`notify_queue`).
+#[derive(Debug, Default)]
+pub struct QueueUse {
+    pub writers: Vec<(usize, bool)>,
+    pub readers: Vec<usize>,
+}
+
+/// Every queue the sections name, with its writers and readers.
+pub fn queue_use(sections: &[Section]) -> BTreeMap<String, QueueUse> {
+    let mut map: BTreeMap<String, QueueUse> = BTreeMap::new();
+    for (i, s) in sections.iter().enumerate() {
+        for q in s.role.writes() {
+            map.entry(q).or_default().writers.push((i, false));
+        }
+        if let Some(q) = &s.notify.queue {
+            map.entry(q.clone()).or_default().writers.push((i, true));
+        }
+        for q in s.role.reads() {
+            map.entry(q).or_default().readers.push(i);
+        }
+    }
+    map
 }
 
 /// One error per loop: the sections and queues in it, in order.
 fn loops(file: &Path, sections: &[Section]) -> Vec<Diagnostic> {
     // Section i -> (queue, section j) when i pushes to a queue j reads.
-    let edges: Vec<Vec<(String, usize)>> = sections
-        .iter()
-        .map(|s| {
-            writes(s)
-                .into_iter()
-                .flat_map(|q| {
-                    sections
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, t)| t.role.listento() == Some(q.as_str()))
-                        .map(|(j, _)| (q.clone(), j))
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        })
-        .collect();
+    let mut edges: Vec<Vec<(String, usize)>> = vec![Vec::new(); sections.len()];
+    for (q, u) in queue_use(sections) {
+        for &(w, _) in &u.writers {
+            for &r in &u.readers {
+                edges[w].push((q.clone(), r));
+            }
+        }
+    }
     let mut found: Vec<Vec<usize>> = Vec::new();
     let mut out = Vec::new();
     for start in 0..sections.len() {
@@ -141,18 +151,14 @@ fn logs_read_back(file: &Path, sections: &[Section]) -> Vec<Diagnostic> {
 
 /// A queue written on one Redis and read on another.
 fn split_targets(file: &Path, sections: &[Section]) -> Vec<Diagnostic> {
-    // queue -> (section, redis) for writers and readers.
-    let mut writers: BTreeMap<String, Vec<&Section>> = BTreeMap::new();
-    for s in sections {
-        for q in writes(s) {
-            writers.entry(q).or_default().push(s);
-        }
-    }
     let mut out = Vec::new();
-    for r in sections {
-        let Some(q) = r.role.listento() else { continue };
-        for w in writers.get(q).into_iter().flatten() {
-            if w.redis != r.redis {
+    for (q, u) in queue_use(sections) {
+        for &(w, _) in &u.writers {
+            for &r in &u.readers {
+                let (w, r) = (&sections[w], &sections[r]);
+                if w.redis == r.redis {
+                    continue;
+                }
                 out.push(
                     Diagnostic::error(
                         file,

@@ -11,7 +11,7 @@
 //! the 2010 tool's files say in their own terms.
 
 pub mod diag;
-mod graph;
+pub mod graph;
 pub mod ini;
 pub mod keys;
 pub mod legacy;
