@@ -10,6 +10,7 @@
 use crate::app::{load_config, Failure, Global};
 use crate::config::{Config, Section};
 use crate::queue::embedded::EmbeddedTransport;
+use crate::roles::watch::checkpoint::prev_path;
 use crate::roles::worker::Endpoint;
 use crate::roles::{find_section, Role, RoleError, RoleName, Source, StartError, Starter};
 use crate::util::shutdown::Shutdown;
@@ -91,7 +92,7 @@ fn dry_run_state(cfg: &mut Config) -> Result<tempfile::TempDir, Failure> {
             let copy = scratch.path().join(format!("{}.checkpoint", s.name));
             for (from, to) in [
                 (w.checkpoint.clone(), copy.clone()),
-                (sibling(&w.checkpoint, ".prev"), sibling(&copy, ".prev")),
+                (prev_path(&w.checkpoint), prev_path(&copy)),
             ] {
                 match std::fs::copy(&from, &to) {
                     Ok(_) => {}
@@ -115,13 +116,6 @@ fn dry_run_state(cfg: &mut Config) -> Result<tempfile::TempDir, Failure> {
     );
     cfg.general.state_dir = scratch.path().to_path_buf();
     Ok(scratch)
-}
-
-/// `path` with `suffix` added to its file name.
-fn sibling(path: &std::path::Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 /// The watcher section FILES are fed through: `--section`, or the file's only watcher.

@@ -2,11 +2,11 @@
 //! sending anything, and shows per line what the plugin made of it.
 //!
 //! Each line is wrapped as the watcher wraps it (`{"service": ..., "logline": ...}`), both hooks
-//! run with the worker section's configuration (or, without `--config`, with none, so the
-//! plugin's own defaults apply), and the output shows what `parseline` returned and then the
-//! full URL that would be sent, or why not (not eligible, an error, or a URL the worker could
-//! not send and would dead-letter). The exit code is 0 when no line raised an error and every
-//! event could be sent.
+//! run with the worker section's configuration (from `--config`, `LOGLINES_CONFIG` or
+//! `./loglines.cfg` as for every command; with none found, the plugin's own defaults apply), and
+//! the output shows what `parseline` returned and then the full URL that would be sent, or why
+//! not (not eligible, an error, or a URL the worker could not send and would dead-letter). The
+//! exit code is 0 when no line raised an error and every event could be sent.
 
 use crate::app::{load_config, Failure, Global};
 use crate::config::Config;
@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Where the URLs shown point when no worker section names an endpoint.
-pub const DEFAULT_ENDPOINT: &str = "https://irus.jisc.ac.uk/counter/test/";
+pub const DEFAULT_ENDPOINT: &str = crate::config::legacy::IRUS_TEST_ENDPOINT;
 /// The service name lines are wrapped with when nothing else names one.
 pub const DEFAULT_SERVICE: &str = "repo.example.ac.uk";
 /// The worker section name the plugin sees when there is no configuration.

@@ -5,8 +5,8 @@
 //! by its key; [`validate`] turns the whole file into a [`Config`], collecting every problem at
 //! once ([`diag`]), with the redis sections in [`redis`] and each role's own keys read by that
 //! role's settings module (`roles::worker::settings`, ...); [`graph`] checks the pipeline as a
-//! whole (loops, logs read back, queues split across Redis servers). A section's role is stated once, in
-//! its `command` (`command = loglines worker`), and everything else (the supervisord
+//! whole (loops, logs read back, queues split across Redis servers). A section's role is stated
+//! once, in its `command` (`command = loglines worker`), and everything else (the supervisord
 //! generator, `loglines run`, `check`) reads it from [`Section::role`]. [`legacy`] knows what
 //! the 2010 tool's files say in their own terms.
 

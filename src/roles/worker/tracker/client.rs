@@ -3,7 +3,7 @@
 //! a request still unanswered after [`STOP_GRACE`].
 
 use super::resolver::{CachingResolver, Forget};
-use super::{classify, is_local_error, transport, unsendable, Answer, RESOLVE_TTL, STOP_GRACE};
+use super::{classify, is_local_error, parse_url, transport, Answer, RESOLVE_TTL, STOP_GRACE};
 use crate::roles::worker::{Endpoint, HttpMethod, WorkerSettings};
 use crate::util::shutdown::Shutdown;
 use std::io::{Read, Write};
@@ -90,9 +90,10 @@ impl TrackerClient {
             };
         }
         // Checked before the rate limit: a request that cannot be made takes no turn.
-        if let Some(why) = unsendable(url) {
-            return Answer::Unsendable(why);
-        }
+        let uri = match parse_url(url) {
+            Ok(uri) => uri,
+            Err(why) => return Answer::Unsendable(why),
+        };
         if let Some(last) = self.last_request {
             let since = last.elapsed();
             // `ratelimit` may be long (up to an hour): a stop ends the wait, and then nothing
@@ -103,8 +104,8 @@ impl TrackerClient {
         }
         self.last_request = Some(Instant::now());
         let result = match self.method {
-            HttpMethod::Get => self.agent.get(url).call(),
-            HttpMethod::Head => self.agent.head(url).call(),
+            HttpMethod::Get => self.agent.get(uri).call(),
+            HttpMethod::Head => self.agent.head(uri).call(),
         };
         match result {
             Ok(mut resp) => {

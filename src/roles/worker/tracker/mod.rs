@@ -74,13 +74,17 @@ pub fn classify(status: u16, success: u16, body: &str, location: Option<&str>) -
 /// retry, so the message is dead-lettered rather than retried). Checked before sending, so that
 /// `test-plugin` can say what the worker would do.
 pub fn unsendable(url: &str) -> Option<String> {
-    match ureq::http::Uri::try_from(url) {
-        Ok(_) => None,
-        Err(e) => Some(format!(
+    parse_url(url).err()
+}
+
+/// `url` as the HTTP client takes it, parsed once per request; or why it cannot be sent.
+pub(super) fn parse_url(url: &str) -> Result<ureq::http::Uri, String> {
+    ureq::http::Uri::try_from(url).map_err(|e| {
+        format!(
             "the HTTP client cannot send this URL ({} bytes): {e}",
             url.len()
-        )),
-    }
+        )
+    })
 }
 
 /// Whether a failed request failed on our side, before the tracker had any say (the request
