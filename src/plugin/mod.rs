@@ -16,6 +16,7 @@
 mod config_object;
 mod convert;
 pub mod library;
+pub mod pattern;
 mod raw;
 pub(crate) mod sandbox;
 
@@ -190,7 +191,7 @@ impl fmt::Display for PluginError {
                 limit,
             } => write!(
                 f,
-                "{plugin}: {stage} ran more than {limit} Lua instructions and was stopped; look for an endless loop, or raise plugin_max_instructions"
+                "{plugin}: {stage} ran more than {limit} Lua instructions and was stopped; look for an endless loop or a string pattern that backtracks (each matching step counts as an instruction), or raise plugin_max_instructions"
             ),
             PluginError::MemoryLimit {
                 stage,

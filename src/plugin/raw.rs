@@ -1,4 +1,6 @@
-//! Building the tables the library returns per log line directly on the Lua stack.
+//! The Lua C API, where the safe API costs too much or cannot reach: the tables the library
+//! returns per log line, built directly on the Lua stack, and the counted wrappers around the
+//! standard library's C loops.
 //!
 //! Why this exists: through mlua's safe API every string and every table field is a separate
 //! registry reference and, while a memory limit is set, a separate protected call. For the two
@@ -15,11 +17,14 @@
 //!   (the parsed JSON, the log record) lives outside the closure and is only borrowed.
 
 use crate::plugin::library::clf::LogRecord;
-use mlua::{ffi, Lua, Value};
+use crate::plugin::pattern;
+use crate::plugin::sandbox::{Budget, LimitMessage};
+use mlua::{ffi, Function, Lua, Value};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
-use std::ffi::{c_int, CStr};
+use std::ffi::{c_int, c_void, CStr};
 use std::fmt;
+use std::io::Write as _;
 
 /// JSON nesting accepted by `json.decode` (serde_json refuses deeper input on its own at 128).
 const MAX_JSON_DEPTH: c_int = 128;
@@ -479,6 +484,157 @@ pub(crate) fn flat_table(lua: &Lua, s: &FlatScratch) -> mlua::Result<Value> {
             }
         })
     }
+}
+
+/// A standard library function whose work is a loop in C, which the instruction count hook
+/// cannot see, and what decides the loop's length.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Counted {
+    /// `string.find/match/gmatch/gsub`: the pattern's matching steps ([`pattern::cost`]).
+    Find = 1,
+    Match,
+    Gmatch,
+    Gsub,
+    /// `string.rep("", n)`: n rounds that allocate nothing, so the memory limit cannot stop them.
+    Rep,
+    /// `table.insert(t, pos, v)` and `table.remove(t, pos)`: as many shifts as `#t`, which
+    /// `__len` may make up.
+    Insert,
+    Remove,
+    /// `table.move(a, f, e, t)`: e - f + 1 moves.
+    Move,
+}
+
+/// `original` (a C function of the standard library) behind a charge to `budget`: each call
+/// first works out what the C loop will cost and charges it; over the limit it raises the
+/// instruction-limit error instead of running. Otherwise `original` runs in the same C call
+/// frame, so its results, and its error messages (which name the function and the plugin's
+/// line by inspecting that frame), are exactly Lua's own.
+///
+/// `budget` must outlive the VM's functions: the caller keeps it in the VM's app data.
+pub(crate) fn counted(
+    lua: &Lua,
+    original: Function,
+    kind: Counted,
+    budget: *const Budget,
+) -> mlua::Result<Function> {
+    // SAFETY: the closure pushes one value from the two arguments and one light userdata
+    // (three slots, which exec_raw guarantees), leaving exactly the closure.
+    unsafe {
+        lua.exec_raw::<Function>((original, kind as i64), |state| {
+            ffi::lua_pushlightuserdata(state, budget.cast_mut().cast::<c_void>());
+            ffi::lua_pushcclosure(state, counted_call, 3);
+        })
+    }
+}
+
+/// The C function [`counted`] makes: upvalues are the original function, the [`Counted`] kind
+/// and the budget.
+///
+/// Nothing with a destructor may be alive where Lua can raise an error (a longjmp): the cost
+/// is worked out on borrowed slices and integers only, and the limit's message is formatted
+/// into a buffer on the stack.
+unsafe extern "C-unwind" fn counted_call(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: upvalue 3 is the pointer [`counted`] stored, kept alive by the VM's app data.
+    let budget = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(3)) as *const Budget);
+    let kind = ffi::lua_tointeger(state, ffi::lua_upvalueindex(2));
+    let n = loop_cost(state, kind, budget.left());
+    if budget.add(n) {
+        let mut buf = [0u8; 128];
+        let len = {
+            let mut w: &mut [u8] = &mut buf;
+            let _ = write!(w, "{}", LimitMessage(budget.limit()));
+            128 - w.len()
+        };
+        // As luaL_error: the message names the plugin's line that made the call.
+        ffi::luaL_where(state, 1);
+        ffi::lua_pushlstring(state, buf.as_ptr().cast(), len);
+        ffi::lua_concat(state, 2);
+        ffi::lua_error(state);
+    }
+    match ffi::lua_tocfunction(state, ffi::lua_upvalueindex(1)) {
+        Some(original) => original(state),
+        None => 0,
+    }
+}
+
+/// What the call on the stack will cost; more than `left` when it is over the budget.
+/// Arguments the original function will refuse cost nothing here: it raises its own error at
+/// once.
+unsafe fn loop_cost(state: *mut ffi::lua_State, kind: ffi::lua_Integer, left: u64) -> u64 {
+    let call = |c| {
+        let (Some(s), Some(p)) = (string_arg(state, 1), string_arg(state, 2)) else {
+            return 0;
+        };
+        pattern::cost(c, s, p, left).unwrap_or(u64::MAX)
+    };
+    // Each argument as the original reads it; None where it will raise an error.
+    let int = |idx| opt_integer(state, idx);
+    match kind {
+        k if k == Counted::Find as i64 => match int(3) {
+            Some(init) => call(pattern::Call::Find {
+                init,
+                plain: ffi::lua_toboolean(state, 4) != 0,
+            }),
+            None => 0,
+        },
+        k if k == Counted::Match as i64 => {
+            int(3).map_or(0, |init| call(pattern::Call::Match { init }))
+        }
+        k if k == Counted::Gmatch as i64 => {
+            int(3).map_or(0, |init| call(pattern::Call::Gmatch { init }))
+        }
+        k if k == Counted::Gsub as i64 => int(4).map_or(0, |max| call(pattern::Call::Gsub { max })),
+        k if k == Counted::Rep as i64 => {
+            let sep = string_arg(state, 3).unwrap_or(b"");
+            match (string_arg(state, 1), int(2)) {
+                (Some(b""), Some(Some(n))) if sep.is_empty() && n > 0 => n as u64,
+                _ => 0,
+            }
+        }
+        k if k == Counted::Insert as i64 || k == Counted::Remove as i64 => {
+            let shifts = (k == Counted::Insert as i64 && ffi::lua_gettop(state) == 3)
+                || (k == Counted::Remove as i64 && ffi::lua_type(state, 2) > ffi::LUA_TNIL);
+            if !shifts || ffi::lua_type(state, 1) != ffi::LUA_TTABLE {
+                return 0;
+            }
+            // The length as the original reads it, `__len` included.
+            u64::try_from(ffi::luaL_len(state, 1)).unwrap_or(0)
+        }
+        k if k == Counted::Move as i64 => match (int(2), int(3)) {
+            (Some(Some(f)), Some(Some(e))) => {
+                u64::try_from(i128::from(e) - i128::from(f) + 1).unwrap_or(0)
+            }
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+/// Argument `idx` as the string Lua's function will read (a number is converted in place, as
+/// `luaL_checklstring` does); None for anything else.
+unsafe fn string_arg<'a>(state: *mut ffi::lua_State, idx: c_int) -> Option<&'a [u8]> {
+    if !matches!(
+        ffi::lua_type(state, idx),
+        ffi::LUA_TSTRING | ffi::LUA_TNUMBER
+    ) {
+        return None;
+    }
+    let mut len = 0;
+    let ptr = ffi::lua_tolstring(state, idx, &mut len);
+    // SAFETY: the string stays on the stack, unchanged, for the rest of the call.
+    (!ptr.is_null()).then(|| std::slice::from_raw_parts(ptr.cast::<u8>(), len))
+}
+
+/// An optional integer argument as `luaL_optinteger` reads it: Some(None) when absent or nil,
+/// None when it is not an integer (the original function will say so).
+unsafe fn opt_integer(state: *mut ffi::lua_State, idx: c_int) -> Option<Option<i64>> {
+    if ffi::lua_type(state, idx) <= ffi::LUA_TNIL {
+        return Some(None);
+    }
+    let mut ok = 0;
+    let v = ffi::lua_tointegerx(state, idx, &mut ok);
+    (ok != 0).then_some(Some(v))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! `dofile`/`loadfile`, or a `load` that accepts bytecode (a crafted bytecode chunk can corrupt
 //! the VM; text chunks cannot).
 
+use super::raw::{self, Counted};
 use mlua::{ChunkMode, Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -41,12 +42,41 @@ impl Budget {
     pub(crate) fn limit(&self) -> u64 {
         self.limit.get()
     }
+
+    /// What the call in progress may still run.
+    pub(crate) fn left(&self) -> u64 {
+        self.limit.get().saturating_sub(self.used.get())
+    }
+
+    /// Counts `n` instructions (or their worth of work in C); true when that passes the limit,
+    /// which is then marked as reached.
+    pub(crate) fn add(&self, n: u64) -> bool {
+        let used = self.used.get().saturating_add(n);
+        self.used.set(used);
+        if used > self.limit.get() {
+            self.exceeded.set(true);
+        }
+        self.exceeded.get()
+    }
 }
 
 /// The message of the error a runaway plugin gets. The host recognises the limit through
 /// [`Budget::exceeded`], not through this text.
 pub(crate) fn limit_message(limit: u64) -> String {
-    format!("instruction limit reached: one call may run at most {limit} Lua instructions")
+    LimitMessage(limit).to_string()
+}
+
+/// [`limit_message`] without an allocation, for code that may not own anything (raw.rs).
+pub(crate) struct LimitMessage(pub u64);
+
+impl std::fmt::Display for LimitMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "instruction limit reached: one call may run at most {} Lua instructions",
+            self.0
+        )
+    }
 }
 
 /// The chunk name of [`PRELUDE`], as tracebacks show it.
@@ -137,6 +167,8 @@ end
     budget.limit.set(max_instructions);
     install_hook(&lua, &budget)?;
 
+    install_counted_library(&lua, &budget)?;
+
     let coroutine: Table = g.get("coroutine")?;
     let guard_budget = budget.clone();
     let guard = lua.create_function(move |lua, mut args: mlua::MultiValue| {
@@ -193,6 +225,30 @@ pub(crate) fn without_memory_limit<R>(
     f()
 }
 
+/// The library functions whose loops run in C, where the count hook does not fire, each put
+/// behind a charge to the instruction budget (see [`raw::Counted`]): a backtracking pattern or
+/// a loop over a length the plugin made up is stopped like any runaway Lua loop.
+fn install_counted_library(lua: &Lua, budget: &Rc<Budget>) -> mlua::Result<()> {
+    // The wrappers hold a plain pointer to the budget: the VM keeps it alive as long as itself.
+    lua.set_app_data(budget.clone());
+    let g = lua.globals();
+    for (lib, name, kind) in [
+        ("string", "find", Counted::Find),
+        ("string", "match", Counted::Match),
+        ("string", "gmatch", Counted::Gmatch),
+        ("string", "gsub", Counted::Gsub),
+        ("string", "rep", Counted::Rep),
+        ("table", "insert", Counted::Insert),
+        ("table", "remove", Counted::Remove),
+        ("table", "move", Counted::Move),
+    ] {
+        let t: Table = g.get(lib)?;
+        let original: Function = t.get(name)?;
+        t.set(name, raw::counted(lua, original, kind, Rc::as_ptr(budget))?)?;
+    }
+    Ok(())
+}
+
 /// Installs the count hook that enforces the instruction budget. It is a global hook so that
 /// coroutines the plugin creates are counted too: Lua copies the hook into new threads, and only
 /// the global variant finds its callback from any thread.
@@ -202,11 +258,8 @@ fn install_hook(lua: &Lua, budget: &Rc<Budget>) -> mlua::Result<()> {
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(step),
         move |_, _| {
-            let used = b.used.get().saturating_add(u64::from(step));
-            b.used.set(used);
-            if used > b.limit.get() {
-                b.exceeded.set(true);
-                return Err(mlua::Error::runtime(limit_message(b.limit.get())));
+            if b.add(u64::from(step)) {
+                return Err(mlua::Error::runtime(limit_message(b.limit())));
             }
             Ok(VmState::Continue)
         },
@@ -369,6 +422,77 @@ pub(crate) fn is_memory_error(e: &mlua::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Evaluates each expression in `vm`, giving what it returned or the error it raised, as
+    /// text.
+    fn outcomes(vm: &Lua, exprs: &[&str]) -> Vec<String> {
+        let show = vm
+            .load(
+                r#"local f = ...
+                local r = table.pack(pcall(f))
+                for i = 1, r.n do r[i] = tostring(r[i]) end
+                return table.concat(r, "|", 1, r.n)"#,
+            )
+            .into_function()
+            .unwrap();
+        exprs
+            .iter()
+            .map(|e| {
+                let f = vm.load(*e).set_name("=t").into_function().unwrap();
+                show.call::<String>(f).unwrap()
+            })
+            .collect()
+    }
+
+    /// The counted wrappers change what a call costs, never what it returns or raises.
+    #[test]
+    fn counted_library_functions_answer_as_lua_does() {
+        let exprs = [
+            r#"return string.find("hello world", "o w")"#,
+            r#"return string.find("hello world", "(o)(%s)()")"#,
+            r#"return string.find("a.b", ".", 1, true)"#,
+            r#"return string.find("abc", "b", -1)"#,
+            r#"return string.find("abc", "", 10)"#,
+            r#"return ("x=1, y=22"):find("(%a)=(%d+)", 3)"#,
+            r#"return string.match("key = value", "^(%w+)%s*=%s*(.-)%s*$")"#,
+            r#"return string.match("[[x]]", "%b[]")"#,
+            r#"return string.match("THE (quick) fox", "%f[%a]%a+", 5)"#,
+            r#"return string.match("abcabc", "(a(b)c)%1")"#,
+            r#"return string.match(12345, "3(%d)")"#,
+            r#"local t = {} for k, v in string.gmatch("a=1, b=2", "(%w+)=(%w+)") do t[#t+1] = k .. v end return table.concat(t, ";")"#,
+            r#"local t = {} for w in ("one two  three"):gmatch("%a*") do t[#t+1] = "<" .. w .. ">" end return table.concat(t)"#,
+            r#"return string.gsub("hello world", "o", "0")"#,
+            r#"return string.gsub("hello world", "(%w+)", "<%1>", 1)"#,
+            r#"return string.gsub("abc", "", "-")"#,
+            r#"return string.gsub("$1 and $2", "%$(%d)", {["1"] = "one"})"#,
+            r#"return string.gsub("x y", "%w", function(c) return c:upper() end)"#,
+            r#"return string.gsub("^^a", "^%^", "")"#,
+            r#"return string.rep("ab", 3, ",")"#,
+            r#"return string.rep("", 5)"#,
+            r#"return string.rep("x", 0)"#,
+            r#"local t = {1, 2, 3} table.insert(t, 1, 0) table.insert(t, 9) return table.concat(t, ",")"#,
+            r#"local t = {1, 2, 3} return table.remove(t, 1), table.remove(t), table.concat(t, ",")"#,
+            r#"return table.concat(table.move({1, 2, 3}, 1, 3, 2), ",")"#,
+            r#"return table.concat(table.move({1, 2, 3}, 1, 2, 1, {9, 9, 9}), ",")"#,
+            // Errors are Lua's own.
+            r#"return string.find(nil, "x")"#,
+            r#"return string.find("x", "[a")"#,
+            r#"return string.match("x", "%")"#,
+            r#"return string.gsub("x", "(", "")"#,
+            r#"return string.match("x", "%1")"#,
+            r#"return string.find("x", "x", "y")"#,
+            r#"return string.rep("x", "many")"#,
+            r#"return table.insert({}, 5, 1)"#,
+            r#"return table.insert({}, 1, 2, 3)"#,
+            r#"return table.move({}, 1, 2)"#,
+        ];
+        let stock = Lua::new();
+        let (sandboxed, _) = new_vm(64, 10_000_000).unwrap();
+        let (want, got) = (outcomes(&stock, &exprs), outcomes(&sandboxed, &exprs));
+        for ((e, w), g) in exprs.iter().zip(&want).zip(&got) {
+            assert_eq!(g, w, "{e}");
+        }
+    }
 
     #[test]
     fn module_names_cannot_leave_the_folder() {

@@ -209,6 +209,69 @@ fn the_instruction_limit_stops_runaway_code_and_the_vm_stays_usable() {
     assert!(e.contains("raise plugin_max_instructions"), "{e}");
 }
 
+/// Work the standard library does in C loops, where the count hook does not fire, counts
+/// against the limit too: each of these ran for hours (or for ever) before. The line's text is
+/// the Lua code to run, so the corpus reads as what a hostile plugin would write.
+#[test]
+fn work_in_the_libraries_c_loops_counts_against_the_limit() {
+    let d = Dir::new();
+    let p = d.write(
+        "hostile.lua",
+        "function parseline(j)\n  local code = loglines.json.decode(j).logline\n  assert(load(code))()\n  return {ok = true}\nend\n\
+         function get_openurl_params(c, s, pl) return {url_ver = \"Z39.88-2004\", n = 1} end\n",
+    );
+    let mut plugin = Plugin::load(spec_with(&p, 64, 10_000_000)).unwrap();
+    let hostile = [
+        // Backtracking patterns, through each function and as a method.
+        r#"string.find(string.rep("a", 3000), ".-.-.-.-.-.-b")"#,
+        r#"string.match(string.rep("a", 3000), "(.-)(.-)(.-)(.-)(.-)b")"#,
+        r#"for _ in string.gmatch(string.rep("a", 3000), ".-.-.-.-b") do end"#,
+        r#"string.gsub(string.rep("a", 3000), ".-.-.-.-b", "")"#,
+        r#"(string.rep("a", 3000)):find(".*.*.*.*.*b")"#,
+        r#"string.find(string.rep("a", 2000), "(a*)(a*)(a*)%1%2%3b")"#,
+        r#"string.find(string.rep("(", 100000), "%b()%b()%b()")"#,
+        // A plain search whose every candidate almost matches.
+        r#"string.find(string.rep("a", 200000), string.rep("a", 20000) .. "b", 1, true)"#,
+        // A huge class tested at every position.
+        r#"string.find(string.rep("a", 100000), "[" .. string.rep("b", 50000) .. "]")"#,
+        // Caught with pcall: the limit is raised again.
+        r#"pcall(string.find, string.rep("a", 3000), ".-.-.-.-.-.-b")"#,
+        // Loops that allocate nothing, or run as long as the plugin says.
+        r#"string.rep("", 1e15)"#,
+        r#"string.rep("", 2^62, "")"#,
+        r#"table.move({}, 1, 1e15, 2)"#,
+        r#"table.move({}, math.mininteger // 2, math.maxinteger // 2, 1)"#,
+        r#"table.insert(setmetatable({}, {__len = function() return 2^50 end}), 1, "x")"#,
+        r#"table.remove(setmetatable({}, {__len = function() return 2^50 end}), 1)"#,
+    ];
+    for code in hostile {
+        let t = std::time::Instant::now();
+        match plugin.process(&msg(code)) {
+            Err(PluginError::InstructionLimit {
+                stage: Stage::Parseline,
+                ..
+            }) => {}
+            other => panic!("{code}: expected the instruction limit, got {other:?}"),
+        }
+        // Not a timing assertion on the code under test: a guard that names the case which
+        // escaped, rather than a suite that hangs.
+        assert!(t.elapsed().as_secs() < 60, "{code} took {:?}", t.elapsed());
+        let ok = plugin.process(&msg("local x = 1")).unwrap();
+        assert!(matches!(ok, Outcome::Eligible(_)), "after {code}: {ok:?}");
+    }
+    // The same functions on ordinary input are not stopped.
+    for code in [
+        r#"assert(string.find(string.rep("a", 100000) .. "b", "a-b") == 1)"#,
+        r#"assert(select(2, string.gsub(string.rep("ab", 50000), "b", "c")) == 50000)"#,
+        r#"assert(#string.rep("", 1000) == 0)"#,
+        r#"local t = {} for i = 1, 1000 do table.insert(t, 1, i) end assert(#t == 1000)"#,
+        r#"assert(#table.move({1, 2, 3}, 1, 3, 1, {}) == 3)"#,
+    ] {
+        let r = plugin.process(&msg(code));
+        assert!(matches!(r, Ok(Outcome::Eligible(_))), "{code}: {r:?}");
+    }
+}
+
 #[test]
 fn the_limit_is_per_call_not_cumulative() {
     // 500 messages of about 2,000 instructions each stay far below a 50,000 limit per call,

@@ -548,6 +548,57 @@ fn a_huge_plugin_error_is_cut_in_the_dead_letter_reason() {
     assert!(dead.contains("/id/eprint/0/1/paper.pdf"));
 }
 
+/// A line that sends the plugin into a backtracking string pattern (which runs in C, where
+/// the count hook does not fire) is dead-lettered at the instruction limit, and the lines
+/// after it are delivered: before, the worker spun on it for good and `run --once` never ended.
+#[test]
+fn a_line_that_makes_a_pattern_backtrack_is_dead_lettered_and_the_rest_delivered() {
+    let dir = support::temp_dir();
+    let plugin = dir.path().join("greedy.lua");
+    std::fs::write(
+        &plugin,
+        "function parseline(jmsg)\n\
+           local m = loglines.json.decode(jmsg)\n\
+           -- A path made of one letter repeated defeats this pattern.\n\
+           if m.logline:find('/aaaa', 1, true) then m.logline:find('/(a-)(a-)(a-)(a-)(a-)(a-)b') end\n\
+           return { line = m.logline }\n\
+         end\n\
+         function get_openurl_params(c, section, pl)\n\
+           if pl.line:find('paper.pdf', 1, true) then return { url_tim = '2026-11-27T00:00:00Z', ['rft.artnum'] = pl.line:match('/id/eprint/(%d+)/') } end\n\
+           return nil\n\
+         end\n",
+    )
+    .unwrap();
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        plugin: plugin.display().to_string(),
+        plugin_section: String::new(),
+        ..Options::default()
+    });
+    p.append(&loggen::lines(0, 100, 10));
+    p.append(&format!(
+        "192.0.2.1 - - [27/Nov/2026:09:00:00 +0000] \"GET /{} HTTP/1.1\" 200 1 \"-\" \"x\"\n",
+        "a".repeat(3000)
+    ));
+    p.append(&loggen::lines(100, 200, 10));
+    let out = support::bin::output_within(&p.config, &["run", "--once"], Duration::from_secs(120));
+    let stderr = support::bin::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("1 dead-lettered"), "{stderr}");
+    assert_eq!(
+        p.tracker.count(),
+        20,
+        "every download of the other lines was sent"
+    );
+    let (reason, dead) = p.only_dead_letter("pirus2");
+    assert!(
+        reason.contains("greedy.lua: parseline ran more than 10000000 Lua instructions")
+            && reason.contains("string pattern that backtracks"),
+        "{reason}"
+    );
+    assert!(dead.contains("/aaaa"));
+}
+
 /// A FIFO where the log should be: never a hang. At start it is an error saying what to use
 /// instead; one that appears later is said once, and SIGTERM still stops the run.
 #[test]

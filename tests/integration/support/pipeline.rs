@@ -32,6 +32,8 @@ pub struct Options {
     pub batch_size: Option<u32>,
     /// Extra lines for the [irus] (or other plugin) section.
     pub plugin_section: String,
+    /// Extra lines for the [worker_pirus2] section.
+    pub worker_keys: String,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
             pauseonfail: 2,
             batch_size: None,
             plugin_section: "repository = repo.example.ac.uk\n".into(),
+            worker_keys: String::new(),
         }
     }
 }
@@ -78,13 +81,14 @@ pub fn config_text(redis_url: Option<&str>, tracker_url: &str, o: &Options) -> S
          [worker_broker]\ncommand = loglines broker\nlistento = loglines\nfanout = pirus2\nnumprocs = 1\n{batch}\n\
          [worker_pirus2]\ncommand = loglines worker\nlistento = pirus2\nnumprocs = {workers}\n\
          repository_plugin = {plugin_file}\nendpoint_url = {tracker_url}\n\
-         pauseonfail = {pause}\ntimeout = 5\nconnect_timeout = 2\nsuccess_queue = articlelog\nother_queue = otherlog\n{batch}\n\
+         pauseonfail = {pause}\ntimeout = 5\nconnect_timeout = 2\nsuccess_queue = articlelog\nother_queue = otherlog\n{batch}{worker_keys}\n\
          [{plugin}]\n{plugin_section}\n\
          [logger_articlelogger]\ncommand = loglines filelog\nlistento = articlelog\nlogfile = logs/articles.log\n{batch}\n\
          [logger_otherlogger]\ncommand = loglines filelog\nlistento = otherlog\nlogfile = logs/other.log\n{batch}",
         workers = o.workers,
         pause = o.pauseonfail,
         plugin_section = o.plugin_section,
+        worker_keys = o.worker_keys,
     )
 }
 
