@@ -215,3 +215,87 @@ fn a_wrong_type_key_is_an_error_naming_it_and_loses_nothing() {
     );
     assert_eq!(dead(&p, "pirus2").len(), 1);
 }
+
+/// A producer's push onto a key of the wrong type fails naming the key, and writes nothing: in
+/// particular not the record of its batch number, which a producer that lost the answer reads
+/// back to decide whether the batch was stored (with MULTI/EXEC the record was written although
+/// the push had failed, so such a batch would have been skipped). `queue purge` of a key that is
+/// not a queue deletes nothing.
+#[test]
+fn a_push_or_purge_on_a_wrong_type_key_changes_nothing() {
+    let p = Pipeline::redis(Options::default());
+    let mut c = p.redis.as_ref().unwrap().conn();
+    let _: () = redis::cmd("SET")
+        .arg("loglines")
+        .arg("not a list")
+        .query(&mut c)
+        .unwrap();
+    let err = p.dir.path().join("push.err");
+    let mut push = p
+        .command(&["push", "--section", "logger_watch"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdin = push.stdin.take().unwrap();
+    {
+        use std::io::Write as _;
+        stdin
+            .write_all(format!("{}\n", support::loggen::line(0, 1)).as_bytes())
+            .unwrap();
+    }
+    let said = wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&err)
+            .unwrap_or_default()
+            .contains("loglines is a string where loglines keeps a list")
+    });
+    let records: Vec<String> = redis::cmd("KEYS")
+        .arg("loglines:producer:*")
+        .query(&mut c)
+        .unwrap();
+    if !said || !records.is_empty() {
+        // Not left running (holding the test's output) when an assertion fails.
+        let _ = push.kill();
+    }
+    assert!(said, "{}", std::fs::read_to_string(&err).unwrap());
+    assert_eq!(
+        records,
+        Vec::<String>::new(),
+        "a failed push left its record"
+    );
+    // Once the key is out of the way the waiting line is pushed, and the push ends cleanly.
+    let _: () = redis::cmd("DEL").arg("loglines").query(&mut c).unwrap();
+    let stored = wait_until(Duration::from_secs(30), || {
+        redis::cmd("LLEN")
+            .arg("loglines")
+            .query::<usize>(&mut c)
+            .unwrap()
+            == 1
+    });
+    drop(stdin);
+    if !stored {
+        let _ = push.kill();
+    }
+    let status = push.wait().unwrap();
+    assert!(stored, "{}", std::fs::read_to_string(&err).unwrap());
+    assert_eq!(status.code(), Some(0));
+
+    let _: () = redis::cmd("DEL").arg("loglines").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("loglines")
+        .arg("not a list")
+        .query(&mut c)
+        .unwrap();
+    let out = p
+        .command(&["queue", "purge", "loglines", "--yes"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("loglines is a string where loglines keeps a list"),
+        "{}",
+        text(&out.stderr)
+    );
+    let kept: String = redis::cmd("GET").arg("loglines").query(&mut c).unwrap();
+    assert_eq!(kept, "not a list");
+}

@@ -140,16 +140,9 @@ impl Admin for RedisAdmin {
     }
 
     fn purge(&mut self, queue: &str) -> QResult<u64> {
-        let (n, _): (u64, u64) = self.once(|c| {
-            redis::pipe()
-                .atomic()
-                .cmd("LLEN")
-                .arg(queue)
-                .cmd("DEL")
-                .arg(queue)
-                .query(c)
-        })?;
-        Ok(n)
+        // A script, not MULTI/EXEC: LLEN failing on a key that is not a list did not stop the
+        // DEL after it.
+        self.once(|c| scripts().purge.key(queue).invoke(c))
     }
 
     fn describe(&mut self) -> QResult<String> {

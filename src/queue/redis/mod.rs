@@ -57,6 +57,8 @@ struct Scripts {
     refresh: Script,
     release: Script,
     take_over: Script,
+    store: Script,
+    purge: Script,
 }
 
 fn scripts() -> &'static Scripts {
@@ -69,6 +71,8 @@ fn scripts() -> &'static Scripts {
         refresh: Script::new(scripts::REFRESH),
         release: Script::new(scripts::RELEASE),
         take_over: Script::new(scripts::TAKE_OVER),
+        store: Script::new(scripts::STORE),
+        purge: Script::new(scripts::PURGE),
     })
 }
 

@@ -3,7 +3,7 @@
 
 use super::keys::{encode_dead_letter, Keys};
 use super::link::{Fail, Link, COMMAND_TIMEOUT};
-use super::process_token;
+use super::{process_token, scripts};
 use crate::queue::{DeadLetter, Message, Producer, QResult, QueueError};
 use std::time::{Duration, Instant};
 
@@ -70,21 +70,22 @@ impl RedisProducer {
         }
     }
 
-    /// Runs `cmd` (an LPUSH or RPUSH of a batch) once, whatever happens to the connection: it
-    /// goes in a MULTI/EXEC with a record of its batch number, and after a lost answer the
-    /// record tells whether it ran. Returns the list length after the push.
-    fn store(&mut self, cmd: redis::Cmd) -> QResult<u64> {
+    /// Pushes `items` onto `list` with `cmd` (LPUSH or RPUSH) once, whatever happens to the
+    /// connection: one script stores the batch with a record of its number (both or, on a
+    /// wrong-type key, neither), and after a lost answer the record tells whether it ran.
+    /// Returns the list length after the push.
+    fn store(&mut self, cmd: &str, list: &str, items: &[&[u8]]) -> QResult<u64> {
         self.seq += 1;
         let seq = self.seq.to_string();
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .add_command(cmd)
-            .cmd("SET")
-            .arg(&self.record)
+        let mut inv = scripts().store.prepare_invoke();
+        inv.key(list)
+            .key(&self.record)
+            .arg(cmd)
             .arg(&seq)
-            .arg("EX")
-            .arg(PRODUCER_RECORD_TTL)
-            .ignore();
+            .arg(PRODUCER_RECORD_TTL);
+        for item in items {
+            inv.arg(*item);
+        }
         let mut in_doubt = false;
         loop {
             if in_doubt {
@@ -101,11 +102,8 @@ impl RedisProducer {
                     return Ok(self.max_len.saturating_add(1));
                 }
             }
-            match self
-                .link
-                .attempt(COMMAND_TIMEOUT, |c| pipe.query::<(u64,)>(c))
-            {
-                Ok((len,)) => return Ok(len),
+            match self.link.attempt(COMMAND_TIMEOUT, |c| inv.invoke::<u64>(c)) {
+                Ok(len) => return Ok(len),
                 Err(Fail::Lost) => in_doubt = true,
                 Err(Fail::Err(e)) => return Err(e),
             }
@@ -121,18 +119,16 @@ impl Producer for RedisProducer {
         if self.last_len > self.max_len {
             wait_for_room(&mut self.link, &self.queue, self.max_len, |_| Ok(()))?;
         }
-        let mut cmd = redis::cmd("LPUSH");
-        cmd.arg(&self.queue)
-            .arg(batch.iter().map(|m| m.body.as_str()).collect::<Vec<_>>());
-        self.last_len = self.store(cmd)?;
+        let items: Vec<&[u8]> = batch.iter().map(|m| m.body.as_bytes()).collect();
+        let queue = self.queue.clone();
+        self.last_len = self.store("LPUSH", &queue, &items)?;
         Ok(())
     }
 
     fn dead_letter(&mut self, item: Message, reason: &str, section: &str) -> QResult<()> {
         let json = encode_dead_letter(&DeadLetter::from_producer(item.body, reason, section))?;
-        let mut cmd = redis::cmd("RPUSH");
-        cmd.arg(Keys::new(&self.queue).dead).arg(json);
-        self.store(cmd).map(|_| ())
+        let dead = Keys::new(&self.queue).dead;
+        self.store("RPUSH", &dead, &[json.as_bytes()]).map(|_| ())
     }
 
     fn tracks_completion(&self) -> bool {

@@ -211,6 +211,41 @@ return #items
 "#
 );
 
+/// A producer's push: the batch and the record of its number, both or neither.
+///
+/// KEYS: the list, the producer's record. ARGV: LPUSH or RPUSH, the batch number, the
+/// record's ttl (s), then the items in push order. Returns the list's length after the push.
+///
+/// Why not MULTI/EXEC: a transaction is not rolled back either, so a push onto a key of the
+/// wrong type failed while the record was still written, and a producer that lost the answer
+/// and read the record back took the batch for stored.
+pub(crate) const STORE: &str = with_push_all!(
+    r#"
+local bad = guard({KEYS[1], 'list', KEYS[2], 'string'})
+if bad then
+  return bad
+end
+push_all(ARGV[1], KEYS[1], ARGV, 4, #ARGV)
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return redis.call('LLEN', KEYS[1])
+"#
+);
+
+/// Empties a queue, only if it is one.
+///
+/// KEYS: the queue. Returns the number of messages removed.
+pub(crate) const PURGE: &str = with_push_all!(
+    r#"
+local bad = guard({KEYS[1], 'list'})
+if bad then
+  return bad
+end
+local n = redis.call('LLEN', KEYS[1])
+redis.call('DEL', KEYS[1])
+return n
+"#
+);
+
 /// Moves dead letters back onto their queue (producer end, oldest first), optionally only those
 /// whose reason contains a text; unreadable entries stay.
 ///
