@@ -322,20 +322,60 @@ fn role_of(r: &mut Reader<'_>, command: &str) -> Option<RoleName> {
         r.warn(key, format!("`{command}` is a program of the 2010 tool, run as `loglines {role}`; write `command = loglines {role}` (`loglines migrate` rewrites the whole file)"));
         return Some(role);
     }
+    // With a command it cannot use, the section is still checked as the role it most likely
+    // is, so that one pass shows every problem (the error says so).
+    let guess = likely_role(r, &words);
+    let checked_as = match guess {
+        Some(g) => format!("; its other keys were checked as those of a `loglines {g}` section"),
+        None => String::new(),
+    };
     if program != "loglines" {
-        r.err(key, format!("`{command}` does not run loglines; {expected} (use a process_* section for other programs)"));
-        return None;
+        r.err(key, format!("`{command}` does not run loglines; {expected} (use a process_* section for other programs){checked_as}"));
+        return guess;
     }
     let Some(role) = words.get(1).and_then(|w| RoleName::from_word(w)) else {
-        r.err(key, format!("`{command}` names no role; {expected}"));
-        return None;
+        r.err(
+            key,
+            format!("`{command}` names no role; {expected}{checked_as}"),
+        );
+        return guess;
     };
     if words.len() > 2 {
         r.err(
             key,
             format!("`{command}` has extra arguments; expected just `loglines {role}` (--config, --section and --process-num are added when it runs)"),
         );
-        return None;
     }
     Some(role)
+}
+
+/// The role a section whose command names none most likely is: a word of the command close to
+/// a role's name (`loglines wacth`), else the one role whose own keys the section uses most
+/// (`endpoint_url` is a worker's).
+fn likely_role(r: &Reader<'_>, words: &[&str]) -> Option<RoleName> {
+    let near = |w: &str| {
+        RoleName::ALL
+            .into_iter()
+            .find(|role| strsim::levenshtein(w, role.as_str()) <= 2)
+    };
+    if let Some(role) = words.iter().find_map(|w| near(w)) {
+        return Some(role);
+    }
+    let uses = |role: RoleName| {
+        let own = keys::accepted(&[keys::Scope::Only(role)]);
+        r.sec
+            .entries
+            .iter()
+            .filter(|e| own.contains(&e.key.as_str()))
+            .count()
+    };
+    let mut ranked: Vec<(usize, RoleName)> = RoleName::ALL
+        .into_iter()
+        .map(|role| (uses(role), role))
+        .collect();
+    ranked.sort_by_key(|r| std::cmp::Reverse(r.0));
+    match ranked.as_slice() {
+        [(best, role), (next, _), ..] if *best > 0 && best > next => Some(*role),
+        _ => None,
+    }
 }

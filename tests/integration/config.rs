@@ -410,6 +410,60 @@ fn command_states_the_role() {
     );
 }
 
+/// A command that names no role does not hide the section's other problems: the rest is
+/// checked as the role the section most likely is (a near miss of its name, else the role whose
+/// own keys it uses), and the error says which.
+#[test]
+fn a_wrong_command_does_not_stop_the_rest_of_the_section_being_checked() {
+    let d = Dir::new();
+    let errs = d.errors(
+        "[logger_w]\ncommand = loglines wacth\nlogfile = logs/x.log\npushto = q\nservicename = s\nbatch_size = 0\nbogus = 1\n",
+    );
+    assert_one(
+        &errs,
+        "loglines.cfg:2 [logger_w] command: `loglines wacth` names no role; expected `loglines watch`",
+    );
+    assert!(
+        errs[0].contains("checked as those of a `loglines watch` section"),
+        "{errs:?}"
+    );
+    assert_one(
+        &errs,
+        "loglines.cfg:6 [logger_w] batch_size: `0` is out of range",
+    );
+    assert_one(
+        &errs,
+        "loglines.cfg:7 [logger_w] bogus: unknown key for a `loglines watch` section",
+    );
+    // By its keys: endpoint_url is a worker's.
+    let errs =
+        d.errors("[worker_x]\ncommand = /opt/pirus/run.sh\nlistento = q\nendpoint_url = ftp://x\n");
+    assert_one(
+        &errs,
+        "loglines.cfg:2 [worker_x] command: `/opt/pirus/run.sh` does not run loglines",
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("checked as those of a `loglines worker` section")),
+        "{errs:?}"
+    );
+    assert_one(
+        &errs,
+        "loglines.cfg:1 [worker_x] repository_plugin: is missing",
+    );
+    assert_one(
+        &errs,
+        "loglines.cfg:4 [worker_x] endpoint_url: `ftp://x` is not an http(s) URL",
+    );
+    // Extra arguments: the role is known, so the rest is checked as it.
+    let errs = d.errors("[worker_b]\ncommand = loglines broker -v\nlistento = a\n");
+    assert_one(
+        &errs,
+        "loglines.cfg:2 [worker_b] command: `loglines broker -v` has extra arguments",
+    );
+    assert_one(&errs, "loglines.cfg:1 [worker_b] fanout: is missing");
+}
+
 #[test]
 fn role_specific_rules() {
     let d = Dir::new();
