@@ -123,7 +123,15 @@ pub struct Message {
     /// then shows them with the invalid bytes written `\xHH`. No role handles such a message:
     /// the consume loop dead-letters it ([`Message::unreadable`]).
     pub raw: Option<Vec<u8>>,
+    /// How often this message has been taken alone after a consumer stopped while holding it,
+    /// this time included; 0 for an ordinary take. The consume loop dead-letters a message
+    /// taken more than [`MAX_ATTEMPTS`] times.
+    pub attempts: u32,
 }
+
+/// A message that was in hand each time this many consumers stopped without finishing it is
+/// dead-lettered on the next take rather than handled again: it may be what stops them.
+pub const MAX_ATTEMPTS: u32 = 3;
 
 impl Message {
     pub fn new(body: impl Into<String>) -> Self {
@@ -131,6 +139,7 @@ impl Message {
             body: body.into(),
             lineage: Lineage::none(),
             raw: None,
+            attempts: 0,
         }
     }
 
@@ -144,6 +153,7 @@ impl Message {
                     body: crate::util::text::escape_invalid_utf8(&raw),
                     lineage: Lineage::none(),
                     raw: Some(raw),
+                    attempts: 0,
                 }
             }
         }
@@ -173,6 +183,7 @@ impl Message {
             body: body.into(),
             lineage: self.lineage.clone(),
             raw: None,
+            attempts: 0,
         }
     }
 }

@@ -12,7 +12,7 @@
 use super::notify::Notifier;
 use super::RoleError;
 use crate::config::Section;
-use crate::queue::{Consumer, Message, QueueError, TAKE_WAIT};
+use crate::queue::{Consumer, Message, QueueError, MAX_ATTEMPTS, TAKE_WAIT};
 use crate::util::shutdown::Shutdown;
 use crate::util::stats::Stats;
 use std::time::{Duration, Instant};
@@ -105,8 +105,8 @@ impl Consume<'_> {
                 stopping: false,
             };
             // What no role can handle is filed whole, unread, here for every role: a message
-            // that is not UTF-8, or one too large (a plugin working on it would hold several
-            // copies of it at once).
+            // that is not UTF-8, one too large (a plugin working on it would hold several
+            // copies of it at once), or one that was in hand whenever consumers stopped.
             let max = out.consume.max_message_bytes;
             let mut fit = Vec::with_capacity(batch.len());
             for msg in batch {
@@ -114,6 +114,10 @@ impl Consume<'_> {
                     (msg.body.len() > max).then(|| format!(
                         "the message is {} bytes, over max_message_bytes = {max} in [loglines]; it was not handled",
                         msg.body.len()
+                    ))
+                }).or_else(|| {
+                    (msg.attempts > MAX_ATTEMPTS).then(|| format!(
+                        "{MAX_ATTEMPTS} consumers stopped without finishing this message, each while it was the only one they were handling: it may be what stops them (a crash, a kill, a call that never returns); set aside so that the queue moves on. Once the cause is fixed, `loglines queue requeue-dead QUEUE` puts it back"
                     ))
                 });
                 match unhandled {

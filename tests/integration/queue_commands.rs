@@ -107,8 +107,15 @@ fn status_peek_requeue_dead_and_purge_against_real_redis() {
     let o = loglines(&cfg, &["queue", "purge", "incoming"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("add --yes"), "{}", stderr(&o));
+    // A suspect (what a stopped consumer held) waits too: purged with the rest.
+    let _: () = redis::cmd("RPUSH")
+        .arg("incoming:suspect")
+        .arg("m9")
+        .query(&mut r.conn())
+        .unwrap();
     let o = loglines(&cfg, &["queue", "purge", "incoming", "--yes"]);
-    assert!(stdout(&o).contains("deleted 4 messages"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("deleted 5 messages"), "{}", stdout(&o));
+    assert!(!r.exists("incoming:suspect"));
     let o = loglines(&cfg, &["queue", "peek", "incoming"]);
     assert_eq!(stdout(&o), "");
 

@@ -116,6 +116,7 @@ fn a_line_completes_only_when_every_branch_of_its_fan_out_is_finished() {
         body: s.to_string(),
         lineage: Lineage::track(Arc::new(Line(done.clone()))),
         raw: None,
+        attempts: 0,
     };
     p.push(vec![tracked("a"), tracked("a")]).unwrap();
     let mut broker = t.consumer("in", &id(1)).unwrap();

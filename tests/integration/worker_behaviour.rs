@@ -663,3 +663,98 @@ fn sigterm_stops_a_worker_whose_plugin_is_stuck_in_a_string_pattern() {
     }
     assert_eq!(held, 3, "{out}");
 }
+
+/// A message that is in hand every time a worker stops without finishing it (here: the plugin
+/// spins on it and the worker is killed, as supervisord or the OOM killer would) does not stop
+/// the queue for good. What a killed worker held is taken again one message at a time, so the
+/// count is the message's own; after the 3rd such stop it is dead-lettered with the reason, and
+/// the messages beside it are delivered.
+#[test]
+fn a_message_in_hand_whenever_a_worker_is_killed_is_dead_lettered_after_three_attempts() {
+    let dir = support::temp_dir();
+    let plugin = dir.path().join("spin.lua");
+    std::fs::write(
+        &plugin,
+        "function parseline(jmsg)\n\
+           local m = loglines.json.decode(jmsg)\n\
+           if m.logline:find('/id/eprint/0/', 1, true) then while true do end end\n\
+           return { line = m.logline }\n\
+         end\n\
+         function get_openurl_params(c, section, pl)\n\
+           return { url_tim = '2026-11-27T00:00:00Z', rft_dat = 'oai:repo.example.ac.uk:' .. pl.line:match('/id/eprint/(%d+)/') }\n\
+         end\n",
+    )
+    .unwrap();
+    let mut p = worker_with_downloads_and(
+        5,
+        Options {
+            plugin: plugin.to_str().unwrap().to_string(),
+            plugin_section: String::new(),
+            worker_keys: format!("plugin_max_instructions = {}\n", u64::MAX >> 1),
+            ..Options::default()
+        },
+    );
+    let mut con = p.redis.as_ref().unwrap().conn();
+    let attempts = |con: &mut redis::Connection| -> Vec<u32> {
+        redis::cmd("HVALS")
+            .arg("pirus2:attempts")
+            .query(con)
+            .unwrap()
+    };
+    p.start("worker_pirus2", 0);
+    // The whole batch in hand, the plugin spinning on its first message.
+    assert!(
+        support::wait_until(Duration::from_secs(20), || queued(&p, "pirus2").is_empty()
+            && !in_flight(&p).is_empty()),
+        "{}",
+        p.outputs()
+    );
+    for attempt in 1..=3u32 {
+        p.kill_and_restart("worker_pirus2", 0);
+        // Taken again alone, the attempt counted.
+        assert!(
+            support::wait_until(Duration::from_secs(20), || attempts(&mut con)
+                == vec![attempt]),
+            "attempt {attempt}: {:?}\n{}",
+            attempts(&mut con),
+            p.outputs()
+        );
+    }
+    p.kill_and_restart("worker_pirus2", 0);
+    let done = support::wait_until(Duration::from_secs(30), || {
+        p.tracker.count() == 4
+            && redis::cmd("LLEN")
+                .arg("pirus2:dead")
+                .query::<u64>(&mut con)
+                .unwrap()
+                == 1
+    });
+    let out = p.outputs();
+    p.stop_all();
+    assert!(done, "{} sent\n{out}", p.tracker.count());
+    let dead: Vec<String> = redis::cmd("LRANGE")
+        .arg("pirus2:dead")
+        .arg(0)
+        .arg(-1)
+        .query(&mut con)
+        .unwrap();
+    let letter: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
+    let reason = letter["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("3 consumers stopped without finishing this message"),
+        "{reason}"
+    );
+    assert!(
+        letter["message"]
+            .as_str()
+            .unwrap()
+            .contains("/id/eprint/0/"),
+        "{letter}"
+    );
+    let mut sent = p.accepted_numbers();
+    sent.sort();
+    assert_eq!(sent, vec![1, 2, 3, 4]);
+    // Nothing left marked: every suspect was finished.
+    assert!(attempts(&mut con).is_empty(), "{:?}", attempts(&mut con));
+    assert!(out.contains("taken again one at a time"), "{out}");
+}

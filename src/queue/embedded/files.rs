@@ -136,6 +136,7 @@ pub(super) fn load_requeued(dir: &Path, queue: &str) -> QResult<Vec<Message>> {
                 body,
                 lineage: guard.clone(),
                 raw: None,
+                attempts: 0,
             });
         }
     }

@@ -60,6 +60,7 @@ impl Admin for RedisAdmin {
         pipe.cmd("LLEN").arg(&keys.dead);
         pipe.cmd("TIME");
         pipe.cmd("HGETALL").arg(&keys.since);
+        pipe.cmd("LLEN").arg(&keys.suspect);
         for n in &names {
             pipe.cmd("LLEN").arg(keys.inflight(n));
         }
@@ -68,14 +69,15 @@ impl Admin for RedisAdmin {
             redis::from_redis_value_ref(v)
                 .map_err(|e| QueueError::Server(format!("unexpected answer from redis: {e}")))
         };
-        let length = conv(&v[0])?;
+        // Suspects (what stopped consumers held) wait to be taken too, before the rest.
+        let length = conv(&v[0])? + conv(&v[4])?;
         let dead = conv(&v[1])?;
         let (now, _): (u64, u64) = redis::from_redis_value_ref(&v[2])
             .map_err(|e| QueueError::Server(format!("unexpected TIME answer: {e}")))?;
         let since: HashMap<String, u64> = redis::from_redis_value_ref(&v[3]).unwrap_or_default();
         let mut consumers = Vec::new();
         for (i, n) in names.iter().enumerate() {
-            let in_flight = conv(&v[4 + i])?;
+            let in_flight = conv(&v[5 + i])?;
             consumers.push(ConsumerInfo {
                 consumer: n.clone(),
                 in_flight,
@@ -142,7 +144,8 @@ impl Admin for RedisAdmin {
     fn purge(&mut self, queue: &str) -> QResult<u64> {
         // A script, not MULTI/EXEC: LLEN failing on a key that is not a list did not stop the
         // DEL after it.
-        self.once(|c| scripts().purge.key(queue).invoke(c))
+        let suspect = Keys::new(queue).suspect;
+        self.once(|c| scripts().purge.key(queue).key(&suspect).invoke(c))
     }
 
     fn describe(&mut self) -> QResult<String> {

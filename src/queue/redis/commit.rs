@@ -98,7 +98,10 @@ impl RedisConsumer {
             if present.is_empty() && dests.is_empty() {
                 return Ok(());
             }
-            let r = self.run_commit(&op, &present, all, &dests);
+            // Finished, unless they go back to this queue: a suspect given back stays one.
+            let given_back = dests.iter().any(|(q, _, _)| *q == self.keys.queue);
+            let finished = !matches!(what, Commit::Requeue) && !given_back;
+            let r = self.run_commit(&op, &present, all, finished, &dests);
             match r {
                 Ok(1) | Ok(2) => {
                     self.forget(&present);
@@ -127,13 +130,15 @@ impl RedisConsumer {
         op: &str,
         present: &[Vec<u8>],
         all: bool,
+        finished: bool,
         dests: &[(String, &'static str, Vec<Vec<u8>>)],
     ) -> Result<i64, Fail> {
         let mut inv = scripts().commit.prepare_invoke();
         inv.key(&self.inflight)
             .key(&self.alive)
             .key(&self.keys.since)
-            .key(&self.keys.ops);
+            .key(&self.keys.ops)
+            .key(&self.keys.attempts);
         for (q, _, _) in dests {
             inv.key(q);
         }
@@ -141,10 +146,15 @@ impl RedisConsumer {
             .arg(op)
             .arg(self.ttl)
             .arg(&self.alive_value);
+        let finished = if finished { "1" } else { "0" };
         if all {
-            inv.arg("all").arg(self.delivered_len).arg(0);
+            inv.arg("all").arg(self.delivered_len).arg(0).arg(finished);
         } else {
-            inv.arg("some").arg(0).arg(present.len()).arg(present);
+            inv.arg("some")
+                .arg(0)
+                .arg(present.len())
+                .arg(finished)
+                .arg(present);
         }
         for (_, dir, items) in dests {
             inv.arg(*dir).arg(items.len()).arg(items);

@@ -73,14 +73,18 @@ impl RedisConsumer {
         };
         // Alive first, so nobody recovers our list while we read it.
         c.set_alive()?;
-        c.resync()?;
-        if !c.pending.is_empty() {
-            log::info!(
-                "{}: {} messages were in flight when this consumer last stopped; they come first",
-                c.inflight,
-                c.pending.len()
+        // What the last run held and did not finish (it was killed, crashed, or could not give
+        // it back) may be what stopped it: each is taken again alone, and one that is in hand
+        // every time a consumer stops is dead-lettered after a few attempts.
+        let (list, name) = (c.inflight.clone(), c.name.clone());
+        let held = c.set_aside(&list, &name, true)?;
+        if held > 0 {
+            log::warn!(
+                "{}: {held} messages were in flight when this consumer last stopped without finishing them; they are taken again one at a time, before the rest of the queue",
+                c.inflight
             );
         }
+        c.resync()?;
         c.maybe_recover()?;
         Ok(c)
     }
@@ -105,15 +109,20 @@ impl RedisConsumer {
         }
     }
 
-    /// Runs the take script for up to `max` messages; handles an expired heartbeat.
+    /// Runs the take script for up to `max` messages (or one suspect, when `out` is still
+    /// empty); handles an expired heartbeat.
     fn take_now(&mut self, max: usize, out: &mut Vec<Message>) -> QResult<()> {
         let keys = [
             self.keys.queue.as_str(),
             self.inflight.as_str(),
             self.alive.as_str(),
             self.keys.since.as_str(),
+            self.keys.suspect.as_str(),
+            self.keys.attempts.as_str(),
         ];
         let (val, ttl, name) = (&self.alive_value, self.ttl, &self.name);
+        // A suspect comes only into an empty batch: it goes alone.
+        let suspect_ok = if out.is_empty() { "1" } else { "0" };
         let r = self.link.attempt(COMMAND_TIMEOUT, |c| {
             scripts()
                 .take
@@ -122,12 +131,19 @@ impl RedisConsumer {
                 .arg(ttl)
                 .arg(val)
                 .arg(name)
-                .invoke::<(i64, Vec<Vec<u8>>)>(c)
+                .arg(suspect_ok)
+                .invoke::<(i64, Vec<Vec<u8>>, u32)>(c)
         });
         match r {
-            Ok((1, mut items)) => {
+            Ok((1, mut items, attempts)) => {
                 items.reverse();
+                let first = out.len();
                 self.deliver(items, out);
+                if attempts > 0 {
+                    for m in &mut out[first..] {
+                        m.attempts = attempts;
+                    }
+                }
                 Ok(())
             }
             Ok(_) => {
@@ -257,8 +273,12 @@ impl RedisConsumer {
             if out.is_empty() {
                 self.maybe_recover()?;
                 self.beat()?;
-                // Recovered lists (ours after an expiry, or others') may be waiting.
+                // Recovered lists (ours after an expiry, or others' set aside as suspects,
+                // which BLMOVE on the queue does not see) may be waiting.
                 self.deliver_pending(max, &mut out)?;
+                if out.is_empty() {
+                    self.take_now(max, &mut out)?;
+                }
             } else if out.len() < max {
                 // One came: take what else is there without blocking (and mark the list's
                 // start time, which BLMOVE does not).

@@ -9,6 +9,10 @@ pub(crate) struct Keys {
     pub dead: String,
     pub since: String,
     pub ops: String,
+    /// Messages a consumer held when it stopped without finishing them: taken one at a time.
+    pub suspect: String,
+    /// How often each suspect (by the SHA-1 of its text) was taken alone.
+    pub attempts: String,
 }
 
 impl Keys {
@@ -18,6 +22,8 @@ impl Keys {
             dead: format!("{queue}:dead"),
             since: format!("{queue}:since"),
             ops: format!("{queue}:ops"),
+            suspect: format!("{queue}:suspect"),
+            attempts: format!("{queue}:attempts"),
         }
     }
 

@@ -167,28 +167,35 @@ impl RedisConsumer {
             if other == self.name {
                 continue;
             }
-            let (alive, queue, since) = (
-                self.keys.alive(other),
-                self.keys.queue.clone(),
-                self.keys.since.clone(),
-            );
-            let moved: i64 = self.link.idempotent(|c| {
-                scripts()
-                    .recover
-                    .key(&list)
-                    .key(&alive)
-                    .key(&queue)
-                    .key(&since)
-                    .arg(other)
-                    .invoke(c)
-            })?;
+            let moved = self.set_aside(&list, other, false)?;
             if moved > 0 {
                 log::warn!(
-                    "consumer {other} of queue `{queue}` stopped with {moved} messages in flight (heartbeat expired); returned them to the queue"
+                    "consumer {other} of queue `{}` stopped with {moved} messages in flight (heartbeat expired); they are taken again one at a time, before the rest of the queue",
+                    self.keys.queue
                 );
             }
         }
         Ok(())
+    }
+}
+
+impl RedisConsumer {
+    /// Moves the in-flight list `list` of consumer `name` (this one's own when `own`) onto the
+    /// queue's suspect list; the number of messages moved (-1: that consumer is alive).
+    pub(super) fn set_aside(&mut self, list: &str, name: &str, own: bool) -> QResult<i64> {
+        let alive = self.keys.alive(name);
+        let (suspect, since) = (self.keys.suspect.clone(), self.keys.since.clone());
+        self.link.idempotent(|c| {
+            scripts()
+                .recover
+                .key(list)
+                .key(&alive)
+                .key(&suspect)
+                .key(&since)
+                .arg(name)
+                .arg(if own { "own" } else { "other" })
+                .invoke(c)
+        })
     }
 }
 

@@ -47,24 +47,36 @@ end
     };
 }
 
-/// Moves up to `max` messages from the right end of a queue to the left of an in-flight list.
+/// Moves up to `max` messages from the right end of a queue to the left of an in-flight list;
+/// or, while there are suspects (messages a consumer held when it stopped without finishing
+/// them), the oldest suspect alone, counting the attempt.
 ///
-/// KEYS: queue, in-flight list, heartbeat key, since-hash.
-/// ARGV: max, heartbeat ttl (s), heartbeat value, consumer name.
-/// Returns `{0, {}}` when the heartbeat had expired (nothing moved: the consumer must first
-/// learn what happened to its in-flight list), else `{1, items}` with items newest first.
+/// KEYS: queue, in-flight list, heartbeat key, since-hash, suspect list, attempts hash.
+/// ARGV: max, heartbeat ttl (s), heartbeat value, consumer name, `1` if a suspect may be taken
+/// (the caller's batch is still empty).
+/// Returns `{0, {}, 0}` when the heartbeat had expired (nothing moved: the consumer must first
+/// learn what happened to its in-flight list), else `{1, items, attempts}` with items newest
+/// first and attempts 0, or one suspect and how often it has now been taken alone.
 pub(crate) const TAKE: &str = with_push_all!(
     r#"
 -- The heartbeat is this consumer's claim on its id: renewed only while it holds our value.
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then
-  return {0, {}}
+  return {0, {}, 0}
 end
 redis.call('EXPIRE', KEYS[3], ARGV[2])
-local bad = guard({KEYS[1], 'list', KEYS[2], 'list', KEYS[4], 'hash'})
+local bad = guard({KEYS[1], 'list', KEYS[2], 'list', KEYS[4], 'hash', KEYS[5], 'list', KEYS[6], 'hash'})
 if bad then
   return bad
 end
 local n = tonumber(ARGV[1])
+-- A suspect goes alone, so that if the consumer stops again the count is its own, not that of
+-- the messages beside it.
+if n > 0 and ARGV[5] == '1' and redis.call('LLEN', KEYS[5]) > 0 then
+  local item = redis.call('LMOVE', KEYS[5], KEYS[2], 'RIGHT', 'LEFT')
+  local tries = redis.call('HINCRBY', KEYS[6], redis.sha1hex(item), 1)
+  redis.call('HSETNX', KEYS[4], ARGV[4], redis.call('TIME')[1])
+  return {1, {item}, tries}
+end
 local items = {}
 if n > 0 then
   items = redis.call('LRANGE', KEYS[1], -n, -1)
@@ -83,17 +95,19 @@ end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('HSETNX', KEYS[4], ARGV[4], redis.call('TIME')[1])
 end
-return {1, items}
+return {1, items, 0}
 "#
 );
 
 /// Removes acked messages from an in-flight list and pushes messages to other lists, all at
 /// once, at most once per operation id (so a retry after a lost connection cannot repeat it).
 ///
-/// KEYS: in-flight list, heartbeat key, since-hash, ops-hash, then one key per destination.
+/// KEYS: in-flight list, heartbeat key, since-hash, ops-hash, attempts hash, then one key per
+/// destination.
 /// ARGV: consumer name, operation id, heartbeat ttl, heartbeat value, mode (`all` or `some`),
-/// expected in-flight length (mode `all`), number of acked items k, the k items, then for each
-/// destination: `L` (LPUSH) or `R` (RPUSH), a count m, the m items.
+/// expected in-flight length (mode `all`), number of acked items k, `1` if the acked items are
+/// finished (their attempt counts are dropped; not when they are given back), the k items, then
+/// for each destination: `L` (LPUSH) or `R` (RPUSH), a count m, the m items.
 ///
 /// Mode `all` deletes the whole list after checking its length (the fast path: the consumer
 /// acks everything it holds, so the items need not be sent back). Mode `some` removes one copy
@@ -111,8 +125,8 @@ if redis.call('GET', KEYS[2]) ~= ARGV[4] then
   return -1
 end
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-local want = {KEYS[1], 'list', KEYS[3], 'hash', KEYS[4], 'hash'}
-for k = 5, #KEYS do
+local want = {KEYS[1], 'list', KEYS[3], 'hash', KEYS[4], 'hash', KEYS[5], 'hash'}
+for k = 6, #KEYS do
   want[#want + 1] = KEYS[k]
   want[#want + 1] = 'list'
 end
@@ -121,10 +135,17 @@ if bad then
   return bad
 end
 local nack = tonumber(ARGV[7])
-local pos = 8
+local pos = 9
+-- Finished messages are no longer suspects. Only looked at when there are any.
+local forget = ARGV[8] == '1' and redis.call('EXISTS', KEYS[5]) == 1
 if ARGV[5] == 'all' then
   if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[6]) then
     return -2
+  end
+  if forget then
+    for _, item in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+      redis.call('HDEL', KEYS[5], redis.sha1hex(item))
+    end
   end
   redis.call('DEL', KEYS[1])
   pos = pos + nack
@@ -132,6 +153,9 @@ elseif nack > 0 then
   local want = {}
   for i = pos, pos + nack - 1 do
     want[ARGV[i]] = (want[ARGV[i]] or 0) + 1
+    if forget then
+      redis.call('HDEL', KEYS[5], redis.sha1hex(ARGV[i]))
+    end
   end
   pos = pos + nack
   local cur = redis.call('LRANGE', KEYS[1], 0, -1)
@@ -165,7 +189,7 @@ elseif nack > 0 then
     push_all('RPUSH', KEYS[1], kept, 1, #kept)
   end
 end
-for k = 5, #KEYS do
+for k = 6, #KEYS do
   local cmd = 'RPUSH'
   if ARGV[pos] == 'L' then
     cmd = 'LPUSH'
@@ -183,15 +207,18 @@ return 1
 "#
 );
 
-/// Returns another consumer's in-flight list to its queue if that consumer's heartbeat has
-/// expired: all of it, in order, to the consumer end, and deletes the list.
+/// Sets aside another consumer's in-flight list if that consumer's heartbeat has expired (or,
+/// at a consumer's start, its own list from a run that stopped without finishing it): all of
+/// it, in order, onto the suspect list, from which consumers take one message at a time before
+/// anything else of the queue; and deletes the list.
 ///
-/// KEYS: the in-flight list, its consumer's heartbeat key, the queue, the since-hash.
-/// ARGV: that consumer's name.
-/// Returns -1 if the consumer is alive (nothing done), else the number of messages returned.
+/// KEYS: the in-flight list, its consumer's heartbeat key, the suspect list, the since-hash.
+/// ARGV: that consumer's name, `own` when it is the caller's own list (its heartbeat is the
+/// caller's, alive).
+/// Returns -1 if the consumer is alive (nothing done), else the number of messages set aside.
 pub(crate) const RECOVER: &str = with_push_all!(
     r#"
-if redis.call('EXISTS', KEYS[2]) == 1 then
+if ARGV[2] ~= 'own' and redis.call('EXISTS', KEYS[2]) == 1 then
   return -1
 end
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'list' then
@@ -202,8 +229,8 @@ if bad then
   return bad
 end
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
--- RPUSH in list order leaves the oldest (rightmost) in-flight item at the queue's right end,
--- so it is taken first again, before anything that was behind it.
+-- RPUSH in list order leaves the oldest (rightmost) in-flight item at the suspect list's right
+-- end, so it is taken first again, before anything that was behind it.
 push_all('RPUSH', KEYS[3], items, 1, #items)
 redis.call('DEL', KEYS[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
@@ -231,17 +258,17 @@ return redis.call('LLEN', KEYS[1])
 "#
 );
 
-/// Empties a queue, only if it is one.
+/// Empties a queue and its suspect list, only if they are lists.
 ///
-/// KEYS: the queue. Returns the number of messages removed.
+/// KEYS: the queue, its suspect list. Returns the number of messages removed.
 pub(crate) const PURGE: &str = with_push_all!(
     r#"
-local bad = guard({KEYS[1], 'list'})
+local bad = guard({KEYS[1], 'list', KEYS[2], 'list'})
 if bad then
   return bad
 end
-local n = redis.call('LLEN', KEYS[1])
-redis.call('DEL', KEYS[1])
+local n = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2])
 return n
 "#
 );

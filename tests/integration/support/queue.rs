@@ -23,3 +23,26 @@ pub fn numbered(range: RangeInclusive<u32>) -> Vec<Message> {
 pub fn strs(range: RangeInclusive<u32>) -> Vec<String> {
     range.map(|i| i.to_string()).collect()
 }
+
+/// Takes `n` times, each take giving exactly one message taken alone after a consumer stopped
+/// holding it (a suspect, on its `attempts`-th attempt); their bodies in order. Not acked.
+pub fn take_suspects(
+    c: &mut dyn loglines::queue::Consumer,
+    n: usize,
+    attempts: u32,
+    wait: std::time::Duration,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let got = c.take(100, wait).unwrap();
+        assert_eq!(
+            got.len(),
+            1,
+            "take {i}: a suspect comes alone: {:?}",
+            bodies(&got)
+        );
+        assert_eq!(got[0].attempts, attempts, "take {i}: {}", got[0].body);
+        out.push(got[0].body.clone());
+    }
+    out
+}
