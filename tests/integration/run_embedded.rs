@@ -554,21 +554,12 @@ fn a_huge_plugin_error_is_cut_in_the_dead_letter_reason() {
 #[test]
 fn a_line_that_makes_a_pattern_backtrack_is_dead_lettered_and_the_rest_delivered() {
     let dir = support::temp_dir();
-    let plugin = dir.path().join("greedy.lua");
-    std::fs::write(
-        &plugin,
-        "function parseline(jmsg)\n\
-           local m = loglines.json.decode(jmsg)\n\
-           -- A path made of one letter repeated defeats this pattern.\n\
-           if m.logline:find('/aaaa', 1, true) then m.logline:find('/(a-)(a-)(a-)(a-)(a-)(a-)b') end\n\
-           return { line = m.logline }\n\
-         end\n\
-         function get_openurl_params(c, section, pl)\n\
-           if pl.line:find('paper.pdf', 1, true) then return { url_tim = '2026-11-27T00:00:00Z', ['rft.artnum'] = pl.line:match('/id/eprint/(%d+)/') } end\n\
-           return nil\n\
-         end\n",
-    )
-    .unwrap();
+    // A path made of one letter repeated defeats the pattern.
+    let plugin = support::plugin::line_plugin(
+        dir.path(),
+        "greedy.lua",
+        "if m.logline:find('/aaaa', 1, true) then m.logline:find('/(a-)(a-)(a-)(a-)(a-)(a-)b') end",
+    );
     let p = Pipeline::embedded(Options {
         workers: 1,
         plugin: plugin.display().to_string(),

@@ -613,6 +613,26 @@ fn a_worker_stopped_while_it_connects_exits_0_without_an_error() {
     assert!(!err.contains("loglines:"), "{err}");
 }
 
+/// A worker (as [`worker_with_downloads_and`]) whose plugin runs `before` on each line with an
+/// instruction limit out of reach, so that it can spin for good.
+fn worker_with_spinning_plugin(
+    dir: &tempfile::TempDir,
+    lines: u64,
+    name: &str,
+    before: &str,
+) -> Pipeline {
+    let plugin = support::plugin::line_plugin(dir.path(), name, before);
+    worker_with_downloads_and(
+        lines,
+        Options {
+            plugin: plugin.to_str().unwrap().to_string(),
+            plugin_section: String::new(),
+            worker_keys: format!("plugin_max_instructions = {}\n", u64::MAX >> 1),
+            ..Options::default()
+        },
+    )
+}
+
 /// A plugin call that does not return (here a backtracking string pattern under a limit raised
 /// out of reach, standing in for anything that runs in C) does not keep the worker from
 /// stopping: SIGTERM ends it within 5 s, saying why, and the message it was on is not lost (it
@@ -620,20 +640,11 @@ fn a_worker_stopped_while_it_connects_exits_0_without_an_error() {
 #[test]
 fn sigterm_stops_a_worker_whose_plugin_is_stuck_in_a_string_pattern() {
     let dir = support::temp_dir();
-    let plugin = dir.path().join("stuck.lua");
-    std::fs::write(
-        &plugin,
-        "function parseline(j)\n  string.find(string.rep('a', 3000), '.-.-.-.-.-.-b')\n  return nil\nend\nfunction get_openurl_params() end\n",
-    )
-    .unwrap();
-    let mut p = worker_with_downloads_and(
+    let mut p = worker_with_spinning_plugin(
+        &dir,
         3,
-        Options {
-            plugin: plugin.to_str().unwrap().to_string(),
-            plugin_section: String::new(),
-            worker_keys: format!("plugin_max_instructions = {}\n", u64::MAX >> 1),
-            ..Options::default()
-        },
+        "stuck.lua",
+        "string.find(string.rep('a', 3000), '.-.-.-.-.-.-b')",
     );
     p.start("worker_pirus2", 0);
     // Taken (in flight), and the plugin busy on the first of them.
@@ -672,27 +683,11 @@ fn sigterm_stops_a_worker_whose_plugin_is_stuck_in_a_string_pattern() {
 #[test]
 fn a_message_in_hand_whenever_a_worker_is_killed_is_dead_lettered_after_three_attempts() {
     let dir = support::temp_dir();
-    let plugin = dir.path().join("spin.lua");
-    std::fs::write(
-        &plugin,
-        "function parseline(jmsg)\n\
-           local m = loglines.json.decode(jmsg)\n\
-           if m.logline:find('/id/eprint/0/', 1, true) then while true do end end\n\
-           return { line = m.logline }\n\
-         end\n\
-         function get_openurl_params(c, section, pl)\n\
-           return { url_tim = '2026-11-27T00:00:00Z', rft_dat = 'oai:repo.example.ac.uk:' .. pl.line:match('/id/eprint/(%d+)/') }\n\
-         end\n",
-    )
-    .unwrap();
-    let mut p = worker_with_downloads_and(
+    let mut p = worker_with_spinning_plugin(
+        &dir,
         5,
-        Options {
-            plugin: plugin.to_str().unwrap().to_string(),
-            plugin_section: String::new(),
-            worker_keys: format!("plugin_max_instructions = {}\n", u64::MAX >> 1),
-            ..Options::default()
-        },
+        "spin.lua",
+        "if m.logline:find('/id/eprint/0/', 1, true) then while true do end end",
     );
     let mut con = p.redis.as_ref().unwrap().conn();
     let attempts = |con: &mut redis::Connection| -> Vec<u32> {

@@ -154,3 +154,28 @@ pub fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// Writes `name` (a `.lua` file) in `dir`: a plugin whose `parseline` first runs `before` (Lua
+/// code that sees the decoded message as `m`), and which sends each download of the generated
+/// log with its line number as `rft_dat` (what `Pipeline::accepted_numbers` reads). For tests
+/// of what happens around a plugin that misbehaves on some lines.
+#[allow(dead_code)] // not every area uses it
+pub fn line_plugin(dir: &Path, name: &str, before: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "function parseline(jmsg)\n\
+               local m = loglines.json.decode(jmsg)\n\
+               {before}\n\
+               return {{ line = m.logline }}\n\
+             end\n\
+             function get_openurl_params(c, section, pl)\n\
+               if not pl.line:find('paper.pdf', 1, true) then return nil end\n\
+               return {{ url_tim = '2026-11-27T00:00:00Z', rft_dat = 'oai:repo.example.ac.uk:' .. pl.line:match('/id/eprint/(%d+)/') }}\n\
+             end\n"
+        ),
+    )
+    .unwrap();
+    path
+}
