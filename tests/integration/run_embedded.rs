@@ -670,3 +670,50 @@ fn run_once_after_a_rotation_while_stopped_ends_without_waiting_for_late_lines()
     assert_exit(&out, 0);
     assert_eq!(p.accepted_numbers(), vec![0, 20, 40, 60, 80]);
 }
+
+/// Two rotations while stopped: the checkpointed file (now `access.log.2`) is finished and the
+/// new log read, but the file between them (`access.log.1`) is not; that is said, naming it and
+/// how to send it, rather than passed over in silence. Once sent as the warning says, every
+/// event has arrived.
+#[test]
+fn two_rotations_while_stopped_name_the_file_in_between() {
+    let p = Pipeline::embedded(Options {
+        workers: 1,
+        ..Options::default()
+    });
+    p.append(&loggen::lines(0, 40, 20));
+    assert_exit(&run_once(&p, &[]), 0);
+    p.append(&loggen::lines(40, 60, 20));
+    std::fs::rename(p.log_path(), p.path("access.log.1")).unwrap();
+    p.append(&loggen::lines(60, 80, 20));
+    std::fs::rename(p.path("access.log.1"), p.path("access.log.2")).unwrap();
+    std::fs::rename(p.log_path(), p.path("access.log.1")).unwrap();
+    p.append(&loggen::lines(80, 100, 20));
+    // The older rotation is older on disk too.
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(p.path("access.log.2"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let out = support::bin::output_within(&p.config, &["run", "--once"], Duration::from_secs(30));
+    assert_exit(&out, 0);
+    let err = support::bin::text(&out.stderr);
+    assert!(
+        err.contains("was rotated more than once while the watcher was stopped")
+            && err.contains("which the watcher does not read: ")
+            && err.contains("access.log.1; send its lines")
+            && err.contains("loglines run --once FILE"),
+        "{err}"
+    );
+    assert_eq!(p.accepted_numbers(), vec![0, 20, 40, 80]);
+    let path = p.path("access.log.1");
+    let out = support::bin::output_within(
+        &p.config,
+        &["run", "--once", path.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert_exit(&out, 0);
+    assert_eq!(p.accepted_numbers(), vec![0, 20, 40, 80, 60]);
+}

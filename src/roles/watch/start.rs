@@ -199,6 +199,7 @@ impl Watcher<'_> {
                                 copy_path.display(),
                                 p.offset
                             );
+                            warn_later_rotations(&path, &copy_path);
                             let mut t = self.tail_from(copy, copy_path);
                             t.copy = true;
                             return self.begin_at(t, p.offset, false);
@@ -223,6 +224,7 @@ impl Watcher<'_> {
                 old_path.display(),
                 p.offset
             );
+            warn_later_rotations(&path, &old_path);
             let t = self.tail_from(old, old_path);
             return self.begin_at(t, p.offset, false);
         }
@@ -319,6 +321,49 @@ fn first_matching(
         }
     }
     None
+}
+
+/// Says so when, besides the file being finished (`found`), other files named like the log were
+/// written after it: the log was rotated more than once while the watcher was stopped. The
+/// watcher goes from `found` straight to the log, so their lines are not read; the warning
+/// names them and how to send them.
+fn warn_later_rotations(logfile: &Path, found: &Path) {
+    let later = later_rotations(logfile, found);
+    if later.is_empty() {
+        return;
+    }
+    let names: Vec<String> = later.iter().map(|p| p.display().to_string()).collect();
+    log::warn!(
+        "{} was rotated more than once while the watcher was stopped: besides {}, {} written since, which the watcher does not read: {}; send {} with `loglines run --once FILE...` (or `loglines push`), oldest first",
+        logfile.display(),
+        found.display(),
+        if later.len() == 1 { "this file was" } else { "these files were" },
+        names.join(", "),
+        if later.len() == 1 { "its lines" } else { "their lines" },
+    );
+}
+
+/// Files beside `logfile` named like it (`access.log.1`, `access.log-20261201.gz`), other than
+/// the log and `found`, last written after `found`: rotations between the two. Oldest first.
+fn later_rotations(logfile: &Path, found: &Path) -> Vec<PathBuf> {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let (Some(stem), Some(since)) = (logfile.file_name(), modified(found)) else {
+        return Vec::new();
+    };
+    let stem = stem.to_string_lossy().into_owned();
+    let mut later: Vec<(std::time::SystemTime, PathBuf)> = beside(logfile)
+        .into_iter()
+        .filter(|path| {
+            path != found
+                && path.is_file()
+                && path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&stem))
+        })
+        .filter_map(|path| modified(&path).filter(|t| *t > since).map(|t| (t, path)))
+        .collect();
+    later.sort();
+    later.into_iter().map(|(_, p)| p).collect()
 }
 
 /// A copy of the checkpointed file beside `logfile` (`access.log.1` made by copytruncate, not
