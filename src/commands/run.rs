@@ -13,6 +13,7 @@ use crate::queue::embedded::EmbeddedTransport;
 use crate::roles::watch::checkpoint::prev_path;
 use crate::roles::worker::Endpoint;
 use crate::roles::{find_section, Role, RoleError, RoleName, Source, StartError, Starter};
+use crate::util::compressed;
 use crate::util::shutdown::Shutdown;
 use crate::util::stats::{BySection, Snapshot};
 use anyhow::anyhow;
@@ -240,8 +241,10 @@ fn start_watchers(
     if !args.files.is_empty() {
         let section = replay_section(cfg, args)?;
         for file in &args.files {
+            // A rotated log logrotate compressed is read as it is (gzip, by its content).
             let input = std::fs::File::open(file)
-                .map_err(|e| Failure::Runtime(anyhow!("cannot open {}: {e}", file.display())))?;
+                .and_then(|f| compressed::open_text(f, file))
+                .map_err(|e| Failure::Runtime(anyhow!("cannot read {}: {e}", file.display())))?;
             let counters = stats.section(&section);
             let starter =
                 Starter::new(cfg.clone(), &section, RoleName::Watch, shutdown, &counters)?
@@ -445,6 +448,11 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
     }
     if output_closed {
         return Err(Failure::OutputClosed);
+    }
+    if compressed::input_failed() {
+        return Err(Failure::Runtime(anyhow!(
+            "a compressed file could not be read to its end (see above); its lines up to there were processed"
+        )));
     }
     Ok(if args.once && snap.dead > 0 { 1 } else { 0 })
 }

@@ -15,6 +15,7 @@ use crate::plugin::{Explained, Outcome, Plugin, PluginSpec};
 use crate::roles::worker::tracker::unsendable;
 use crate::roles::worker::Endpoint;
 use crate::roles::Role;
+use crate::util::compressed;
 use crate::util::text;
 use anyhow::Context;
 use clap::Args;
@@ -378,13 +379,16 @@ pub fn run(g: &Global, args: &TestPluginArgs) -> Result<i32, Failure> {
     let (mut input, size): (Box<dyn BufRead>, Option<u64>) = if args.sample == Path::new("-") {
         (Box::new(BufReader::new(std::io::stdin())), None)
     } else {
-        let f = std::fs::File::open(&args.sample).map_err(|e| {
-            Failure::Config(vec![format!(
-                "cannot read the sample log {}: {e}; pass a readable log file (or - for standard input)",
-                args.sample.display()
-            )])
-        })?;
-        let size = f.metadata().ok().map(|m| m.len());
+        let f = std::fs::File::open(&args.sample)
+            .and_then(|f| compressed::open_text(f, &args.sample))
+            .map_err(|e| {
+                Failure::Config(vec![format!(
+                    "cannot read the sample log {}: {e}; pass a readable log file (or - for standard input)",
+                    args.sample.display()
+                )])
+            })?;
+        // A decompressed file comes through a pipe, whose size says nothing.
+        let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
         (Box::new(BufReader::with_capacity(1 << 16, f)), size)
     };
     let progress = match size {
@@ -417,6 +421,12 @@ pub fn run(g: &Global, args: &TestPluginArgs) -> Result<i32, Failure> {
     }
     summary(&mut out, args.json, counts, rate).context("writing the summary")?;
     out.flush().context("writing the results")?;
+    if compressed::input_failed() {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "{} could not be read to its end (see above); the lines up to there were tested",
+            args.sample.display()
+        )));
+    }
     Ok(if counts.errors > 0 || counts.dead_letter > 0 {
         1
     } else {

@@ -275,6 +275,9 @@ pub fn run_process(
             .as_fd()
             .try_clone_to_owned()
             .map(File::from)
+            .and_then(|f| {
+                crate::util::compressed::open_text(f, std::path::Path::new("standard input"))
+            })
             .map_err(|e| StartError::Runtime(format!("cannot use standard input: {e}")))?;
         starter = starter.reading(Source::Lines(input));
     }

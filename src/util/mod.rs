@@ -1,8 +1,8 @@
 //! Small pieces every layer uses: the shutdown signal, the shared counters, files kept private,
-//! the HTTP proxy
-//! from the environment, the system calls std lacks, UTC time formatting, and cutting outside
-//! text to length.
+//! compressed input decoded, the HTTP proxy from the environment, the system calls std lacks,
+//! UTC time formatting, and cutting outside text to length.
 
+pub mod compressed;
 pub mod private;
 pub mod proxy;
 pub mod shutdown;

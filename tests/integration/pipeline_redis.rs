@@ -57,6 +57,63 @@ fn ora_sample_log_through_every_role() {
     run_sample("ora", "ora-wsgi.log", "");
 }
 
+/// A backfill of a compressed rotated log over Redis: `push < access.log.2.gz` puts its lines
+/// on the watcher's queue, and every role delivers exactly what the plain file would. The same
+/// file through a pipe is refused with how to give it instead, pushing nothing.
+#[test]
+fn a_gzip_backfill_pushed_through_every_role() {
+    let mut p = Pipeline::redis(Options::default());
+    let file = data("combined.log");
+    let log = std::fs::read_to_string(&file).unwrap();
+    let (urls, sent, other) = expected(&p, &log);
+    let gz = p.path("access.log.2.gz");
+    support::gzip(&file, &gz, false);
+
+    let piped = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cat {} | {} --config {} push --section logger_watch",
+            gz.display(),
+            env!("CARGO_BIN_EXE_loglines"),
+            p.config.display()
+        ))
+        .output()
+        .unwrap();
+    let err = support::bin::text(&piped.stderr);
+    assert_ne!(piped.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("compressed data coming through a pipe"),
+        "{err}"
+    );
+    assert!(p.redis.as_ref().unwrap().lrange("loglines").is_empty());
+
+    let out = p
+        .command(&["push", "--section", "logger_watch"])
+        .stdin(std::fs::File::open(&gz).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        support::bin::text(&out.stderr)
+    );
+    p.start_all();
+    let total = log.lines().count();
+    assert!(
+        p.wait_for_filed(total, Duration::from_secs(30)),
+        "not all lines filed:\n{}",
+        p.outputs()
+    );
+    assert!(p.tracker.wait_for(urls.len(), Duration::from_secs(10)));
+    let redis = p.redis.as_ref().expect("a Redis pipeline");
+    assert!(wait_until(Duration::from_secs(30), || redis.queues_idle(QUEUES)));
+    assert_sample_delivered(&p, "combined.log.gz", &urls, &sent, &other);
+    for (who, code) in p.stop_all() {
+        assert_eq!(code, Some(0), "{who}:\n{}", p.outputs());
+    }
+}
+
 /// Writes `n` generated lines over `secs` seconds, calling `during` between chunks.
 fn feed(
     p: &mut Pipeline,

@@ -67,6 +67,48 @@ fn run_once_replays_files_given_on_the_command_line() {
     assert_eq!(p.tracker.count(), urls.len());
 }
 
+/// A rotated log that logrotate compressed is read as it is: `run --once FILE.gz` delivers
+/// exactly what the plain file would (gzip recognised by content, whatever the name, every
+/// member of a file that holds two), and the summary counts its lines.
+#[test]
+fn run_once_reads_gzip_compressed_files() {
+    let p = Pipeline::embedded(Options::default());
+    let file = data("combined.log");
+    let log = std::fs::read_to_string(&file).unwrap();
+    let (urls, sent, other) = expected(&p, &log);
+    let gz = p.path("access.log.2.gz");
+    support::gzip(&file, &gz, false);
+    let out = run_once(&p, &[gz.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    let err = support::bin::text(&out.stderr);
+    assert!(
+        err.contains(&format!("summary: {} lines read", log.lines().count())),
+        "{err}"
+    );
+    assert_sample_delivered(&p, "combined.log.gz", &urls, &sent, &other);
+
+    // Two members (two compressed logs concatenated), under a name that does not say gzip.
+    let p = Pipeline::embedded(Options::default());
+    let both = p.path("access.log.old");
+    support::gzip(&file, &both, true);
+    assert_exit(&run_once(&p, &[both.to_str().unwrap()]), 0);
+    assert_eq!(p.tracker.count(), 2 * urls.len());
+
+    // Cut short: what it holds is delivered, and the run says the rest could not be read.
+    let p = Pipeline::embedded(Options::default());
+    let whole = std::fs::read(&gz).unwrap();
+    let cut = p.path("cut.gz");
+    std::fs::write(&cut, &whole[..whole.len() - 20]).unwrap();
+    let out = run_once(&p, &[cut.to_str().unwrap()]);
+    let err = support::bin::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the gzip data cannot be read after")
+            && err.contains("could not be read to its end"),
+        "{err}"
+    );
+}
+
 fn start_run(p: &Pipeline) -> Child {
     let err = std::fs::OpenOptions::new()
         .create(true)

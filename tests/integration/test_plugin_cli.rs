@@ -63,6 +63,37 @@ fn runs_out_of_the_box_on_the_sample_log() {
     assert_eq!(text(&out.stderr), "");
 }
 
+/// A sample log compressed by logrotate is read as it is: the same lines, the same verdicts.
+#[test]
+fn a_gzip_compressed_sample_gives_what_the_plain_one_does() {
+    let dir = crate::support::temp_dir();
+    let gz = dir.path().join("access.log.2.gz");
+    crate::support::gzip(&root().join("tests/data/combined.log"), &gz, false);
+    let plain = loglines(&[
+        "test-plugin",
+        "lua_plugins/irus.lua",
+        "tests/data/combined.log",
+        "--json",
+    ]);
+    let packed = loglines(&[
+        "test-plugin",
+        "lua_plugins/irus.lua",
+        gz.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(packed.status.code(), Some(0), "{}", text(&packed.stderr));
+    // Everything but the summary's timing.
+    let body = |o: &Output| {
+        let t = text(&o.stdout);
+        t.lines()
+            .filter(|l| !l.contains("\"summary\""))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(body(&packed), body(&plain));
+    assert_eq!(body(&packed).len(), 28);
+}
+
 #[test]
 fn json_output_is_one_object_per_line_and_a_summary() {
     let out = loglines(&[

@@ -14,6 +14,7 @@ use crate::queue::{Message, Producer, QueueError};
 use crate::roles::notify::Notifier;
 use crate::roles::watch::handover::{Handover, Refused};
 use crate::roles::watch::lines::{self, LineSplitter, Piece, Wrapper};
+use crate::util::compressed;
 use crate::util::shutdown::Shutdown;
 use crate::util::stats::Stats;
 use crate::util::sys::readable;
@@ -160,6 +161,18 @@ impl Pusher<'_> {
                     return Err(Halt::Read(e));
                 }
             };
+            if self.counts.bytes == 0 && n > 0 {
+                // Compressed data reaches here only through a pipe (a file is decoded before):
+                // its bytes are not lines.
+                if let compressed::Kind::Gzip | compressed::Kind::Other(_) =
+                    compressed::kind_of(&buf[..n])
+                {
+                    return Err(Halt::Read(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the input is compressed data coming through a pipe; give the file itself (`< FILE.gz`, gzip is read as it is) or decompress it into the pipe (`zcat FILE.gz | ...`)",
+                    )));
+                }
+            }
             if let Some(b) = bar {
                 b.inc(n as u64);
             }

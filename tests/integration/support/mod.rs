@@ -138,3 +138,20 @@ pub fn process_alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// `src` compressed with the system's gzip (as logrotate compresses rotated logs) into `dest`;
+/// with `twice`, two gzip members one after the other (two compressed files concatenated).
+#[allow(dead_code)] // not every area uses it
+pub fn gzip(src: &Path, dest: &Path, twice: bool) {
+    let one = std::process::Command::new("gzip")
+        .arg("-c")
+        .arg(src)
+        .output()
+        .expect("gzip is needed (apt-get install gzip)");
+    assert!(one.status.success());
+    let mut bytes = one.stdout.clone();
+    if twice {
+        bytes.extend(&one.stdout);
+    }
+    std::fs::write(dest, bytes).unwrap();
+}
