@@ -322,17 +322,123 @@ fn sub<'a>(s: &Cow<'a, str>, r: Range<usize>) -> Cow<'a, str> {
     }
 }
 
-/// Converts a log timestamp `dd/Mon/yyyy:HH:MM:SS ±hhmm` (optionally still in its `[ ]`) to
-/// `yyyy-mm-ddTHH:MM:SSZ` in UTC, the form the tracker's `url_tim` wants.
+/// Converts a log timestamp to `yyyy-mm-ddTHH:MM:SSZ` in UTC, the form the tracker's `url_tim`
+/// wants. Accepted: the access log's `dd/Mon/yyyy:HH:MM:SS ±hhmm` (optionally still in its
+/// `[ ]`); ISO 8601 with a zone (`2026-11-27T09:00:01+01:00`, `...Z`, `...+0100`, a space for
+/// the `T`, fractions of a second), as nginx's `$time_iso8601` and JSON logs write it; and
+/// seconds since 1970 (`1764234001`, `1764234001.123`: nginx's `$msec`, Caddy's `ts`).
+/// Fractions of a second are dropped (the tracker counts whole seconds).
 ///
-/// Returns `None` for anything else, including impossible dates (30 February, hour 24) and
-/// results outside years 0000-9999. Month names are matched without regard to case.
-pub fn to_iso8601_utc(clf_time: &str) -> Option<String> {
-    let t = clf_time.trim();
+/// Returns `None` for anything else, including impossible dates (30 February, hour 24), an ISO
+/// time without a zone (its UTC time is unknown) and results outside years 0000-9999. Month
+/// names are matched without regard to case.
+pub fn to_iso8601_utc(log_time: &str) -> Option<String> {
+    let t = log_time.trim();
     let t = t
         .strip_prefix('[')
         .and_then(|t| t.strip_suffix(']'))
         .unwrap_or(t);
+    let utc = clf_seconds(t)
+        .or_else(|| iso_seconds(t))
+        .or_else(|| epoch_seconds(t))?;
+    // Four digits show years 0000-9999 only.
+    const FIRST: i64 = time::days_from_civil(0, 1, 1) * time::SECS_PER_DAY;
+    const END: i64 = time::days_from_civil(10_000, 1, 1) * time::SECS_PER_DAY;
+    (FIRST..END)
+        .contains(&utc)
+        .then(|| time::iso8601_from_unix(utc))
+}
+
+/// Seconds since 1970 of a local date and time at `offset` seconds east of UTC, if the date
+/// and time exist.
+fn utc_of(
+    (year, month, day): (u32, u32, u32),
+    (hour, minute, second): (u32, u32, u32),
+    offset: i64,
+) -> Option<i64> {
+    if month == 0
+        || month > 12
+        || day == 0
+        || day > days_in_month(i64::from(year), month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    // Local time is UTC plus the offset; through a day count, the date rolls over by itself.
+    let local = time::days_from_civil(i64::from(year), month, day) * time::SECS_PER_DAY
+        + i64::from(hour * 3600 + minute * 60 + second);
+    Some(local - offset)
+}
+
+/// `yyyy-mm-ddTHH:MM:SS[.fff](Z|±hh:mm|±hhmm|±hh)`, `T` or a space between date and time.
+fn iso_seconds(t: &str) -> Option<i64> {
+    let b = t.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let date = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+    let clock = (
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    );
+    let mut rest = &b[19..];
+    if let Some(frac) = rest.strip_prefix(b".").or_else(|| rest.strip_prefix(b",")) {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &frac[n..];
+    }
+    let offset = match rest {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), zone @ ..] => {
+            let (h, m) = match zone {
+                [h1, h2] => (digits(&[*h1, *h2])?, 0),
+                [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => {
+                    (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?)
+                }
+                _ => return None,
+            };
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let secs = i64::from(h * 3600 + m * 60);
+            if *sign == b'+' {
+                secs
+            } else {
+                -secs
+            }
+        }
+        _ => return None,
+    };
+    utc_of(date, clock, offset)
+}
+
+/// Seconds since 1970, whole or with a fraction (dropped).
+fn epoch_seconds(t: &str) -> Option<i64> {
+    let (whole, frac) = t.split_once('.').unwrap_or((t, "0"));
+    if whole.is_empty()
+        || whole.len() > 12
+        || frac.is_empty()
+        || !whole.bytes().all(|c| c.is_ascii_digit())
+        || !frac.bytes().all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    whole.parse().ok()
+}
+
+/// The access log's `dd/Mon/yyyy:HH:MM:SS ±hhmm`.
+fn clf_seconds(t: &str) -> Option<i64> {
     let b = t.as_bytes();
     if b.len() != 26
         || b[2] != b'/'
@@ -357,27 +463,11 @@ pub fn to_iso8601_utc(clf_time: &str) -> Option<String> {
     };
     let off_h = digits(&b[22..24])?;
     let off_m = digits(&b[24..26])?;
-    if day == 0
-        || day > days_in_month(i64::from(year), month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-        || off_h > 23
-        || off_m > 59
-    {
+    if off_h > 23 || off_m > 59 {
         return None;
     }
-
-    // Local time is UTC plus the offset; through a day count, the date rolls over by itself.
-    let local = time::days_from_civil(i64::from(year), month, day) * time::SECS_PER_DAY
-        + i64::from(hour * 3600 + minute * 60 + second);
-    let utc = local - i64::from(sign) * i64::from(off_h * 3600 + off_m * 60);
-    // Four digits show years 0000-9999 only.
-    const FIRST: i64 = time::days_from_civil(0, 1, 1) * time::SECS_PER_DAY;
-    const END: i64 = time::days_from_civil(10_000, 1, 1) * time::SECS_PER_DAY;
-    (FIRST..END)
-        .contains(&utc)
-        .then(|| time::iso8601_from_unix(utc))
+    let offset = i64::from(sign) * i64::from(off_h * 3600 + off_m * 60);
+    utc_of((year, month, day), (hour, minute, second), offset)
 }
 
 fn digits(b: &[u8]) -> Option<u32> {
@@ -735,10 +825,54 @@ mod tests {
             "01/Jan/0000:00:30:00 +0100",
             "31/Dec/9999:23:30:00 -0100",
             "0١/Apr/2009:01:14:27 +0100",
-            "2009-04-01T00:14:27Z",
+            // ISO 8601 without a zone, or malformed.
+            "2009-04-01T00:14:27",
+            "2009-04-01T00:14:27.5",
+            "2009-04-01T00:14:27.Z",
+            "2009-04-01T00:14:27+1",
+            "2009-04-01T00:14:27+01:0",
+            "2009-04-01T00:14:27+24:00",
+            "2009-04-01X00:14:27Z",
+            "2009-13-01T00:14:27Z",
+            "2009-02-29T00:14:27Z",
+            "2009-04-01T00:14:60Z",
+            // Not seconds since 1970.
+            "-1764234001",
+            "1764234001.",
+            ".5",
+            "1e9",
+            "1764234001.5.5",
+            "9999999999999",
         ] {
             assert_eq!(to_iso8601_utc(bad), None, "{bad:?}");
         }
+    }
+
+    /// The other forms JSON logs and other servers write: ISO 8601 with a zone, and seconds
+    /// since 1970, fractions dropped.
+    #[test]
+    fn iso8601_and_epoch_forms() {
+        for (given, want) in [
+            ("2026-11-27T09:00:01+00:00", "2026-11-27T09:00:01Z"),
+            ("2026-11-27T10:00:01+01:00", "2026-11-27T09:00:01Z"),
+            ("2026-11-27T10:00:01+0100", "2026-11-27T09:00:01Z"),
+            ("2026-11-27T10:00:01+01", "2026-11-27T09:00:01Z"),
+            ("2026-11-27 09:00:01Z", "2026-11-27T09:00:01Z"),
+            ("2026-11-27t09:00:01z", "2026-11-27T09:00:01Z"),
+            ("2026-11-27T09:00:01.999999Z", "2026-11-27T09:00:01Z"),
+            ("2026-11-27T09:00:01,5-00:30", "2026-11-27T09:30:01Z"),
+            // Across the year boundary, both ways.
+            ("2026-12-31T23:30:00-01:00", "2027-01-01T00:30:00Z"),
+            ("2027-01-01T00:30:00+01:00", "2026-12-31T23:30:00Z"),
+            ("2024-02-29T12:00:00Z", "2024-02-29T12:00:00Z"),
+            ("1764234001", "2025-11-27T09:00:01Z"),
+            ("1764234001.987", "2025-11-27T09:00:01Z"),
+            (" 0 ", "1970-01-01T00:00:00Z"),
+            ("253402300799", "9999-12-31T23:59:59Z"),
+        ] {
+            assert_eq!(to_iso8601_utc(given).as_deref(), Some(want), "{given}");
+        }
+        assert_eq!(to_iso8601_utc("253402300800"), None, "year 10000");
     }
 
     /// Seconds since 0000-01-01T00:00 counted naively, to check the day-count arithmetic
