@@ -86,6 +86,31 @@ pub(crate) fn clf_table(lua: &Lua, r: &LogRecord) -> mlua::Result<Value> {
     }
 }
 
+/// The table a compiled `loglines.log_format` parser returns for one line: each field under its
+/// name (a later field of the same name wins, as when set one by one).
+pub(crate) fn record_table(
+    lua: &Lua,
+    r: &crate::plugin::library::logformat::Record,
+) -> mlua::Result<Value> {
+    use crate::plugin::library::logformat::Val;
+    // SAFETY: see the module comment; the closure borrows `r` only, reserves its two slots per
+    // field and leaves one table.
+    unsafe {
+        lua.exec_raw::<Value>((), |state| {
+            ffi::lua_createtable(state, 0, c_int::try_from(r.len()).unwrap_or(0));
+            ffi::lua_checkstack(state, 3);
+            for (k, v) in r {
+                push_str(state, k);
+                match v {
+                    Val::Text(t) => push_str(state, t),
+                    Val::Int(n) => ffi::lua_pushinteger(state, *n),
+                }
+                ffi::lua_rawset(state, -3);
+            }
+        })
+    }
+}
+
 /// A parsed JSON document whose strings borrow from the input when they hold no escapes.
 #[derive(Debug)]
 pub(crate) enum Json<'a> {

@@ -196,7 +196,7 @@ impl<'a> Cursor<'a> {
 /// (`\"`, `\\`, `\xHH`) apply to logged strings. Any other backslash is kept as written, since
 /// it cannot have come from the server's escaping. Bytes recovered from `\xHH` that do not form
 /// UTF-8 (a Latin-1 user agent, binary junk) become U+FFFD.
-fn unescape(raw: &str) -> String {
+pub(crate) fn unescape(raw: &str) -> String {
     let b = raw.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -249,17 +249,17 @@ fn hex_val(b: &u8) -> Option<u8> {
     }
 }
 
-struct RequestParts<'a> {
-    method: Cow<'a, str>,
-    path: Cow<'a, str>,
-    query: Option<Cow<'a, str>>,
-    protocol: Cow<'a, str>,
+pub(crate) struct RequestParts<'a> {
+    pub method: Cow<'a, str>,
+    pub path: Cow<'a, str>,
+    pub query: Option<Cow<'a, str>>,
+    pub protocol: Cow<'a, str>,
 }
 
 /// Splits `METHOD TARGET PROTOCOL` (protocol optional, as in HTTP/0.9). A target containing raw
 /// spaces, which Apache logs verbatim when it rejects such a request, stays one target because
 /// the protocol is taken from the last space only when it looks like `HTTP/...`.
-fn split_request<'a>(request: &Cow<'a, str>) -> RequestParts<'a> {
+pub(crate) fn split_request<'a>(request: &Cow<'a, str>) -> RequestParts<'a> {
     match request_ranges(request) {
         Some((method, path, query, protocol)) => RequestParts {
             method: sub(request, method),

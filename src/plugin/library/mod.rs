@@ -8,6 +8,7 @@
 pub mod clf;
 pub mod digest;
 mod http;
+pub mod logformat;
 pub mod openurl;
 mod regex;
 pub mod robots;
@@ -151,9 +152,36 @@ fn install_clf(lua: &Lua, l: &Table) -> mlua::Result<()> {
         })?,
     )?;
     l.set(
+        "log_format",
+        lua.create_function(|_, spec: mlua::String| {
+            logformat::LogFormat::compile(&spec.to_string_lossy())
+                .map(Parser)
+                .map_err(|e| mlua::Error::runtime(format!("log_format: {e}")))
+        })?,
+    )?;
+    l.set(
         "to_iso8601_utc",
         lua.create_function(|_, s: mlua::String| Ok(clf::to_iso8601_utc(&s.to_string_lossy())))?,
     )
+}
+
+/// A compiled `loglines.log_format`, as the plugin holds it: `parser:parse(line)`.
+struct Parser(logformat::LogFormat);
+
+impl mlua::UserData for Parser {
+    fn add_methods<M: mlua::UserDataMethods<Self>>(m: &mut M) {
+        m.add_method("parse", |lua, this, line: mlua::String| {
+            let bytes = line.as_bytes();
+            let text = match std::str::from_utf8(&bytes) {
+                Ok(s) => std::borrow::Cow::Borrowed(s),
+                Err(_) => String::from_utf8_lossy(&bytes),
+            };
+            match this.0.parse(&text) {
+                Ok(r) => Ok((raw::record_table(lua, &r)?, Value::Nil)),
+                Err(why) => Ok((Value::Nil, Value::String(lua.create_string(why)?))),
+            }
+        });
+    }
 }
 
 /// Joins arguments the way `print` does (tostring of each, tab-separated).
