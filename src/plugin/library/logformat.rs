@@ -215,7 +215,7 @@ impl LogFormat {
                                 (Cow::Borrowed(&line[pos..end]), end)
                             }
                             Some(Part::Lit(next)) => {
-                                let at = line[pos..].find(next.as_str()).ok_or_else(|| {
+                                let at = find(&line[pos..], next).ok_or_else(|| {
                                     format!(
                                         "expected `{}` after character {}",
                                         next.escape_debug(),
@@ -238,11 +238,27 @@ impl LogFormat {
     }
 }
 
+/// Where `lit` first occurs in `hay`. Literals are short (a space, `" "`, `] "`): a memchr for
+/// their first byte and a comparison beats setting up a substring search per field.
+fn find(hay: &str, lit: &str) -> Option<usize> {
+    let (h, l) = (hay.as_bytes(), lit.as_bytes());
+    let (&first, rest) = l.split_first()?;
+    let mut at = 0;
+    while let Some(i) = memchr::memchr(first, &h[at..]) {
+        let start = at + i;
+        if h[start + 1..].starts_with(rest) {
+            return Some(start);
+        }
+        at = start + 1;
+    }
+    None
+}
+
 /// A quoted field's value starting at `pos` (just after its opening quote) and where it ends
 /// (at its closing quote, which the next literal holds).
 fn quoted_value(line: &str, pos: usize) -> Option<(Cow<'_, str>, usize)> {
     let b = line.as_bytes();
-    let close = line[pos..].find('"')? + pos;
+    let close = memchr::memchr(b'"', &b[pos..])? + pos;
     if !b[pos..close].contains(&b'\\') {
         return Some((Cow::Borrowed(&line[pos..close]), close));
     }
@@ -502,11 +518,11 @@ fn apache_parts(spec: &str) -> Result<Vec<Part>, FormatError> {
                     b'n' => "note_",
                     _ => "cookie_",
                 };
-                field(Target::Text(Cow::Owned(if letter == b'i' {
+                field(Target::Text(if letter == b'i' {
                     header_field(name)
                 } else {
-                    format!("{prefix}{}", snake(name))
-                })))
+                    Cow::Owned(format!("{prefix}{}", snake(name)))
+                }))
             }
             other => {
                 return Err(FormatError {
@@ -558,13 +574,14 @@ fn apache_parts(spec: &str) -> Result<Vec<Part>, FormatError> {
 }
 
 /// The name a request header's field gets: the well-known ones as `parse_combined` names them.
-fn header_field(name: &str) -> String {
+/// (Static where it can be: a name is copied into every parsed line's record.)
+fn header_field(name: &str) -> Cow<'static, str> {
     match name.to_ascii_lowercase().as_str() {
         "referer" | "referrer" => "referer".into(),
         "user-agent" => "useragent".into(),
         "x-forwarded-for" => "forwarded_for".into(),
         "host" => "vhost".into(),
-        other => format!("http_{}", snake(other)),
+        other => Cow::Owned(format!("http_{}", snake(other))),
     }
 }
 
@@ -635,7 +652,7 @@ fn nginx_parts(spec: &str) -> Result<Vec<Part>, FormatError> {
             "host" => Target::Text("vhost".into()),
             "server_port" => Target::Int("port".into()),
             other => match other.strip_prefix("http_") {
-                Some(h) => Target::Text(Cow::Owned(header_field(&h.replace('_', "-")))),
+                Some(h) => Target::Text(header_field(&h.replace('_', "-"))),
                 None => Target::Text(Cow::Owned(other.to_string())),
             },
         };
