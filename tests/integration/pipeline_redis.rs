@@ -25,8 +25,24 @@ fn run_sample(plugin: &str, log_name: &str, plugin_section: &str) {
         "the sample has both kinds of line"
     );
     p.append(&log);
+    deliver_and_stop(
+        &mut p,
+        log_name,
+        log.lines().count(),
+        (&urls, &sent, &other),
+    );
+}
+
+/// Starts every role, waits until the `total` lines given to the pipeline are filed and the
+/// tracker has the expected requests, checks each went where `expected` says, and stops every
+/// role, which must exit 0.
+fn deliver_and_stop(
+    p: &mut Pipeline,
+    what: &str,
+    total: usize,
+    (urls, sent, other): (&[String], &[String], &[String]),
+) {
     p.start_all();
-    let total = log.lines().count();
     assert!(
         p.wait_for_filed(total, Duration::from_secs(30)),
         "not all lines filed:\n{}",
@@ -36,7 +52,7 @@ fn run_sample(plugin: &str, log_name: &str, plugin_section: &str) {
     // A duplicate or a stray request would come from work still queued or in flight.
     let redis = p.redis.as_ref().expect("a Redis pipeline");
     assert!(wait_until(Duration::from_secs(30), || redis.queues_idle(QUEUES)));
-    assert_sample_delivered(&p, log_name, &urls, &sent, &other);
+    assert_sample_delivered(p, what, urls, sent, other);
     for (who, code) in p.stop_all() {
         assert_eq!(
             code,
@@ -98,20 +114,12 @@ fn a_gzip_backfill_pushed_through_every_role() {
         "{}",
         support::bin::text(&out.stderr)
     );
-    p.start_all();
-    let total = log.lines().count();
-    assert!(
-        p.wait_for_filed(total, Duration::from_secs(30)),
-        "not all lines filed:\n{}",
-        p.outputs()
+    deliver_and_stop(
+        &mut p,
+        "combined.log.gz",
+        log.lines().count(),
+        (&urls, &sent, &other),
     );
-    assert!(p.tracker.wait_for(urls.len(), Duration::from_secs(10)));
-    let redis = p.redis.as_ref().expect("a Redis pipeline");
-    assert!(wait_until(Duration::from_secs(30), || redis.queues_idle(QUEUES)));
-    assert_sample_delivered(&p, "combined.log.gz", &urls, &sent, &other);
-    for (who, code) in p.stop_all() {
-        assert_eq!(code, Some(0), "{who}:\n{}", p.outputs());
-    }
 }
 
 /// Writes `n` generated lines over `secs` seconds, calling `during` between chunks.

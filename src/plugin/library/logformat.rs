@@ -401,6 +401,13 @@ fn unescape_format(s: &str) -> String {
     out
 }
 
+/// Adds the character at byte `i` of `spec` to the literal being built; its length.
+fn take_char(spec: &str, i: usize, lit: &mut String) -> usize {
+    let ch = spec[i..].chars().next().unwrap_or(' ');
+    lit.push(ch);
+    ch.len_utf8()
+}
+
 /// The parts of an Apache `LogFormat` string.
 fn apache_parts(spec: &str) -> Result<Vec<Part>, FormatError> {
     let spec = unescape_format(spec);
@@ -414,9 +421,7 @@ fn apache_parts(spec: &str) -> Result<Vec<Part>, FormatError> {
     };
     while i < b.len() {
         if b[i] != b'%' {
-            let ch = spec[i..].chars().next().unwrap_or(' ');
-            lit.push(ch);
-            i += ch.len_utf8();
+            i += take_char(&spec, i, &mut lit);
             continue;
         }
         let start = i;
@@ -609,9 +614,7 @@ fn nginx_parts(spec: &str) -> Result<Vec<Part>, FormatError> {
             && b.get(i + 1)
                 .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'{');
         if !named {
-            let ch = spec[i..].chars().next().unwrap_or(' ');
-            lit.push(ch);
-            i += ch.len_utf8();
+            i += take_char(&spec, i, &mut lit);
             continue;
         }
         let start = i;
