@@ -56,11 +56,26 @@ enum Part {
 /// A compiled log format.
 #[derive(Debug, Clone)]
 pub struct LogFormat {
-    /// `Some` for the `combined`/`common` presets: the hand-written parser, which also reads
-    /// lines with extra fields at the end.
+    /// The `combined`/`common` presets: the hand-written parser, which also reads lines with
+    /// extra fields at the end.
     combined: bool,
     parts: Vec<Part>,
+    /// `json`: each field's name and its path into the line's object.
+    json: Option<Vec<(&'static str, Vec<String>)>>,
 }
+
+/// The fields a `json` format can take from a line's object.
+const JSON_NAMES: &[&str] = &[
+    "ip",
+    "time",
+    "method",
+    "path",
+    "request",
+    "status",
+    "referer",
+    "useragent",
+    "forwarded_for",
+];
 
 /// Why a format string cannot be used: where, and what.
 #[derive(Debug, PartialEq)]
@@ -101,6 +116,7 @@ impl LogFormat {
             return Ok(LogFormat {
                 combined: true,
                 parts: Vec::new(),
+                json: None,
             });
         }
         if let Some((_, preset)) = PRESETS.iter().find(|(name, _)| *name == spec) {
@@ -146,12 +162,116 @@ impl LogFormat {
         Ok(LogFormat {
             combined: false,
             parts,
+            json: None,
         })
+    }
+
+    /// A format for lines that are each one JSON object (nginx with `escape=json`, Caddy,
+    /// Traefik): `fields` maps names to dotted paths into the object, whitespace-separated
+    /// `name:path` pairs, numbers in a path indexing arrays
+    /// (`ip:request.remote_ip time:ts useragent:request.headers.User-Agent.0`).
+    pub fn compile_json(fields: &str) -> Result<LogFormat, FormatError> {
+        let mut map = Vec::new();
+        let mut at = 0;
+        for pair in fields.split_whitespace() {
+            let position = fields[at..].find(pair).map_or(at, |p| at + p);
+            at = position + pair.len();
+            let err = |what: String| FormatError { position, what };
+            let (name, path) = pair
+                .split_once(':')
+                .ok_or_else(|| err(format!("`{pair}` is not `name:path`")))?;
+            let name = JSON_NAMES.iter().find(|n| **n == name).ok_or_else(|| {
+                err(format!(
+                    "`{name}` is not a field a JSON log gives; expected one of {}",
+                    JSON_NAMES.join(", ")
+                ))
+            })?;
+            if path.is_empty() || path.split('.').any(str::is_empty) {
+                return Err(err(format!(
+                    "`{path}` is not a dotted path (e.g. request.remote_ip)"
+                )));
+            }
+            map.push((*name, path.split('.').map(str::to_string).collect()));
+        }
+        let has = |n: &str| map.iter().any(|(k, _)| *k == n);
+        if !has("time") {
+            return Err(FormatError {
+                position: usize::MAX,
+                what: "the JSON fields have no `time`: an event needs one".into(),
+            });
+        }
+        if !has("request") && !has("path") {
+            return Err(FormatError {
+                position: usize::MAX,
+                what: "the JSON fields have neither `path` nor `request`: an event needs the path"
+                    .into(),
+            });
+        }
+        Ok(LogFormat {
+            combined: false,
+            parts: Vec::new(),
+            json: Some(map),
+        })
+    }
+
+    fn parse_json<'a>(
+        &self,
+        map: &[(&'static str, Vec<String>)],
+        line: &str,
+    ) -> Result<Record<'a>, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(line.trim()).map_err(|e| format!("not a JSON object: {e}"))?;
+        if !v.is_object() {
+            return Err("not a JSON object".into());
+        }
+        let mut out: Record<'a> = Vec::with_capacity(map.len() + 3);
+        for (name, path) in map {
+            let mut cur = &v;
+            let mut found = true;
+            for seg in path {
+                let next = match cur {
+                    serde_json::Value::Object(o) => o.get(seg),
+                    serde_json::Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+                    _ => None,
+                };
+                match next {
+                    Some(n) => cur = n,
+                    None => {
+                        found = false;
+                        break;
+                    }
+                }
+            }
+            let text = match (found, cur) {
+                (false, _) | (_, serde_json::Value::Null) => continue,
+                (_, serde_json::Value::String(t)) => t.clone(),
+                (_, serde_json::Value::Number(n)) => n.to_string(),
+                (_, serde_json::Value::Bool(b)) => b.to_string(),
+                (_, other) => {
+                    return Err(format!(
+                        "`{}` is {other}, not a single value",
+                        path.join(".")
+                    ))
+                }
+            };
+            let target = match *name {
+                "request" => Target::Request,
+                "path" => Target::Uri,
+                "status" => Target::Status,
+                "time" => Target::Time,
+                n => Target::Text(Cow::Borrowed(n)),
+            };
+            emit(&target, Cow::Owned(text), &mut out)?;
+        }
+        Ok(out)
     }
 
     /// The fields of `line`, or why it does not have this format.
     pub fn parse<'a>(&self, line: &'a str) -> Result<Record<'a>, String> {
         let line = line.trim_end_matches(['\r', '\n']);
+        if let Some(map) = &self.json {
+            return self.parse_json(map, line);
+        }
         if self.combined {
             let r = clf::parse_combined(line)
                 .ok_or_else(|| "not a combined or common log line".to_string())?;

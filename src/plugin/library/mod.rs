@@ -153,8 +153,18 @@ fn install_clf(lua: &Lua, l: &Table) -> mlua::Result<()> {
     )?;
     l.set(
         "log_format",
-        lua.create_function(|_, spec: mlua::String| {
-            logformat::LogFormat::compile(&spec.to_string_lossy())
+        lua.create_function(|_, (spec, fields): (mlua::String, Option<mlua::String>)| {
+            let spec = spec.to_string_lossy();
+            let compiled = match (spec.trim(), fields) {
+                ("json", Some(f)) => logformat::LogFormat::compile_json(&f.to_string_lossy()),
+                ("json", None) => {
+                    return Err(mlua::Error::runtime(
+                        "log_format: `json` needs its fields: loglines.log_format(\"json\", \"ip:remote_ip time:ts request:request ...\")",
+                    ))
+                }
+                (s, _) => logformat::LogFormat::compile(s),
+            };
+            compiled
                 .map(Parser)
                 .map_err(|e| mlua::Error::runtime(format!("log_format: {e}")))
         })?,

@@ -234,3 +234,56 @@ proptest::proptest! {
         proptest::prop_assert_eq!(text(&r, "useragent"), (agent != "-").then_some(agent.as_str()));
     }
 }
+
+/// JSON lines: Caddy's nested access log, nginx's `escape=json`, and what is refused.
+#[test]
+fn json_lines_by_field_map() {
+    let caddy = LogFormat::compile_json(
+        "ip:request.client_ip time:ts method:request.method path:request.uri status:status \
+         useragent:request.headers.User-Agent.0 referer:request.headers.Referer.0",
+    )
+    .unwrap();
+    let r = caddy
+        .parse(r#"{"level":"info","ts":1764234001.5,"logger":"http.log.access","msg":"handled request","request":{"remote_ip":"10.0.0.2","client_ip":"203.0.113.9","proto":"HTTP/2.0","method":"GET","host":"repo.example.ac.uk","uri":"/downloads/abc?file=thumbnail","headers":{"User-Agent":["Mozilla/5.0 \"q\""]}},"size":5120,"status":200}"#)
+        .unwrap();
+    assert_eq!(text(&r, "ip"), Some("203.0.113.9"));
+    assert_eq!(text(&r, "time"), Some("1764234001.5"));
+    assert_eq!(text(&r, "path"), Some("/downloads/abc"));
+    assert_eq!(text(&r, "query"), Some("file=thumbnail"));
+    assert_eq!(int(&r, "status"), Some(200));
+    assert_eq!(text(&r, "useragent"), Some("Mozilla/5.0 \"q\""));
+    assert_eq!(
+        get(&r, "referer"),
+        None,
+        "a path that is not there is absent"
+    );
+
+    let nginx = LogFormat::compile_json(
+        "ip:remote_addr time:time_iso8601 request:request status:status forwarded_for:xff",
+    )
+    .unwrap();
+    let r = nginx
+        .parse(r#"{"remote_addr":"10.0.0.5","time_iso8601":"2026-11-27T09:00:01+00:00","request":"GET /a.pdf?x=1 HTTP/1.1","status":"200","xff":"-"}"#)
+        .unwrap();
+    assert_eq!(text(&r, "method"), Some("GET"));
+    assert_eq!(text(&r, "query"), Some("x=1"));
+    assert_eq!(int(&r, "status"), Some(200));
+    assert_eq!(get(&r, "forwarded_for"), None);
+    for bad in [
+        "not json",
+        "[1]",
+        r#"{"status":"x","request":"GET / HTTP/1.1","time_iso8601":"t"}"#,
+    ] {
+        assert!(nginx.parse(bad).is_err(), "{bad}");
+    }
+    for (fields, what) in [
+        ("ip:a time", "not `name:path`"),
+        ("ip:a colour:b time:t path:p", "`colour` is not a field"),
+        ("time:t path:a..b", "not a dotted path"),
+        ("ip:a path:p", "no `time`"),
+        ("ip:a time:t", "neither `path` nor `request`"),
+    ] {
+        let e = LogFormat::compile_json(fields).unwrap_err();
+        assert!(e.what.contains(what), "{fields}: {e}");
+    }
+}
