@@ -191,7 +191,8 @@ impl fmt::Display for PluginError {
                 limit,
             } => write!(
                 f,
-                "{plugin}: {stage} ran more than {limit} Lua instructions and was stopped; look for an endless loop or a string pattern that backtracks (each matching step counts as an instruction), or raise plugin_max_instructions"
+                "{plugin}: {stage} ran more than {limit} Lua instructions (or {} s of CPU time) and was stopped; look for an endless loop or a string pattern that backtracks (each matching step counts as an instruction), or raise plugin_max_instructions",
+                sandbox::MAX_CALL_CPU.as_secs()
             ),
             PluginError::MemoryLimit {
                 stage,

@@ -33,8 +33,10 @@ pub enum Call {
     Match { init: Option<i64> },
     /// `string.gmatch(s, p, init)`: the whole iteration, as a loop over it may run to the end.
     Gmatch { init: Option<i64> },
-    /// `string.gsub(s, p, repl, n)`.
-    Gsub { max: Option<i64> },
+    /// `string.gsub(s, p, repl, n)`; `repl_len` is the length of a string replacement, which
+    /// Lua walks once per match (an empty match writes nothing, so the memory limit does not
+    /// bound it).
+    Gsub { max: Option<i64>, repl_len: usize },
 }
 
 /// The call would take more steps than it was allowed.
@@ -152,7 +154,7 @@ impl Replay<'_> {
                 }
                 Ok(())
             }
-            Call::Gsub { max } => {
+            Call::Gsub { max, repl_len } => {
                 let anchor = self.strip_anchor();
                 let max = max.unwrap_or(i64::try_from(len).unwrap_or(i64::MAX - 1) + 1);
                 let (mut src, mut n, mut last) = (0, 0i64, None);
@@ -161,6 +163,7 @@ impl Replay<'_> {
                     match self.do_match(src, 0)? {
                         Some(e) if Some(e) != last => {
                             n += 1;
+                            self.charge(1 + repl_len as u64)?;
                             src = e;
                             last = Some(e);
                         }
@@ -572,7 +575,10 @@ mod tests {
         for call in [
             Call::Match { init: None },
             Call::Gmatch { init: None },
-            Call::Gsub { max: None },
+            Call::Gsub {
+                max: None,
+                repl_len: 0,
+            },
         ] {
             assert_eq!(
                 cost(call, s.as_bytes(), b".-.-.-.-b", 10_000_000),

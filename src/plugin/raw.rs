@@ -563,7 +563,15 @@ unsafe extern "C-unwind" fn counted_call(state: *mut ffi::lua_State) -> c_int {
     // SAFETY: upvalue 3 is the pointer [`counted`] stored, kept alive by the VM's app data.
     let budget = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(3)) as *const Budget);
     let kind = ffi::lua_tointeger(state, ffi::lua_upvalueindex(2));
-    let n = loop_cost(state, kind, budget.left());
+    let n = match loop_cost(state, kind, budget.left()) {
+        Ok(n) => n,
+        Err(refused) => {
+            ffi::luaL_where(state, 1);
+            ffi::lua_pushstring(state, refused.as_ptr());
+            ffi::lua_concat(state, 2);
+            ffi::lua_error(state);
+        }
+    };
     if budget.add(n) {
         let mut buf = [0u8; 128];
         let len = {
@@ -583,10 +591,35 @@ unsafe extern "C-unwind" fn counted_call(state: *mut ffi::lua_State) -> c_int {
     }
 }
 
-/// What the call on the stack will cost; more than `left` when it is over the budget.
-/// Arguments the original function will refuse cost nothing here: it raises its own error at
-/// once.
-unsafe fn loop_cost(state: *mut ffi::lua_State, kind: ffi::lua_Integer, left: u64) -> u64 {
+/// What the call on the stack will cost; more than `left` when it is over the budget; or why
+/// it is refused. Arguments the original function will refuse cost nothing here: it raises its
+/// own error at once.
+unsafe fn loop_cost(
+    state: *mut ffi::lua_State,
+    kind: ffi::lua_Integer,
+    left: u64,
+) -> Result<u64, &'static CStr> {
+    Ok(match kind {
+        k if k == Counted::Insert as i64 || k == Counted::Remove as i64 => {
+            let shifts = (k == Counted::Insert as i64 && ffi::lua_gettop(state) == 3)
+                || (k == Counted::Remove as i64 && ffi::lua_type(state, 2) > ffi::LUA_TNIL);
+            if !shifts || ffi::lua_type(state, 1) != ffi::LUA_TTABLE {
+                return Ok(0);
+            }
+            // A `__len` could answer one length here and another to the original, which reads
+            // it again: the loop would not be the one counted.
+            if ffi::luaL_getmetafield(state, 1, c"__len".as_ptr()) != ffi::LUA_TNIL {
+                ffi::lua_pop(state, 1);
+                return Err(c"table.insert and table.remove at a position are not allowed on a table with __len in a plugin (the shifting could not be counted against the instruction limit); move the elements with a loop");
+            }
+            u64::try_from(ffi::lua_rawlen(state, 1)).unwrap_or(0)
+        }
+        _ => other_cost(state, kind, left),
+    })
+}
+
+/// [`loop_cost`] of the functions whose arguments say their cost.
+unsafe fn other_cost(state: *mut ffi::lua_State, kind: ffi::lua_Integer, left: u64) -> u64 {
     let call = |c| {
         let (Some(s), Some(p)) = (string_arg(state, 1), string_arg(state, 2)) else {
             return 0;
@@ -609,22 +642,21 @@ unsafe fn loop_cost(state: *mut ffi::lua_State, kind: ffi::lua_Integer, left: u6
         k if k == Counted::Gmatch as i64 => {
             int(3).map_or(0, |init| call(pattern::Call::Gmatch { init }))
         }
-        k if k == Counted::Gsub as i64 => int(4).map_or(0, |max| call(pattern::Call::Gsub { max })),
+        k if k == Counted::Gsub as i64 => {
+            // A string (or number) replacement is walked once per match.
+            let repl_len = if ffi::lua_type(state, 3) == ffi::LUA_TSTRING {
+                string_arg(state, 3).map_or(0, <[u8]>::len)
+            } else {
+                0
+            };
+            int(4).map_or(0, |max| call(pattern::Call::Gsub { max, repl_len }))
+        }
         k if k == Counted::Rep as i64 => {
             let sep = string_arg(state, 3).unwrap_or(b"");
             match (string_arg(state, 1), int(2)) {
                 (Some(b""), Some(Some(n))) if sep.is_empty() && n > 0 => n as u64,
                 _ => 0,
             }
-        }
-        k if k == Counted::Insert as i64 || k == Counted::Remove as i64 => {
-            let shifts = (k == Counted::Insert as i64 && ffi::lua_gettop(state) == 3)
-                || (k == Counted::Remove as i64 && ffi::lua_type(state, 2) > ffi::LUA_TNIL);
-            if !shifts || ffi::lua_type(state, 1) != ffi::LUA_TTABLE {
-                return 0;
-            }
-            // The length as the original reads it, `__len` included.
-            u64::try_from(ffi::luaL_len(state, 1)).unwrap_or(0)
         }
         k if k == Counted::Move as i64 => match (int(2), int(3)) {
             (Some(Some(f)), Some(Some(e))) => {

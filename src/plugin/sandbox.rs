@@ -12,17 +12,36 @@ use mlua::{ChunkMode, Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Va
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Duration;
 
 /// Instructions between two checks of the budget. The count hook costs one call into Rust per
 /// step, so a larger step is cheaper; a smaller one stops a runaway loop more precisely. 1000
 /// keeps the overhead well under 1% and the overshoot negligible against any useful limit.
 const STEP: u32 = 1000;
 
+/// CPU time one plugin call may use, whatever its instruction count: instructions that copy
+/// long strings, or C functions called in a loop, do far more work than an instruction's worth.
+pub(crate) const MAX_CALL_CPU: Duration = Duration::from_secs(10);
+
+/// The count hook reads the thread's CPU clock (a system call) every this many of its calls.
+const CPU_CHECK_EVERY: u64 = 10;
+
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 /// The instruction budget of the call in progress, shared between the host and the count hook.
 #[derive(Debug, Default)]
 pub(crate) struct Budget {
     used: Cell<u64>,
     limit: Cell<u64>,
+    /// The thread's CPU time when the call was first looked at by the clock check (not at its
+    /// start: most calls end before the first check, and never read the clock).
+    cpu_start: Cell<Option<Duration>>,
     /// Set when the limit was hit, so that a plugin that catches the error with `pcall` gets it
     /// raised again (see `PRELUDE`), and the host can report it as a limit, not a plugin bug.
     exceeded: Cell<bool>,
@@ -33,6 +52,26 @@ impl Budget {
     pub(crate) fn reset(&self) {
         self.used.set(0);
         self.exceeded.set(false);
+        self.cpu_start.set(None);
+    }
+
+    /// Whether the call in progress has used more than [`MAX_CALL_CPU`] of CPU time (the bound
+    /// on work that instructions do not measure: a loop of `..` on long strings does
+    /// megabytes of copying per instruction). Marks the limit as reached if so.
+    fn over_cpu(&self) -> bool {
+        let now = thread_cpu();
+        match self.cpu_start.get() {
+            None => {
+                self.cpu_start.set(Some(now));
+                false
+            }
+            Some(start) if now.saturating_sub(start) > MAX_CALL_CPU => {
+                self.used.set(self.limit.get().saturating_add(1));
+                self.exceeded.set(true);
+                true
+            }
+            Some(_) => false,
+        }
     }
 
     pub(crate) fn exceeded(&self) -> bool {
@@ -73,8 +112,9 @@ impl std::fmt::Display for LimitMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "instruction limit reached: one call may run at most {} Lua instructions",
-            self.0
+            "instruction limit reached: one call may run at most {} Lua instructions (and {} s of CPU time)",
+            self.0,
+            MAX_CALL_CPU.as_secs()
         )
     }
 }
@@ -258,7 +298,10 @@ fn install_hook(lua: &Lua, budget: &Rc<Budget>) -> mlua::Result<()> {
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(step),
         move |_, _| {
-            if b.add(u64::from(step)) {
+            let over = b.add(u64::from(step))
+                || ((b.used.get() / u64::from(step)).is_multiple_of(CPU_CHECK_EVERY)
+                    && b.over_cpu());
+            if over {
                 return Err(mlua::Error::runtime(limit_message(b.limit())));
             }
             Ok(VmState::Continue)

@@ -241,8 +241,11 @@ fn work_in_the_libraries_c_loops_counts_against_the_limit() {
         r#"string.rep("", 2^62, "")"#,
         r#"table.move({}, 1, 1e15, 2)"#,
         r#"table.move({}, math.mininteger // 2, math.maxinteger // 2, 1)"#,
-        r#"table.insert(setmetatable({}, {__len = function() return 2^50 end}), 1, "x")"#,
-        r#"table.remove(setmetatable({}, {__len = function() return 2^50 end}), 1)"#,
+        // A replacement string Lua walks once per (empty) match: nothing allocated.
+        r#"string.gsub(string.rep("a", 20000), "", string.rep("%0", 20000))"#,
+        // An iterator called again after it found nothing searches again each time: each
+        // call is cheap in instructions, so the CPU-time bound of a call stops it.
+        r#"local it = string.rep("a", 200000):gmatch("b") for i = 1, 1e9 do it() end"#,
     ];
     for code in hostile {
         let t = std::time::Instant::now();
@@ -258,6 +261,17 @@ fn work_in_the_libraries_c_loops_counts_against_the_limit() {
         assert!(t.elapsed().as_secs() < 60, "{code} took {:?}", t.elapsed());
         let ok = plugin.process(&msg("local x = 1")).unwrap();
         assert!(matches!(ok, Outcome::Eligible(_)), "after {code}: {ok:?}");
+    }
+    // Shifting a table whose __len could lie between counting and shifting is refused.
+    for code in [
+        r#"table.insert(setmetatable({}, {__len = function() return 2^50 end}), 1, "x")"#,
+        r#"local n = 0 table.remove(setmetatable({}, {__len = function() n = n + 1 return n == 1 and 0 or 3e8 end}), 1)"#,
+    ] {
+        let e = plugin.process(&msg(code)).unwrap_err().to_string();
+        assert!(
+            e.contains("not allowed on a table with __len"),
+            "{code}: {e}"
+        );
     }
     // The same functions on ordinary input are not stopped.
     for code in [

@@ -144,8 +144,15 @@ impl Admin for RedisAdmin {
     fn purge(&mut self, queue: &str) -> QResult<u64> {
         // A script, not MULTI/EXEC: LLEN failing on a key that is not a list did not stop the
         // DEL after it.
-        let suspect = Keys::new(queue).suspect;
-        self.once(|c| scripts().purge.key(queue).key(&suspect).invoke(c))
+        let keys = Keys::new(queue);
+        self.once(|c| {
+            scripts()
+                .purge
+                .key(queue)
+                .key(&keys.suspect)
+                .key(&keys.attempts)
+                .invoke(c)
+        })
     }
 
     fn describe(&mut self) -> QResult<String> {

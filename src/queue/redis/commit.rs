@@ -98,7 +98,8 @@ impl RedisConsumer {
             if present.is_empty() && dests.is_empty() {
                 return Ok(());
             }
-            // Finished, unless they go back to this queue: a suspect given back stays one.
+            // Finished, unless they go back to this queue: a suspect given back keeps its count
+            // (it returns to the queue, and counts again if a consumer stops holding it).
             let given_back = dests.iter().any(|(q, _, _)| *q == self.keys.queue);
             let finished = !matches!(what, Commit::Requeue) && !given_back;
             let r = self.run_commit(&op, &present, all, finished, &dests);

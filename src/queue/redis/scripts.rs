@@ -153,9 +153,6 @@ elseif nack > 0 then
   local want = {}
   for i = pos, pos + nack - 1 do
     want[ARGV[i]] = (want[ARGV[i]] or 0) + 1
-    if forget then
-      redis.call('HDEL', KEYS[5], redis.sha1hex(ARGV[i]))
-    end
   end
   pos = pos + nack
   local cur = redis.call('LRANGE', KEYS[1], 0, -1)
@@ -174,6 +171,12 @@ elseif nack > 0 then
   end
   if removed ~= nack then
     return -3
+  end
+  -- Only now that the commit will happen: the finished messages are no longer suspects.
+  if forget then
+    for i = pos - nack, pos - 1 do
+      redis.call('HDEL', KEYS[5], redis.sha1hex(ARGV[i]))
+    end
   end
   if lowest == #cur - removed + 1 then
     -- The acked items are exactly the oldest ones: trim them off the right end.
@@ -258,16 +261,21 @@ return redis.call('LLEN', KEYS[1])
 "#
 );
 
-/// Empties a queue and its suspect list, only if they are lists.
+/// Empties a queue and its suspect list, only if they are lists, and forgets the suspects'
+/// attempt counts.
 ///
-/// KEYS: the queue, its suspect list. Returns the number of messages removed.
+/// KEYS: the queue, its suspect list, its attempts hash. Returns the number of messages removed.
 pub(crate) const PURGE: &str = with_push_all!(
     r#"
-local bad = guard({KEYS[1], 'list', KEYS[2], 'list'})
+local bad = guard({KEYS[1], 'list', KEYS[2], 'list', KEYS[3], 'hash'})
 if bad then
   return bad
 end
 local n = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2])
+local suspects = redis.call('LRANGE', KEYS[2], 0, -1)
+for _, item in ipairs(suspects) do
+  redis.call('HDEL', KEYS[3], redis.sha1hex(item))
+end
 redis.call('DEL', KEYS[1], KEYS[2])
 return n
 "#
