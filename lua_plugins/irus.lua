@@ -20,6 +20,11 @@
 --   max_useragent          longest user agent sent as req_dat, in bytes (default: 600)
 --   max_referer            longest referer sent as rfr_dat, in bytes (default: 600)
 --   max_svc_dat            longest svc_dat (base_url plus path), in bytes (default: 1000)
+--   log_format             the access log's format: combined (default, also reads common),
+--                          vhost_combined, nginx_main, an Apache LogFormat string, an nginx
+--                          log_format string, or json (see loglines.log_format)
+--   json_fields            with log_format = json: name:path pairs, e.g.
+--                          ip:request.client_ip time:ts path:request.uri status:status
 --
 -- A visitor chooses the user agent, referer and path, and can make them kilobytes long. Cut to
 -- these lengths, the whole request stays under 8,190 bytes (Apache's default limit for a request
@@ -55,6 +60,7 @@ local MAX_ITEM_ID = 256
 
 -- The settings, read once by init().
 local S = {
+  parse = parse_combined, -- the log line parser: parse_combined, or a log_format's
   patterns = nil,       -- one re.set of request patterns followed by investigation patterns
   n_request = 0,        -- how many of them are request patterns
   repository = nil,
@@ -98,6 +104,20 @@ function init(c, worker_section)
   S.patterns = L.re.set(all)
   S.n_request = #request
 
+  local format = opt("log_format", "combined")
+  if format == "combined" or format == "common" then
+    S.parse = parse_combined
+  else
+    local ok, parser = pcall(L.log_format, format, opt("json_fields", nil))
+    if not ok then
+      error("[" .. sec .. "] log_format = " .. format .. ": " .. tostring(parser):gsub("^.-log_format: ", ""), 0)
+    end
+    S.parse = function(line)
+      local r, why = parser:parse(line)
+      return r, why
+    end
+  end
+
   S.repository = opt("repository", c:get(worker_section, "rfr_id", nil))
   S.oai_prefix = opt("oai_prefix", nil)
   S.base_url = opt("base_url", nil)
@@ -131,11 +151,14 @@ function parseline(jmsg)
   local msg = json_decode(jmsg)
   local line = msg.logline
   if type(line) ~= "string" then return nil, "the message has no logline" end
-  local r = parse_combined(line)
-  if r == nil then return nil, "not a combined/common log line" end
-  if r.method ~= "GET" then return nil, "method " .. r.method .. " is not GET" end
+  local r, why = S.parse(line)
+  if r == nil then return nil, why and ("not in the log format: " .. why) or "not a combined/common log line" end
+  if r.method ~= "GET" then return nil, "method " .. tostring(r.method or "-") .. " is not GET" end
   local status = r.status
-  if status ~= 200 and status ~= 304 then return nil, "status " .. status .. " is not 200 or 304" end
+  if status ~= 200 and status ~= 304 then return nil, "status " .. tostring(status or "-") .. " is not 200 or 304" end
+  if r.ip == nil or r.time == nil or r.path == nil then
+    return nil, "the line has no client address, time or path"
+  end
   local i, id = S.patterns:match(r.path)
   if i == nil then return nil, "path is not an item page or file" end
   -- No repository's identifiers are this long; a visitor's made-up path can be.

@@ -373,6 +373,41 @@ fn irus_custom_patterns_replace_the_defaults() {
     );
 }
 
+/// `log_format` makes irus.lua read the site's own format: the same event as from the combined
+/// line, whatever the format writes around it (nginx's default `main`, Debian's vhost_combined,
+/// a JSON log), and a line of another format is not an event, saying why.
+#[test]
+fn irus_reads_the_configured_log_format() {
+    let want = nine(
+        "2026-11-27T09:00:07Z",
+        "192.0.2.10",
+        FIREFOX_LINUX,
+        "oai:repo.example.ac.uk:1234",
+        "https://repo.example.ac.uk/id/eprint/1234/1/a.pdf",
+        "https://www.google.com/",
+        REPO,
+        "Request",
+    );
+    for (format, line) in [
+        (
+            "nginx_main",
+            format!(r#"192.0.2.10 - - [27/Nov/2026:09:00:07 +0000] "GET /id/eprint/1234/1/a.pdf HTTP/1.1" 200 5120 "https://www.google.com/" "{FIREFOX_LINUX}" "-""#),
+        ),
+        (
+            "vhost_combined",
+            format!(r#"repo.example.ac.uk:443 192.0.2.10 - - [27/Nov/2026:10:00:07 +0100] "GET /id/eprint/1234/1/a.pdf HTTP/1.1" 200 5120 "https://www.google.com/" "{FIREFOX_LINUX}""#),
+        ),
+        (
+            "json\njson_fields = ip:remote_addr time:time_iso8601 request:request status:status referer:http_referer useragent:http_user_agent",
+            format!(r#"{{"remote_addr":"192.0.2.10","time_iso8601":"2026-11-27T09:00:07+00:00","request":"GET /id/eprint/1234/1/a.pdf HTTP/1.1","status":200,"http_referer":"https://www.google.com/","http_user_agent":"{FIREFOX_LINUX}"}}"#),
+        ),
+    ] {
+        let cfg = format!("[irus]\nrepository = {REPO}\nlog_format = {format}\n");
+        let got = run_lines(shipped("irus.lua", &cfg), [line.as_str(), "garbage"], REPO);
+        assert_eq!(got, vec![want.clone(), None], "{format}");
+    }
+}
+
 #[test]
 fn irus_bad_settings_are_load_errors() {
     for (cfg, want) in [
@@ -383,6 +418,14 @@ fn irus_bad_settings_are_load_errors() {
         (
             "[irus]\nreq_id = hmac\n",
             "[irus] req_id = hmac needs hmac_secret",
+        ),
+        (
+            "[irus]\nlog_format = %h %Z %t \"%r\"\n",
+            "[irus] log_format = %h %Z %t \"%r\": at character 4: `%Z` is not an Apache log directive",
+        ),
+        (
+            "[irus]\nlog_format = json\n",
+            "[irus] log_format = json: `json` needs its fields",
         ),
         (
             "[irus]\nrequest_patterns = ^/files/(\\d+\n",
