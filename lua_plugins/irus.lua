@@ -25,6 +25,10 @@
 --                          log_format string, or json (see loglines.log_format)
 --   json_fields            with log_format = json: name:path pairs, e.g.
 --                          ip:request.client_ip time:ts path:request.uri status:status
+--   trusted_proxies        CIDR networks of the site's own proxies and load balancers: from
+--                          one of them, the client is the rightmost X-Forwarded-For address
+--                          that is not (the format must log the header); otherwise the
+--                          header is ignored (default: none, the logged address is the client)
 --
 -- A visitor chooses the user agent, referer and path, and can make them kilobytes long. Cut to
 -- these lengths, the whole request stays under 8,190 bytes (Apache's default limit for a request
@@ -61,6 +65,7 @@ local MAX_ITEM_ID = 256
 -- The settings, read once by init().
 local S = {
   parse = parse_combined, -- the log line parser: parse_combined, or a log_format's
+  proxies = nil,        -- loglines.trusted_proxies of trusted_proxies, if set
   patterns = nil,       -- one re.set of request patterns followed by investigation patterns
   n_request = 0,        -- how many of them are request patterns
   repository = nil,
@@ -118,6 +123,15 @@ function init(c, worker_section)
     end
   end
 
+  local trusted = opt("trusted_proxies", "")
+  if trusted:match("%S") then
+    local ok, proxies = pcall(L.trusted_proxies, trusted)
+    if not ok then
+      error("[" .. sec .. "] trusted_proxies: " .. tostring(proxies):gsub("^.-trusted_proxies: ", ""), 0)
+    end
+    S.proxies = proxies
+  end
+
   S.repository = opt("repository", c:get(worker_section, "rfr_id", nil))
   S.oai_prefix = opt("oai_prefix", nil)
   S.base_url = opt("base_url", nil)
@@ -159,6 +173,8 @@ function parseline(jmsg)
   if r.ip == nil or r.time == nil or r.path == nil then
     return nil, "the line has no client address, time or path"
   end
+  -- Behind the site's own proxies, the client is in X-Forwarded-For.
+  if S.proxies then r.ip = S.proxies:client(r.ip, r.forwarded_for) end
   local i, id = S.patterns:match(r.path)
   if i == nil then return nil, "path is not an item page or file" end
   -- No repository's identifiers are this long; a visitor's made-up path can be.

@@ -408,6 +408,45 @@ fn irus_reads_the_configured_log_format() {
     }
 }
 
+/// Behind trusted proxies the client is the rightmost X-Forwarded-For address that is not one
+/// of them; a header from an untrusted address, or what a client wrote into it, is ignored.
+#[test]
+fn irus_finds_the_client_behind_trusted_proxies() {
+    let cfg = format!(
+        "[irus]\nrepository = {REPO}\nlog_format = nginx_main\ntrusted_proxies = 10.0.0.0/8, 2001:db8:ffff::/48\n"
+    );
+    let line = |addr: &str, xff: &str| {
+        format!(
+            r#"{addr} - - [27/Nov/2026:09:00:07 +0000] "GET /id/eprint/1234/1/a.pdf HTTP/1.1" 200 5120 "-" "{FIREFOX_LINUX}" "{xff}""#
+        )
+    };
+    let lines = [
+        line("10.0.0.5", "203.0.113.9, 10.0.0.2"),
+        line("10.0.0.5", "6.6.6.6, 198.51.100.7"),
+        line("198.51.100.7", "6.6.6.6"),
+        line("2001:db8:ffff::1", "2001:db8:1::9, not-an-address"),
+        line("10.0.0.5", "-"),
+    ];
+    let ids: Vec<String> = run_lines(
+        shipped("irus.lua", &cfg),
+        lines.iter().map(String::as_str),
+        REPO,
+    )
+    .into_iter()
+    .map(|p| p.expect("an event")["req_id"].clone())
+    .collect();
+    assert_eq!(
+        ids,
+        [
+            "203.0.113.9",
+            "198.51.100.7",
+            "198.51.100.7",
+            "2001:db8:1::9",
+            "10.0.0.5"
+        ]
+    );
+}
+
 #[test]
 fn irus_bad_settings_are_load_errors() {
     for (cfg, want) in [
@@ -422,6 +461,10 @@ fn irus_bad_settings_are_load_errors() {
         (
             "[irus]\nlog_format = %h %Z %t \"%r\"\n",
             "[irus] log_format = %h %Z %t \"%r\": at character 4: `%Z` is not an Apache log directive",
+        ),
+        (
+            "[irus]\ntrusted_proxies = 10.0.0.0/8, 10.0.0/33\n",
+            "[irus] trusted_proxies: `10.0.0/33` is not an address or CIDR network",
         ),
         (
             "[irus]\nlog_format = json\n",

@@ -10,6 +10,7 @@ pub mod digest;
 mod http;
 pub mod logformat;
 pub mod openurl;
+pub mod proxies;
 mod regex;
 pub mod robots;
 
@@ -152,6 +153,14 @@ fn install_clf(lua: &Lua, l: &Table) -> mlua::Result<()> {
         })?,
     )?;
     l.set(
+        "trusted_proxies",
+        lua.create_function(|_, list: mlua::String| {
+            proxies::Networks::parse(&list.to_string_lossy())
+                .map(Proxies)
+                .map_err(|e| mlua::Error::runtime(format!("trusted_proxies: {e}")))
+        })?,
+    )?;
+    l.set(
         "log_format",
         lua.create_function(|_, (spec, fields): (mlua::String, Option<mlua::String>)| {
             let spec = spec.to_string_lossy();
@@ -173,6 +182,21 @@ fn install_clf(lua: &Lua, l: &Table) -> mlua::Result<()> {
         "to_iso8601_utc",
         lua.create_function(|_, s: mlua::String| Ok(clf::to_iso8601_utc(&s.to_string_lossy())))?,
     )
+}
+
+/// `loglines.trusted_proxies(list)`, as the plugin holds it: `proxies:client(ip, forwarded_for)`.
+struct Proxies(proxies::Networks);
+
+impl mlua::UserData for Proxies {
+    fn add_methods<M: mlua::UserDataMethods<Self>>(m: &mut M) {
+        m.add_method(
+            "client",
+            |_, this, (ip, xff): (mlua::String, Option<mlua::String>)| {
+                let xff = xff.map(|x| x.to_string_lossy());
+                Ok(this.0.client(&ip.to_string_lossy(), xff.as_deref()))
+            },
+        );
+    }
 }
 
 /// A compiled `loglines.log_format`, as the plugin holds it: `parser:parse(line)`.
