@@ -14,8 +14,11 @@
 --   drop_robots            drop COUNTER robots before sending (default: true)
 --   req_id                 ip, urn:ip, or hmac (default: ip)
 --   hmac_secret            the key for req_id = hmac (required then)
+--   platform               eprints, dspace, ojs, hyrax (comma-separated; default
+--                          eprints, dspace): the URL patterns below, and for OJS the
+--                          article/ before the id in rft.artnum
 --   request_patterns       regexes, one per line, matching the path of a file download;
---                          the first capture group is the item id (default: EPrints, DSpace)
+--                          the first capture group is the item id (default: the platforms')
 --   investigation_patterns the same for item pages
 --   max_useragent          longest user agent sent as req_dat, in bytes (default: 600)
 --   max_referer            longest referer sent as rfr_dat, in bytes (default: 600)
@@ -44,18 +47,44 @@ local truncate = L.truncate
 
 -- Paths are matched without their query string, so `?download=1` does not change the outcome.
 -- Handles are PREFIX/SUFFIX with a numeric, possibly dotted, prefix (10023/5678, 1721.1/123).
-local DEFAULT_REQUEST = {
-  [[^/id/eprint/(\d+)/\d+/.+$]],                              -- EPrints file
-  [[^/(\d+)/\d+/.+$]],                                        -- EPrints file, short form
-  [[^/bitstream/handle/(\d+(?:\.\d+)*/[^/]+)/.+$]],           -- DSpace file by handle
-  [[^/bitstreams/([0-9a-fA-F-]{36})/download$]],              -- DSpace 7 file
-  [[^/server/api/core/bitstreams/([0-9a-fA-F-]{36})/content$]], -- DSpace 7 REST file
-}
-local DEFAULT_INVESTIGATION = {
-  [[^/id/eprint/(\d+)/?$]],                                   -- EPrints item page
-  [[^/(\d+)/?$]],                                             -- EPrints item page, short form
-  [[^/handle/(\d+(?:\.\d+)*/[^/]+)/?$]],                      -- DSpace item page by handle
-  [[^/items/([0-9a-fA-F-]{36})/?$]],                          -- DSpace 7 item page
+-- Per platform (the `platform` setting): file downloads (Request) and item pages
+-- (Investigation), and what goes before the captured id in rft.artnum's item part.
+local PLATFORMS = {
+  eprints = {
+    request = {
+      [[^/id/eprint/(\d+)/\d+/.+$]],                          -- file
+      [[^/(\d+)/\d+/.+$]],                                    -- file, short form
+    },
+    investigation = {
+      [[^/id/eprint/(\d+)/?$]],                               -- item page
+      [[^/(\d+)/?$]],                                         -- item page, short form
+    },
+  },
+  dspace = {
+    request = {
+      [[^/bitstream/handle/(\d+(?:\.\d+)*/[^/]+)/.+$]],       -- file by handle
+      [[^/bitstreams/([0-9a-fA-F-]{36})/download$]],          -- DSpace 7 file
+      [[^/server/api/core/bitstreams/([0-9a-fA-F-]{36})/content$]], -- DSpace 7 REST file
+    },
+    investigation = {
+      [[^/handle/(\d+(?:\.\d+)*/[^/]+)/?$]],                  -- item page by handle
+      [[^/items/([0-9a-fA-F-]{36})/?$]],                      -- DSpace 7 item page
+    },
+  },
+  -- OJS: /[index.php/]JOURNAL/article/download/ID/GALLEY[/FILE] and .../article/view/ID; its
+  -- OAI-PMH identifiers are oai:HOST:article/ID.
+  ojs = {
+    request = { [[^/(?:index\.php/)?[^/]+/article/download/(\d+)/\d+(?:/\d+)?/?$]] },
+    investigation = { [[^/(?:index\.php/)?[^/]+/article/view/(\d+)/?$]] },
+    item_prefix = "article/",
+  },
+  -- Samvera Hyrax: /downloads/ID (not its derivatives, ?file=thumbnail and the like) and
+  -- /concern/TYPE/ID.
+  hyrax = {
+    request = { [[^/downloads/([A-Za-z0-9_-]+)/?$]] },
+    investigation = { [[^/concern/[a-z_]+/([A-Za-z0-9_-]+)/?$]] },
+    skip_file_query = true,
+  },
 }
 
 -- An item id (the pattern's capture) longer than this is not a real item, and would make the
@@ -64,6 +93,8 @@ local MAX_ITEM_ID = 256
 
 -- The settings, read once by init().
 local S = {
+  item_prefix = {},     -- per pattern, put before the captured id (OJS: "article/")
+  skip_file_query = {}, -- per pattern, whether a `file=` query makes it a derivative (Hyrax)
   parse = parse_combined, -- the log line parser: parse_combined, or a log_format's
   proxies = nil,        -- loglines.trusted_proxies of trusted_proxies, if set
   patterns = nil,       -- one re.set of request patterns followed by investigation patterns
@@ -94,15 +125,39 @@ function init(c, worker_section)
   local sec = L.plugin_name
   local function opt(key, default) return c:get(sec, key, default) end
 
-  local request = DEFAULT_REQUEST
-  local investigation = DEFAULT_INVESTIGATION
-  if c:has_option(sec, "request_patterns") then request = lines_of(opt("request_patterns")) end
+  -- The platforms' patterns, each with what it adds to the id; the *_patterns settings
+  -- replace them.
+  local request, investigation = {}, {}
+  local req_meta, inv_meta = {}, {}
+  for name in opt("platform", "eprints, dspace"):gmatch("[^,%s]+") do
+    local p = PLATFORMS[name]
+    if p == nil then
+      error("[" .. sec .. "] platform = " .. name .. " is not known; use eprints, dspace, ojs or hyrax (comma-separated)", 0)
+    end
+    local meta = { prefix = p.item_prefix or "", skip = p.skip_file_query or false }
+    for _, r in ipairs(p.request) do request[#request + 1] = r; req_meta[#req_meta + 1] = meta end
+    for _, r in ipairs(p.investigation) do
+      investigation[#investigation + 1] = r; inv_meta[#inv_meta + 1] = meta
+    end
+  end
+  local plain = { prefix = "", skip = false }
+  if c:has_option(sec, "request_patterns") then
+    request = lines_of(opt("request_patterns")); req_meta = {}
+    for i = 1, #request do req_meta[i] = plain end
+  end
   if c:has_option(sec, "investigation_patterns") then
-    investigation = lines_of(opt("investigation_patterns"))
+    investigation = lines_of(opt("investigation_patterns")); inv_meta = {}
+    for i = 1, #investigation do inv_meta[i] = plain end
   end
   local all = {}
-  for _, p in ipairs(request) do all[#all + 1] = p end
-  for _, p in ipairs(investigation) do all[#all + 1] = p end
+  for i, p in ipairs(request) do
+    all[#all + 1] = p
+    S.item_prefix[#all], S.skip_file_query[#all] = req_meta[i].prefix, req_meta[i].skip
+  end
+  for i, p in ipairs(investigation) do
+    all[#all + 1] = p
+    S.item_prefix[#all], S.skip_file_query[#all] = inv_meta[i].prefix, inv_meta[i].skip
+  end
   if #all == 0 then
     error("[" .. sec .. "] request_patterns and investigation_patterns are both empty; give at least one pattern", 0)
   end
@@ -179,7 +234,10 @@ function parseline(jmsg)
   if i == nil then return nil, "path is not an item page or file" end
   -- No repository's identifiers are this long; a visitor's made-up path can be.
   if #id > MAX_ITEM_ID then return nil, "item id longer than " .. MAX_ITEM_ID .. " bytes" end
-  r.item = id
+  if S.skip_file_query[i] and r.query and r.query:find("file=", 1, true) then
+    return nil, "a derivative (" .. r.query .. "), not the file"
+  end
+  r.item = S.item_prefix[i] .. id
   r.kind = i <= S.n_request and "Request" or "Investigation"
   r.service = msg.service
   return r

@@ -447,6 +447,50 @@ fn irus_finds_the_client_behind_trusted_proxies() {
     );
 }
 
+/// The OJS and Hyrax presets: their download and landing-page URLs, OJS's rft.artnum in its
+/// OAI-PMH form, and Hyrax's derivatives (thumbnails) not counted.
+#[test]
+fn irus_platform_presets_for_ojs_and_hyrax() {
+    let cfg = format!("[irus]\nrepository = {REPO}\nplatform = ojs, hyrax\n");
+    let line = |target: &str| {
+        format!(
+            r#"192.0.2.10 - - [27/Nov/2026:09:00:07 +0000] "GET {target} HTTP/1.1" 200 5120 "-" "{FIREFOX_LINUX}""#
+        )
+    };
+    let lines = [
+        line("/index.php/jhs/article/download/42/17"),
+        line("/jhs/article/download/42/17/93"),
+        line("/index.php/jhs/article/view/42"),
+        line("/index.php/jhs/article/view/42/17"),
+        line("/downloads/k0698756w"),
+        line("/downloads/k0698756w?file=thumbnail"),
+        line("/concern/generic_works/x633f1045"),
+        line("/id/eprint/1234/1/a.pdf"),
+    ];
+    let got: Vec<Option<(String, String)>> = run_lines(
+        shipped("irus.lua", &cfg),
+        lines.iter().map(String::as_str),
+        REPO,
+    )
+    .into_iter()
+    .map(|p| p.map(|p| (p["rft_dat"].clone(), p["rft.artnum"].clone())))
+    .collect();
+    let ev = |kind: &str, artnum: &str| Some((kind.to_string(), artnum.to_string()));
+    assert_eq!(
+        got,
+        vec![
+            ev("Request", "oai:repo.example.ac.uk:article/42"),
+            ev("Request", "oai:repo.example.ac.uk:article/42"),
+            ev("Investigation", "oai:repo.example.ac.uk:article/42"),
+            None,
+            ev("Request", "oai:repo.example.ac.uk:k0698756w"),
+            None,
+            ev("Investigation", "oai:repo.example.ac.uk:x633f1045"),
+            None,
+        ]
+    );
+}
+
 #[test]
 fn irus_bad_settings_are_load_errors() {
     for (cfg, want) in [
@@ -465,6 +509,10 @@ fn irus_bad_settings_are_load_errors() {
         (
             "[irus]\ntrusted_proxies = 10.0.0.0/8, 10.0.0/33\n",
             "[irus] trusted_proxies: `10.0.0/33` is not an address or CIDR network",
+        ),
+        (
+            "[irus]\nplatform = eprints, wordpress\n",
+            "[irus] platform = wordpress is not known; use eprints, dspace, ojs or hyrax",
         ),
         (
             "[irus]\nlog_format = json\n",
