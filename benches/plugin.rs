@@ -9,13 +9,17 @@
 //! It is measured twice: in wall time, and in the CPU time of the benchmark thread (the cost on
 //! one core, unaffected by other processes competing for it on a shared machine).
 //!
+//! The same log is also measured as a site behind a load balancer writes it: a custom nginx
+//! `log_format` with X-Forwarded-For and `$request_time`, read by irus.lua's `log_format` and
+//! `trusted_proxies` settings.
+//!
 //! Run: `cargo bench --bench plugin`.
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use loglines::plugin::{Outcome, Plugin, PluginSpec};
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// A small deterministic generator (64-bit LCG), so every run measures the same log.
@@ -129,6 +133,32 @@ fn messages_once() -> &'static [String] {
     })
 }
 
+/// The nginx format of the second measurement, as irus.lua's `log_format` setting.
+const NGINX_FORMAT: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" \"$http_x_forwarded_for\" $request_time";
+
+/// The generated messages as the load balancer's nginx logs them: the balancer's address first,
+/// the client in X-Forwarded-For, and the request time at the end.
+fn nginx_messages_once() -> &'static [String] {
+    static MSGS: OnceLock<Vec<String>> = OnceLock::new();
+    MSGS.get_or_init(|| {
+        messages_once()
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let v: serde_json::Value = serde_json::from_str(m).unwrap();
+                let line = v["logline"].as_str().unwrap();
+                let (client, rest) = line.split_once(' ').unwrap();
+                let logline = format!(
+                    "10.0.0.{} {rest} \"{client}, 10.0.0.2\" 0.{:03}",
+                    1 + i % 4,
+                    i % 1000
+                );
+                serde_json::json!({"service": "repo.example.ac.uk", "logline": logline}).to_string()
+            })
+            .collect()
+    })
+}
+
 /// CPU time of the calling thread. On a shared machine wall time also counts the time other
 /// processes held the core; CPU time is the cost on one core, which is what the target is
 /// about. Both are reported.
@@ -206,6 +236,36 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, label: &str) {
             sent
         })
     });
+
+    let msgs = nginx_messages_once();
+    let mut spec = PluginSpec::standalone(&path, "worker_pirus2");
+    let cfg = format!(
+        "[irus]\nrepository = repo.example.ac.uk\nlog_format = {NGINX_FORMAT}\ntrusted_proxies = 10.0.0.0/8\n"
+    );
+    spec.config = Arc::new(
+        loglines::config::ini::parse(Path::new("bench.cfg"), &cfg)
+            .unwrap_or_else(|e| panic!("{e:?}")),
+    );
+    let mut plugin = Plugin::load(spec).unwrap_or_else(|e| panic!("{e}"));
+    let same = msgs
+        .iter()
+        .filter(|m| matches!(plugin.process(m), Ok(Outcome::Eligible(_))))
+        .count() as u64;
+    assert_eq!(same, eligible, "the nginx lines give the same events");
+    group.bench_function(
+        format!("irus.lua nginx format behind trusted proxies ({label})"),
+        |b| {
+            b.iter(|| {
+                let mut sent = 0u64;
+                for m in msgs {
+                    if let Ok(Outcome::Eligible(_)) = plugin.process(m) {
+                        sent += 1;
+                    }
+                }
+                sent
+            })
+        },
+    );
     group.finish();
 }
 

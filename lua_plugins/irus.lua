@@ -172,10 +172,8 @@ function init(c, worker_section)
     if not ok then
       error("[" .. sec .. "] log_format = " .. format .. ": " .. tostring(parser):gsub("^.-log_format: ", ""), 0)
     end
-    S.parse = function(line)
-      local r, why = parser:parse(line)
-      return r, why
-    end
+    local parse = parser.parse
+    S.parse = function(line) return parse(parser, line) end
   end
 
   local trusted = opt("trusted_proxies", "")
