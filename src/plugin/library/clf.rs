@@ -106,7 +106,7 @@ fn is_sep(b: u8) -> bool {
 }
 
 /// `str::parse` accepts a leading `+`, which no log writes, so digits are checked by hand.
-fn parse_digits(s: &str) -> Option<u64> {
+pub(crate) fn parse_digits(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -160,24 +160,9 @@ impl<'a> Cursor<'a> {
         if b.get(self.pos) != Some(&b'"') {
             return None;
         }
-        let start = self.pos + 1;
-        // Fast path: no backslash before the first quote means no escapes in this field, and
-        // both searches are memchr-backed.
-        let close = self.s[start..].find('"')?;
-        if !b[start..start + close].contains(&b'\\') {
-            self.pos = start + close + 1;
-            return Some(Cow::Borrowed(&self.s[start..start + close]));
-        }
-        let mut i = start;
-        loop {
-            match b.get(i)? {
-                b'"' => break,
-                b'\\' => i += 2,
-                _ => i += 1,
-            }
-        }
-        self.pos = i + 1;
-        Some(Cow::Owned(unescape(&self.s[start..i])))
+        let (value, close) = quoted_at(self.s, self.pos + 1)?;
+        self.pos = close + 1;
+        Some(value)
     }
 
     /// Reads an optional trailing quoted field. Anything other than a quoted field ends the
@@ -192,11 +177,32 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The quoted field whose text starts at `start` (just after its opening quote), honouring
+/// backslash escapes, and the position of its closing quote; `None` if it never closes.
+pub(crate) fn quoted_at(s: &str, start: usize) -> Option<(Cow<'_, str>, usize)> {
+    let b = s.as_bytes();
+    // Fast path: no backslash before the first quote means no escapes in this field, and both
+    // searches are memchr-backed.
+    let close = start + memchr::memchr(b'"', b.get(start..)?)?;
+    if !b[start..close].contains(&b'\\') {
+        return Some((Cow::Borrowed(&s[start..close]), close));
+    }
+    let mut i = start;
+    loop {
+        match b.get(i)? {
+            b'"' => break,
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    Some((Cow::Owned(unescape(&s[start..i])), i))
+}
+
 /// Undoes the escaping that Apache (`\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\v`, `\xHH`) and Nginx
 /// (`\"`, `\\`, `\xHH`) apply to logged strings. Any other backslash is kept as written, since
 /// it cannot have come from the server's escaping. Bytes recovered from `\xHH` that do not form
 /// UTF-8 (a Latin-1 user agent, binary junk) become U+FFFD.
-pub(crate) fn unescape(raw: &str) -> String {
+fn unescape(raw: &str) -> String {
     let b = raw.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -315,7 +321,7 @@ fn request_ranges(r: &str) -> Option<RequestRanges> {
 }
 
 /// A piece of a possibly-owned string that still borrows from the log line when it can.
-fn sub<'a>(s: &Cow<'a, str>, r: Range<usize>) -> Cow<'a, str> {
+pub(crate) fn sub<'a>(s: &Cow<'a, str>, r: Range<usize>) -> Cow<'a, str> {
     match s {
         Cow::Borrowed(s) => Cow::Borrowed(&s[r]),
         Cow::Owned(s) => Cow::Owned(s[r].to_owned()),

@@ -10,7 +10,7 @@
 //! `useragent`) and, for the rest, names of their own (`forwarded_for`, `vhost`,
 //! `request_time`, `http_x_request_id`, ...).
 
-use super::clf::{self, split_request, unescape};
+use super::clf::{self, split_request};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -314,7 +314,7 @@ impl LogFormat {
                 }
                 Part::Field { target, quoted } => {
                     let (value, end) = if *quoted {
-                        quoted_value(line, pos).ok_or_else(|| {
+                        clf::quoted_at(line, pos).ok_or_else(|| {
                             format!("a quoted field at character {} never ends", pos + 1)
                         })?
                     } else {
@@ -374,25 +374,6 @@ fn find(hay: &str, lit: &str) -> Option<usize> {
     None
 }
 
-/// A quoted field's value starting at `pos` (just after its opening quote) and where it ends
-/// (at its closing quote, which the next literal holds).
-fn quoted_value(line: &str, pos: usize) -> Option<(Cow<'_, str>, usize)> {
-    let b = line.as_bytes();
-    let close = memchr::memchr(b'"', &b[pos..])? + pos;
-    if !b[pos..close].contains(&b'\\') {
-        return Some((Cow::Borrowed(&line[pos..close]), close));
-    }
-    let mut i = pos;
-    loop {
-        match b.get(i)? {
-            b'"' => break,
-            b'\\' => i += 2,
-            _ => i += 1,
-        }
-    }
-    Some((Cow::Owned(unescape(&line[pos..i])), i))
-}
-
 /// Puts a field's value in the record under its name(s).
 fn emit<'a>(target: &Target, value: Cow<'a, str>, out: &mut Record<'a>) -> Result<(), String> {
     if value == "-" || value.is_empty() && !matches!(target, Target::Text(_)) {
@@ -430,8 +411,8 @@ fn emit<'a>(target: &Target, value: Cow<'a, str>, out: &mut Record<'a>) -> Resul
         }
         Target::Uri => match value.find('?') {
             Some(q) => {
-                text("path", sub(&value, 0, q), out);
-                text("query", sub(&value, q + 1, value.len()), out);
+                text("path", clf::sub(&value, 0..q), out);
+                text("query", clf::sub(&value, q + 1..value.len()), out);
             }
             None => text("path", value, out),
         },
@@ -460,18 +441,8 @@ fn emit<'a>(target: &Target, value: Cow<'a, str>, out: &mut Record<'a>) -> Resul
     Ok(())
 }
 
-fn sub<'a>(s: &Cow<'a, str>, a: usize, b: usize) -> Cow<'a, str> {
-    match s {
-        Cow::Borrowed(s) => Cow::Borrowed(&s[a..b]),
-        Cow::Owned(s) => Cow::Owned(s[a..b].to_string()),
-    }
-}
-
 fn digits(s: &str) -> Option<i64> {
-    if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
+    clf::parse_digits(s).and_then(|n| i64::try_from(n).ok())
 }
 
 /// A field followed by another field with nothing between cannot be split; a field between `"`
@@ -526,6 +497,35 @@ fn take_char(spec: &str, i: usize, lit: &mut String) -> usize {
     let ch = spec[i..].chars().next().unwrap_or(' ');
     lit.push(ch);
     ch.len_utf8()
+}
+
+/// Adds a field (from character `start` of the format) after the literal text before it.
+/// Two fields with nothing between them cannot be split, except `%U%q`: the query starts at
+/// the `?`.
+fn push_field(
+    parts: &mut Vec<Part>,
+    lit: &mut String,
+    part: Part,
+    start: usize,
+) -> Result<(), FormatError> {
+    if !lit.is_empty() {
+        parts.push(Part::Lit(std::mem::take(lit)));
+    }
+    let query = matches!(
+        part,
+        Part::Field {
+            target: Target::QueryWithMark,
+            ..
+        }
+    );
+    if matches!(parts.last(), Some(Part::Field { .. })) && !query {
+        return Err(FormatError {
+            position: start,
+            what: "two fields with nothing between them cannot be told apart in a line".into(),
+        });
+    }
+    parts.push(part);
+    Ok(())
 }
 
 /// The parts of an Apache `LogFormat` string.
@@ -659,24 +659,7 @@ fn apache_parts(spec: &str) -> Result<Vec<Part>, FormatError> {
                 })
             }
         };
-        if !lit.is_empty() {
-            parts.push(Part::Lit(std::mem::take(&mut lit)));
-        }
-        // `%U%q` is the one pair that can be told apart: the query starts at the `?`.
-        let query_after_field = matches!(
-            part,
-            Part::Field {
-                target: Target::QueryWithMark,
-                ..
-            }
-        );
-        if matches!(parts.last(), Some(Part::Field { .. })) && !query_after_field {
-            return Err(FormatError {
-                position: start,
-                what: "two fields with nothing between them cannot be told apart in a line".into(),
-            });
-        }
-        parts.push(part);
+        push_field(&mut parts, &mut lit, part, start)?;
     }
     if !lit.is_empty() {
         parts.push(Part::Lit(lit));
@@ -760,7 +743,8 @@ fn nginx_parts(spec: &str) -> Result<Vec<Part>, FormatError> {
             "remote_addr" | "realip_remote_addr" if !has_ip(&parts) => Target::Text("ip".into()),
             "remote_user" => Target::Text("user".into()),
             "time_local" | "time_iso8601" => Target::Time,
-            "msec" => Target::Text("time".into()),
+            // Seconds since 1970 with milliseconds, which `to_iso8601_utc` reads as they are.
+            "msec" => Target::Time,
             "request" => Target::Request,
             "request_method" => Target::Text("method".into()),
             "request_uri" => Target::Uri,
@@ -779,31 +763,14 @@ fn nginx_parts(spec: &str) -> Result<Vec<Part>, FormatError> {
                 None => Target::Text(Cow::Owned(other.to_string())),
             },
         };
-        if !lit.is_empty() {
-            parts.push(Part::Lit(std::mem::take(&mut lit)));
-        }
-        if let Some(Part::Field { .. }) = parts.last() {
-            return Err(FormatError {
-                position: start,
-                what: "two fields with nothing between them cannot be told apart in a line".into(),
-            });
-        }
-        parts.push(Part::Field {
+        let part = Part::Field {
             target,
             quoted: false,
-        });
+        };
+        push_field(&mut parts, &mut lit, part, start)?;
     }
     if !lit.is_empty() {
         parts.push(Part::Lit(lit));
-    }
-    // The time of $msec is seconds since 1970 with milliseconds: `to_iso8601_utc` reads it as
-    // it is, so it is the `time` field like the others.
-    for p in &mut parts {
-        if let Part::Field { target, .. } = p {
-            if *target == Target::Text("time".into()) {
-                *target = Target::Time;
-            }
-        }
     }
     Ok(parts)
 }
