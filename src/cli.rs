@@ -114,10 +114,6 @@ fn run_role(
 ) -> Result<i32, Failure> {
     let cfg = load_config(g)?;
     roles::run_process(cfg, role, section, process, stdin)?;
-    if stdin && crate::util::compressed::input_failed() {
-        return Err(Failure::Runtime(anyhow::anyhow!(
-            "the compressed input could not be read to its end (see above); its lines up to there were pushed"
-        )));
-    }
+    crate::util::compressed::read_whole().map_err(Failure::Runtime)?;
     Ok(0)
 }

@@ -449,10 +449,6 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32, Failure> {
     if output_closed {
         return Err(Failure::OutputClosed);
     }
-    if compressed::input_failed() {
-        return Err(Failure::Runtime(anyhow!(
-            "a compressed file could not be read to its end (see above); its lines up to there were processed"
-        )));
-    }
+    crate::util::compressed::read_whole().map_err(Failure::Runtime)?;
     Ok(if args.once && snap.dead > 0 { 1 } else { 0 })
 }

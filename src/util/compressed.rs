@@ -22,6 +22,17 @@ pub fn input_failed() -> bool {
     INPUT_FAILED.load(Ordering::SeqCst)
 }
 
+/// For a command's exit: an error if some compressed input could not be read to its end, after
+/// what it held was processed.
+pub fn read_whole() -> anyhow::Result<()> {
+    if input_failed() {
+        anyhow::bail!(
+            "a compressed input could not be read to its end (see above); its lines up to there were processed"
+        );
+    }
+    Ok(())
+}
+
 /// What the first bytes of a file say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

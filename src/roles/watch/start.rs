@@ -346,46 +346,48 @@ fn warn_later_rotations(logfile: &Path, found: &Path) {
 /// Files beside `logfile` named like it (`access.log.1`, `access.log-20261201.gz`), other than
 /// the log and `found`, last written after `found`: rotations between the two. Oldest first.
 fn later_rotations(logfile: &Path, found: &Path) -> Vec<PathBuf> {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let (Some(stem), Some(since)) = (logfile.file_name(), modified(found)) else {
+    let Some(since) = std::fs::metadata(found).and_then(|m| m.modified()).ok() else {
         return Vec::new();
     };
-    let stem = stem.to_string_lossy().into_owned();
-    let mut later: Vec<(std::time::SystemTime, PathBuf)> = beside(logfile)
+    named_like(logfile)
+        .into_iter()
+        .filter(|(t, path)| *t > since && path != found && path.is_file())
+        .map(|(_, path)| path)
+        .collect()
+}
+
+/// The files beside `logfile` whose names start with its name (`access.log.1`,
+/// `access.log-20261201.gz`), with when each was last written, oldest first.
+fn named_like(logfile: &Path) -> Vec<(std::time::SystemTime, PathBuf)> {
+    let Some(stem) = logfile
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+    else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = beside(logfile)
         .into_iter()
         .filter(|path| {
-            path != found
-                && path.is_file()
-                && path
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(&stem))
+            path.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&stem))
         })
-        .filter_map(|path| modified(&path).filter(|t| *t > since).map(|t| (t, path)))
+        .map(|path| {
+            let t = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (t, path)
+        })
         .collect();
-    later.sort();
-    later.into_iter().map(|(_, p)| p).collect()
+    files.sort();
+    files
 }
 
 /// A copy of the checkpointed file beside `logfile` (`access.log.1` made by copytruncate, not
 /// compressed yet): a file named like the log, other than the log itself (inode `now_ino`),
 /// whose content matches the checkpoint. The most recently modified is tried first.
 fn find_copy(logfile: &Path, p: &Position, now_ino: u64) -> Option<(PathBuf, File)> {
-    let stem = logfile.file_name()?.to_string_lossy().into_owned();
-    let mut candidates: Vec<PathBuf> = beside(logfile)
-        .into_iter()
-        .filter(|path| {
-            path.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&stem))
-        })
-        .collect();
-    candidates.sort_by_key(|path| {
-        std::cmp::Reverse(
-            std::fs::metadata(path)
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH),
-        )
-    });
-    first_matching(candidates, p, |m| m.ino() != now_ino)
+    let newest_first = named_like(logfile).into_iter().rev().map(|(_, path)| path);
+    first_matching(newest_first.collect(), p, |m| m.ino() != now_ino)
 }
 
 /// The checkpointed file itself under another name in the log's folder (renamed by a
