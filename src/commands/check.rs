@@ -99,6 +99,54 @@ pub fn privacy_warnings(cfg: &Config) -> Vec<Diagnostic> {
         .collect()
 }
 
+/// What a watcher follows: its file, or its list with what each glob matches now.
+fn watched(w: &crate::roles::watch::WatchSettings) -> String {
+    use crate::roles::watch::files::Entry;
+    let entries = &w.logfiles.entries;
+    if w.logfiles.single().is_some() || entries.is_empty() {
+        return format!("{} -> {}", w.logfile.display(), w.pushto);
+    }
+    let names: Vec<String> = entries
+        .iter()
+        .map(|e| e.path().display().to_string())
+        .collect();
+    let mut out = format!("{} -> {}", names.join(", "), w.pushto);
+    for e in entries.iter().filter(|e| matches!(e, Entry::Glob { .. })) {
+        let now: Vec<String> = w
+            .logfiles
+            .glob_matches(e)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let _ = match now.is_empty() {
+            true => write!(out, "\n{:40}{} matches no file now", "", e.path().display()),
+            false => write!(
+                out,
+                "\n{:40}{} matches {} now: {}",
+                "",
+                e.path().display(),
+                if now.len() == 1 {
+                    "1 file".to_string()
+                } else {
+                    format!("{} files", now.len())
+                },
+                now.join(", ")
+            ),
+        };
+    }
+    let skipped = w.logfiles.matching().skipped;
+    for s in &skipped {
+        let _ = write!(
+            out,
+            "\n{:40}not followed: {}: {}",
+            "",
+            s.path.display(),
+            s.why
+        );
+    }
+    out
+}
+
 /// A human-readable description of the configuration.
 pub fn describe(cfg: &Config) -> String {
     let mut out = String::new();
@@ -116,7 +164,7 @@ pub fn describe(cfg: &Config) -> String {
             String::new()
         };
         let what = match &s.role {
-            Role::Watch(w) => format!("{} -> {}", w.logfile.display(), w.pushto),
+            Role::Watch(w) => watched(w),
             Role::Broker(b) => format!("{} -> {}", b.listento, b.fanout.join(", ")),
             Role::Worker(w) => {
                 let to = match &w.endpoint {

@@ -11,6 +11,7 @@ use crate::app::{load_config, Failure, Global};
 use crate::config::{Config, Section};
 use crate::queue::embedded::EmbeddedTransport;
 use crate::roles::watch::checkpoint::prev_path;
+use crate::roles::watch::files::checkpoint_folder;
 use crate::roles::worker::Endpoint;
 use crate::roles::{find_section, Role, RoleError, RoleName, Source, StartError, Starter};
 use crate::util::compressed;
@@ -91,10 +92,25 @@ fn dry_run_state(cfg: &mut Config) -> Result<tempfile::TempDir, Failure> {
     for s in &mut cfg.sections {
         if let Role::Watch(w) = &mut s.role {
             let copy = scratch.path().join(format!("{}.checkpoint", s.name));
-            for (from, to) in [
+            let mut files = vec![
                 (w.checkpoint.clone(), copy.clone()),
                 (prev_path(&w.checkpoint), prev_path(&copy)),
-            ] {
+            ];
+            // A section with several files keeps one checkpoint per file in a folder.
+            let (folder, folder_copy) =
+                (checkpoint_folder(&w.checkpoint), checkpoint_folder(&copy));
+            if let Ok(dir) = std::fs::read_dir(&folder) {
+                std::fs::create_dir_all(&folder_copy).map_err(|e| {
+                    Failure::Runtime(anyhow!(
+                        "cannot create {} for the dry run: {e}",
+                        folder_copy.display()
+                    ))
+                })?;
+                for entry in dir.flatten() {
+                    files.push((entry.path(), folder_copy.join(entry.file_name())));
+                }
+            }
+            for (from, to) in files {
                 match std::fs::copy(&from, &to) {
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -6,6 +6,7 @@
 
 use super::diag::Diagnostic;
 use super::Section;
+use crate::roles::watch::files::Entry;
 use crate::roles::Role;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -121,7 +122,7 @@ fn resolved(p: &Path) -> PathBuf {
     }
 }
 
-/// A file logger whose output is the log a watcher follows.
+/// A file logger whose output is a log a watcher follows (named, or matched by a glob).
 fn logs_read_back(file: &Path, sections: &[Section]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for f in sections {
@@ -129,7 +130,13 @@ fn logs_read_back(file: &Path, sections: &[Section]) -> Vec<Diagnostic> {
         let written = resolved(&fl.logfile);
         for w in sections {
             let Role::Watch(ws) = &w.role else { continue };
-            if resolved(&ws.logfile) == written {
+            let reads_back = ws.logfiles.entries.iter().any(|e| match e {
+                Entry::File(p) => resolved(p) == written,
+                Entry::Glob { .. } => {
+                    ws.logfiles.covers(&fl.logfile) || ws.logfiles.covers(&written)
+                }
+            });
+            if reads_back {
                 out.push(
                     Diagnostic::error(
                         file,

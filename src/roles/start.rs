@@ -179,20 +179,20 @@ impl Starter {
             None => Announce::Process,
         };
         let sec = &cfg.sections[index];
-        let mut notifier = Notifier::for_section(sec, transport)?;
         if let Role::Watch(w) = &sec.role {
-            let producer = transport.producer(&w.pushto)?;
-            let n = &mut notifier;
             match source {
                 Source::Follow { until_eof } => {
-                    watch::run_until(sec, w, producer, &shutdown, n, &stats, until_eof)?;
+                    watch::run_section(sec, w, transport, &shutdown, &stats, until_eof)?;
                 }
                 Source::Lines(input) => {
-                    watch::push::run(sec, w, producer, input, &shutdown, n, &stats)?;
+                    let producer = transport.producer(&w.pushto)?;
+                    let mut n = Notifier::for_section(sec, transport)?;
+                    watch::push::run(sec, w, producer, input, &shutdown, &mut n, &stats)?;
                 }
             }
             return Ok(());
         }
+        let mut notifier = Notifier::for_section(sec, transport)?;
         let queue = sec.role.listento().expect("a consuming role");
         let id = ConsumerId::new(&ConsumerId::local_host(), &sec.name, process);
         let consume = Consume {

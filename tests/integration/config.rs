@@ -783,6 +783,16 @@ fn the_pipeline_as_a_whole_has_no_loop_no_log_read_back_and_no_split_queue() {
             && errs[0].contains("logs/../logs/access.log is the log [logger_watch] follows"),
         "{errs:?}"
     );
+    // ... or a file a watcher's glob matches.
+    let glob = "[logger_watch]\ncommand = loglines watch\nlogfile =\n  logs/main.log\n  logs/*.log\npushto = a\nservicename = s\n\n\
+                [logger_f]\ncommand = loglines filelog\nlistento = a\nlogfile = logs/sent.log\n";
+    let errs = d.errors(glob);
+    assert!(
+        errs.len() == 1
+            && errs[0].starts_with("loglines.cfg:9 [logger_f] logfile: ")
+            && errs[0].contains("logs/sent.log is the log [logger_watch] follows"),
+        "{errs:?}"
+    );
     // A broker on [redis_test] writing what the file logger reads on [redis].
     let split = "[redis_test]\nport = 6379\n\n\
                  [worker_b]\ncommand = loglines broker\nlistento = a\nfanout = b\nredis = test\n\n\

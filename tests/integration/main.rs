@@ -33,5 +33,6 @@ mod support_selftest;
 mod test_plugin_cli;
 mod tracker_answers;
 mod watch_crash;
+mod watch_many;
 mod watch_redis;
 mod worker_behaviour;

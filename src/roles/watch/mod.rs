@@ -26,10 +26,12 @@
 //! lines, `push.rs` reads standard input instead of a file.
 
 pub mod checkpoint;
+pub mod files;
 mod follow;
 pub(crate) mod handover;
 mod inotify;
 pub(crate) mod lines;
+mod many;
 pub(crate) mod progress;
 pub mod push;
 mod record;
@@ -40,7 +42,7 @@ mod start;
 pub use settings::{StartAt, WatchSettings};
 
 use crate::config::Section;
-use crate::queue::{Message, Producer, QueueError};
+use crate::queue::{Message, Producer, QueueError, Transport};
 use crate::roles::notify::Notifier;
 use crate::util::shutdown::Shutdown;
 use crate::util::stats::Stats;
@@ -101,6 +103,21 @@ pub struct WatchStats {
     pub durable_checkpoints: u64,
 }
 
+impl WatchStats {
+    /// Adds the counts of another file's follower (a section with several files).
+    fn add(&mut self, o: &WatchStats) {
+        self.lines += o.lines;
+        self.batches += o.batches;
+        self.dead_lettered += o.dead_lettered;
+        self.invalid_utf8 += o.invalid_utf8;
+        self.rotations += o.rotations;
+        self.truncations += o.truncations;
+        self.late_lines += o.late_lines;
+        self.checkpoints += o.checkpoints;
+        self.durable_checkpoints += o.durable_checkpoints;
+    }
+}
+
 /// Why the watcher stopped with an error. Messages say what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -114,6 +131,8 @@ pub enum WatchError {
     Read { path: PathBuf, error: io::Error },
     #[error("cannot push to the queue: {0}")]
     Queue(QueueError),
+    #[error("the thread following {} stopped on an internal error (a bug: please report it with the log above); restart the watcher to resume from the checkpoints", .0.display())]
+    Panicked(PathBuf),
 }
 
 /// How a step ended early: shutdown requested, or a failure.
@@ -137,6 +156,36 @@ impl From<Refused> for Flow {
     }
 }
 
+/// Runs a watcher section until `shutdown` (or, with `until_eof`, `loglines run --once`: until
+/// its files are read to their ends and every line read is finished): follows its one file, or
+/// each file of its list and globs (see `many.rs`), opening producers and notifiers on
+/// `transport`. Returns after writing the final checkpoints.
+pub fn run_section(
+    section: &Section,
+    settings: &WatchSettings,
+    transport: &dyn Transport,
+    shutdown: &Shutdown,
+    stats: &Stats,
+    until_eof: bool,
+) -> Result<WatchStats, WatchError> {
+    if settings.logfiles.single().is_none() {
+        return many::run(section, settings, transport, shutdown, stats, until_eof);
+    }
+    let producer = transport
+        .producer(&settings.pushto)
+        .map_err(WatchError::Queue)?;
+    let mut notifier = Notifier::for_section(section, transport).map_err(WatchError::Queue)?;
+    follow(
+        section,
+        settings,
+        producer,
+        shutdown,
+        &mut notifier,
+        stats,
+        until_eof,
+    )
+}
+
 /// Follows `settings.logfile` until `shutdown` is set, pushing lines through `producer`,
 /// telling `notifier` about dead letters and counting in `stats`. Returns after writing the
 /// final checkpoint; an error only for what a restart should report (unusable state folder,
@@ -149,14 +198,14 @@ pub fn run(
     notifier: &mut Notifier,
     stats: &Stats,
 ) -> Result<WatchStats, WatchError> {
-    run_until(
+    follow(
         section, settings, producer, shutdown, notifier, stats, false,
     )
 }
 
 /// [`run`], or with `until_eof` (`loglines run --once`): read from the checkpoint to the end
 /// of the file, wait until every line read is finished, write the checkpoint and return.
-pub fn run_until(
+fn follow(
     section: &Section,
     settings: &WatchSettings,
     producer: Box<dyn Producer>,
@@ -393,8 +442,9 @@ impl Watcher<'_> {
         self.stats.batches = self.out.batches;
         self.stats.dead_lettered = self.out.dead_lettered;
         log::info!(
-            "watch {}: stopped; {} lines sent in {} batches, {} dead-lettered, {} with invalid UTF-8, {} rotations, {} truncations",
+            "watch {} ({}): stopped; {} lines sent in {} batches, {} dead-lettered, {} with invalid UTF-8, {} rotations, {} truncations",
             self.section,
+            self.settings.logfile.display(),
             self.stats.lines,
             self.stats.batches,
             self.stats.dead_lettered,
