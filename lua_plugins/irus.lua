@@ -132,7 +132,7 @@ function init(c, worker_section)
   for name in opt("platform", "eprints, dspace"):gmatch("[^,%s]+") do
     local p = PLATFORMS[name]
     if p == nil then
-      error("[" .. sec .. "] platform = " .. name .. " is not known; use eprints, dspace, ojs or hyrax (comma-separated)", 0)
+      c:error_at(sec, "platform", "`" .. name .. "` is not known; use eprints, dspace, ojs or hyrax (comma-separated)")
     end
     local meta = { prefix = p.item_prefix or "", skip = p.skip_file_query or false }
     for _, r in ipairs(p.request) do request[#request + 1] = r; req_meta[#req_meta + 1] = meta end
@@ -159,7 +159,7 @@ function init(c, worker_section)
     S.item_prefix[#all], S.skip_file_query[#all] = inv_meta[i].prefix, inv_meta[i].skip
   end
   if #all == 0 then
-    error("[" .. sec .. "] request_patterns and investigation_patterns are both empty; give at least one pattern", 0)
+    c:error_at(sec, "request_patterns", "request_patterns and investigation_patterns are both empty; give at least one pattern")
   end
   S.patterns = L.re.set(all)
   S.n_request = #request
@@ -170,7 +170,9 @@ function init(c, worker_section)
   else
     local ok, parser = pcall(L.log_format, format, opt("json_fields", nil))
     if not ok then
-      error("[" .. sec .. "] log_format = " .. format .. ": " .. tostring(parser):gsub("^.-log_format: ", ""), 0)
+      local why = tostring(parser):gsub("^.-log_format: ", "")
+      if why:sub(1, #format + 2) ~= "`" .. format .. "`" then why = "`" .. format .. "`: " .. why end
+      c:error_at(sec, "log_format", why)
     end
     local parse = parser.parse
     S.parse = function(line) return parse(parser, line) end
@@ -180,7 +182,7 @@ function init(c, worker_section)
   if trusted:match("%S") then
     local ok, proxies = pcall(L.trusted_proxies, trusted)
     if not ok then
-      error("[" .. sec .. "] trusted_proxies: " .. tostring(proxies):gsub("^.-trusted_proxies: ", ""), 0)
+      c:error_at(sec, "trusted_proxies", (tostring(proxies):gsub("^.-trusted_proxies: ", "")))
     end
     S.proxies = proxies
   end
@@ -195,18 +197,18 @@ function init(c, worker_section)
 
   for _, key in ipairs({ "max_useragent", "max_referer", "max_svc_dat" }) do
     local n = c:getint(sec, key, S[key])
-    if n < 0 then error("[" .. sec .. "] " .. key .. " = " .. n .. " is not valid; give a length in bytes, 0 or more", 0) end
+    if n < 0 then c:error_at(sec, key, n .. " is not valid; give a length in bytes, 0 or more") end
     S[key] = n
   end
 
   S.req_id = opt("req_id", "ip")
   if S.req_id ~= "ip" and S.req_id ~= "urn:ip" and S.req_id ~= "hmac" then
-    error("[" .. sec .. "] req_id = " .. S.req_id .. " is not valid; use ip, urn:ip or hmac", 0)
+    c:error_at(sec, "req_id", "`" .. S.req_id .. "` is not valid; use ip, urn:ip or hmac")
   end
   if S.req_id == "hmac" then
     S.hmac_secret = opt("hmac_secret", "")
     if S.hmac_secret == "" then
-      error("[" .. sec .. "] req_id = hmac needs hmac_secret, a long random string kept private", 0)
+      c:error_at(sec, "hmac_secret", "is needed with req_id = hmac: a long random string kept private")
     end
   end
 end

@@ -315,6 +315,18 @@ pub fn plugin_report(cfg: &Config) -> (String, Vec<String>) {
                     p.used_memory() / 1024
                 );
             }
+            Err(crate::plugin::PluginError::Setting(e)) => {
+                let _ = writeln!(out, "  [{name}] {shown}: cannot be loaded");
+                // On the line of the plugin's own key, as loglines' keys are reported.
+                let d = Diagnostic::error(
+                    &cfg.path,
+                    e.line,
+                    format!("{} (read by {shown}, the plugin of [{name}])", e.message),
+                )
+                .in_section(&e.section)
+                .at_key(&e.key);
+                problems.push(d.to_string());
+            }
             Err(e) => {
                 let _ = writeln!(out, "  [{name}] {shown}: cannot be loaded");
                 // Where the plugin is named, as every configuration problem says where.

@@ -11,7 +11,45 @@
 use crate::config::read::parse_bool;
 use crate::config::RawIni;
 use mlua::{Lua, MultiValue, UserData, UserDataMethods, Value};
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+/// A plugin's own setting found wrong, raised by `c:error_at(section, key, message)`: it keeps
+/// where the key is written, so that `loglines check` reports it on that line of the file, as
+/// it reports loglines' own keys, and a worker failing to start names the line too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    pub path: PathBuf,
+    pub section: String,
+    pub key: String,
+    /// The key's line, or the section's when the key is not written (a required key missing).
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (path, section, key) = (self.path.display(), &self.section, &self.key);
+        match self.line {
+            Some(n) => write!(f, "{path}:{n} [{section}] {key}: {}", self.message),
+            None => write!(f, "{path} [{section}] {key}: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+/// The [`SettingError`] a Lua error carries, through the callbacks and contexts it went through.
+pub fn setting_error(e: &mlua::Error) -> Option<&SettingError> {
+    match e {
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
+            setting_error(cause)
+        }
+        mlua::Error::ExternalError(inner) => inner.downcast_ref::<SettingError>(),
+        _ => None,
+    }
+}
 
 /// The userdata behind `c`.
 #[derive(Debug, Clone)]
@@ -106,10 +144,11 @@ impl UserData for ConfigObject {
             let a = get_args("getint", args)?;
             match this.lookup("getint", &a)? {
                 Ok(v) => v.trim().parse::<i64>().map(Value::Integer).map_err(|_| {
-                    mlua::Error::runtime(format!(
-                        "c:getint: [{}] {} = `{v}` is not a whole number; fix the value in the configuration",
-                        a.section, a.key
-                    ))
+                    this.setting_error(
+                        &a.section,
+                        &a.key,
+                        format!("`{v}` is not a whole number; fix the value in the configuration"),
+                    )
                 }),
                 Err(fallback) => Ok(fallback),
             }
@@ -124,10 +163,11 @@ impl UserData for ConfigObject {
                     .filter(|f| f.is_finite())
                     .map(Value::Number)
                     .ok_or_else(|| {
-                        mlua::Error::runtime(format!(
-                            "c:getfloat: [{}] {} = `{v}` is not a number; fix the value in the configuration",
-                            a.section, a.key
-                        ))
+                        this.setting_error(
+                            &a.section,
+                            &a.key,
+                            format!("`{v}` is not a number; fix the value in the configuration"),
+                        )
                     }),
                 Err(fallback) => Ok(fallback),
             }
@@ -136,10 +176,11 @@ impl UserData for ConfigObject {
             let a = get_args("getboolean", args)?;
             match this.lookup("getboolean", &a)? {
                 Ok(v) => parse_bool(&v).map(Value::Boolean).ok_or_else(|| {
-                    mlua::Error::runtime(format!(
-                        "c:getboolean: [{}] {} = `{v}` is not a boolean; write true/false, yes/no, on/off or 1/0",
-                        a.section, a.key
-                    ))
+                    this.setting_error(
+                        &a.section,
+                        &a.key,
+                        format!("`{v}` is not a boolean; write true/false, yes/no, on/off or 1/0"),
+                    )
                 }),
                 Err(fallback) => Ok(fallback),
             }
@@ -168,6 +209,12 @@ impl UserData for ConfigObject {
             }
             Ok(t)
         });
+        m.add_method(
+            "error_at",
+            |_, this, (section, key, message): (String, String, String)| -> mlua::Result<()> {
+                Err(this.setting_error(&section, &key, message))
+            },
+        );
         m.add_meta_method("__tostring", |_, this, ()| {
             Ok(format!("loglines configuration ({})", this.file()))
         });
@@ -175,6 +222,24 @@ impl UserData for ConfigObject {
 }
 
 impl ConfigObject {
+    /// The error for a wrong value of `[section] key`, at the key's line (the section's when
+    /// the key is not written).
+    fn setting_error(&self, section: &str, key: &str, message: String) -> mlua::Error {
+        let key = key.to_ascii_lowercase();
+        let sec = self.raw.section(section);
+        let line = sec
+            .and_then(|s| s.entry(&key))
+            .map(|e| e.line)
+            .or(sec.map(|s| s.line));
+        mlua::Error::external(SettingError {
+            path: self.raw.path.clone(),
+            section: section.to_string(),
+            key,
+            line,
+            message,
+        })
+    }
+
     fn section_or_error(
         &self,
         method: &str,
@@ -264,6 +329,30 @@ mod tests {
         assert!(e.contains("`0.25` is not a whole number"), "{e}");
         let e = err(&lua, "c:getfloat('irus', 'repository')");
         assert!(e.contains("is not a number"), "{e}");
+    }
+
+    #[test]
+    fn error_at_names_the_line_of_the_key_or_of_its_section() {
+        let lua = lua_with(CFG);
+        let caught = |code: &str| -> SettingError {
+            let e = lua.load(code).exec().unwrap_err();
+            setting_error(&e).cloned().unwrap_or_else(|| panic!("{e}"))
+        };
+        let e = caught("c:error_at('irus', 'Port', 'too high')");
+        assert_eq!(e.to_string(), "t.cfg:3 [irus] port: too high");
+        // A key not written: the section's line. A wrong type from a getter: the same error.
+        assert_eq!(
+            caught("c:error_at('irus', 'absent', 'needed')").line,
+            Some(1)
+        );
+        let e = caught("c:getboolean('irus', 'bad')");
+        assert_eq!((e.key.as_str(), e.line), ("bad", Some(7)));
+        // A plugin may catch it and read it as text.
+        let text: String = lua
+            .load("local ok, e = pcall(c.error_at, c, 'irus', 'flag', 'no'); return tostring(e)")
+            .eval()
+            .unwrap();
+        assert!(text.contains("[irus] flag: no"), "{text}");
     }
 
     #[test]

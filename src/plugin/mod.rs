@@ -14,6 +14,7 @@
 //! is not eligible, which `loglines test-plugin` shows.
 
 mod config_object;
+pub use config_object::SettingError;
 mod convert;
 pub mod library;
 pub mod pattern;
@@ -148,6 +149,8 @@ pub enum PluginError {
     MissingHook { plugin: String, hook: &'static str },
     /// Lua code raised an error.
     Lua { stage: Stage, message: String },
+    /// The plugin found one of its settings wrong (`c:error_at`): reported at the key's line.
+    Setting(config_object::SettingError),
     /// A call ran more instructions than `plugin_max_instructions`.
     InstructionLimit {
         stage: Stage,
@@ -185,6 +188,7 @@ impl fmt::Display for PluginError {
                 "{plugin} does not define function {hook}; a plugin must define parseline(jmsg) and get_openurl_params(c, worker_section, pl)"
             ),
             PluginError::Lua { stage, message } => write!(f, "{message} (in {stage})"),
+            PluginError::Setting(e) => write!(f, "{e}"),
             PluginError::InstructionLimit {
                 stage,
                 plugin,
@@ -590,6 +594,9 @@ fn classify(
             plugin: plugin.to_string(),
             limit_mb: limits.memory_mb,
         };
+    }
+    if let Some(setting) = config_object::setting_error(e) {
+        return PluginError::Setting(setting.clone());
     }
     PluginError::Lua {
         stage,

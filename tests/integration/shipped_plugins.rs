@@ -496,27 +496,27 @@ fn irus_bad_settings_are_load_errors() {
     for (cfg, want) in [
         (
             "[irus]\nreq_id = md5\n",
-            "[irus] req_id = md5 is not valid; use ip, urn:ip or hmac",
+            "[irus] req_id: `md5` is not valid; use ip, urn:ip or hmac",
         ),
         (
             "[irus]\nreq_id = hmac\n",
-            "[irus] req_id = hmac needs hmac_secret",
+            "[irus] hmac_secret: is needed with req_id = hmac",
         ),
         (
             "[irus]\nlog_format = %h %Z %t \"%r\"\n",
-            "[irus] log_format = %h %Z %t \"%r\": at character 4: `%Z` is not an Apache log directive",
+            ":2 [irus] log_format: `%h %Z %t \"%r\"`: at character 4: `%Z` is not an Apache log directive",
         ),
         (
             "[irus]\ntrusted_proxies = 10.0.0.0/8, 10.0.0/33\n",
-            "[irus] trusted_proxies: `10.0.0/33` is not an address or CIDR network",
+            ":2 [irus] trusted_proxies: `10.0.0/33` is not an address or CIDR network",
         ),
         (
             "[irus]\nplatform = eprints, wordpress\n",
-            "[irus] platform = wordpress is not known; use eprints, dspace, ojs or hyrax",
+            "[irus] platform: `wordpress` is not known; use eprints, dspace, ojs or hyrax",
         ),
         (
             "[irus]\nlog_format = json\n",
-            "[irus] log_format = json: `json` needs its fields",
+            "[irus] log_format: `json` needs its fields",
         ),
         (
             "[irus]\nrequest_patterns = ^/files/(\\d+\n",
@@ -524,15 +524,15 @@ fn irus_bad_settings_are_load_errors() {
         ),
         (
             "[irus]\ndrop_robots = perhaps\n",
-            "`perhaps` is not a boolean",
+            ":2 [irus] drop_robots: `perhaps` is not a boolean",
         ),
         (
             "[irus]\nmax_referer = -1\n",
-            "[irus] max_referer = -1 is not valid; give a length in bytes",
+            "[irus] max_referer: -1 is not valid; give a length in bytes",
         ),
         (
             "[irus]\nmax_useragent = long\n",
-            "[irus] max_useragent = `long` is not a whole number",
+            "[irus] max_useragent: `long` is not a whole number",
         ),
     ] {
         let e = Plugin::load(shipped("irus.lua", cfg))

@@ -372,12 +372,33 @@ fn check_reports_plugins_that_do_not_load() {
     let out = loglines(&["-c", bad.to_str().unwrap(), "check"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    // Where, as every configuration problem says: file, line, section, key.
+    // Where, as every configuration problem says: file, line, section, key. The plugin said
+    // which of its settings is wrong (c:error_at): that key's section (hmac_secret is not
+    // written, so the line of [irus]).
+    assert!(
+        stderr.contains(&format!(
+            "{}:13 [irus] hmac_secret: is needed with req_id = hmac",
+            bad.display()
+        )) && stderr.contains("(read by ")
+            && stderr.contains("the plugin of [worker_w])"),
+        "{stderr}"
+    );
+    // Any other error of the plugin's is reported where the plugin is named.
+    let plugin = d.path().join("broken.lua");
+    std::fs::write(
+        &plugin,
+        "function init(c, s) error('no database') end\nfunction parseline(j) end\nfunction get_openurl_params(c, s, pl) end\n",
+    )
+    .unwrap();
+    let broken = config(&d, &plugin, "");
+    let out = loglines(&["-c", broken.to_str().unwrap(), "check"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "{}:10 [worker_w] repository_plugin: ",
-            bad.display()
-        )) && stderr.contains("req_id = hmac needs hmac_secret"),
+            broken.display()
+        )) && stderr.contains("no database"),
         "{stderr}"
     );
 }
