@@ -700,3 +700,139 @@ fn template_counts_only_its_download_pattern() {
         ],
     );
 }
+
+/// One line of a `tests/data/formats/NAME.expected` file (see the README there).
+#[derive(Debug, PartialEq)]
+enum Expected {
+    Event {
+        rft_dat: String,
+        req_id: String,
+        artnum: String,
+        url_tim: String,
+        svc_dat: String,
+        req_dat: Option<String>,
+    },
+    NotEligible(String),
+}
+
+fn read_expected(path: &Path) -> BTreeMap<u64, Expected> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let n: u64 = f[0]
+                .parse()
+                .unwrap_or_else(|_| panic!("{}: {l}", path.display()));
+            let e = match f[1] {
+                "-" => Expected::NotEligible(f[2].to_string()),
+                _ => Expected::Event {
+                    rft_dat: f[1].into(),
+                    req_id: f[2].into(),
+                    artnum: f[3].into(),
+                    url_tim: f[4].into(),
+                    svc_dat: f[5].into(),
+                    req_dat: f.get(6).map(|s| s.to_string()),
+                },
+            };
+            (n, e)
+        })
+        .collect()
+}
+
+/// The sample logs of tests/data/formats, one per log format and platform irus.lua reads,
+/// written from the servers' documented formats with the events expected of each line written
+/// out by hand, through `loglines test-plugin --json` as an administrator would run it.
+#[test]
+fn irus_sample_logs_of_every_format_and_platform() {
+    let dir = root().join("tests/data/formats");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cfg"))
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 9, "{cases:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    let plugin = root().join("lua_plugins/irus.lua");
+    let mut failures = Vec::new();
+    for cfg in &cases {
+        let name = cfg.file_stem().unwrap().to_string_lossy().into_owned();
+        let config = tmp.path().join(format!("{name}.cfg"));
+        std::fs::write(
+            &config,
+            format!(
+                "[worker_w]\ncommand = loglines worker\nlistento = q\nrepository_plugin = {}\nendpoint_url = https://tracker.example/counter/\n\n{}",
+                plugin.display(),
+                std::fs::read_to_string(cfg).unwrap()
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let out = crate::support::bin::loglines()
+            .args([
+                "test-plugin",
+                "--json",
+                "--service",
+                "repo.example.ac.uk",
+                "--config",
+            ])
+            .arg(&config)
+            .arg(&plugin)
+            .arg(&log)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.code() == Some(0),
+            "{name}: {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want = read_expected(&dir.join(format!("{name}.expected")));
+        let lines = std::fs::read_to_string(&log).unwrap().lines().count();
+        assert_eq!(want.len(), lines, "{name}: every line has its expectation");
+        for row in stdout.lines() {
+            let v: serde_json::Value = serde_json::from_str(row).unwrap();
+            let Some(n) = v["line"].as_u64() else {
+                continue;
+            };
+            let got = match v["outcome"].as_str() {
+                Some("send") => {
+                    let p = &v["params"];
+                    let s = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+                    let req_dat = match &want.get(&n) {
+                        Some(Expected::Event {
+                            req_dat: Some(_), ..
+                        }) => Some(s("req_dat")),
+                        _ => None,
+                    };
+                    Expected::Event {
+                        rft_dat: s("rft_dat"),
+                        req_id: s("req_id"),
+                        artnum: s("rft.artnum"),
+                        url_tim: s("url_tim"),
+                        svc_dat: s("svc_dat"),
+                        req_dat,
+                    }
+                }
+                _ => {
+                    let reason = v["reason"].as_str().unwrap_or("(no reason)").to_string();
+                    match want.get(&n) {
+                        Some(Expected::NotEligible(part)) if reason.contains(part.as_str()) => {
+                            Expected::NotEligible(part.clone())
+                        }
+                        _ => Expected::NotEligible(reason),
+                    }
+                }
+            };
+            if want.get(&n) != Some(&got) {
+                failures.push(format!(
+                    "{name}.log line {n}:\n  expected {:?}\n  got      {got:?}",
+                    want.get(&n)
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
