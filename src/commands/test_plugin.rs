@@ -16,11 +16,13 @@ use crate::roles::worker::tracker::unsendable;
 use crate::roles::worker::Endpoint;
 use crate::roles::Role;
 use crate::util::compressed;
+use crate::util::progress::Bar;
 use crate::util::text;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -295,7 +297,7 @@ pub fn run_lines(
     service: &str,
     endpoint: &str,
     json: bool,
-    progress: Option<&indicatif::ProgressBar>,
+    progress: Option<&Bar>,
 ) -> anyhow::Result<(Counts, f64)> {
     let started = Instant::now();
     let mut counts = Counts::default();
@@ -309,7 +311,7 @@ pub fn run_lines(
             break;
         }
         if let Some(p) = progress {
-            p.inc(n as u64);
+            p.advance(n as u64);
         }
         let mut bytes = &buf[..];
         if let Some(b) = bytes.strip_suffix(b"\n") {
@@ -376,7 +378,7 @@ pub fn run(g: &Global, args: &TestPluginArgs) -> Result<i32, Failure> {
         ))
     })?;
 
-    let (mut input, size): (Box<dyn BufRead>, Option<u64>) = if args.sample == Path::new("-") {
+    let (mut input, progress): (Box<dyn BufRead>, Option<Bar>) = if args.sample == Path::new("-") {
         (Box::new(BufReader::new(std::io::stdin())), None)
     } else {
         let f = std::fs::File::open(&args.sample)
@@ -387,22 +389,9 @@ pub fn run(g: &Global, args: &TestPluginArgs) -> Result<i32, Failure> {
                     args.sample.display()
                 )])
             })?;
-        // A decompressed file comes through a pipe, whose size says nothing.
-        let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-        (Box::new(BufReader::with_capacity(1 << 16, f)), size)
-    };
-    let progress = match size {
-        Some(n) if n > PROGRESS_BYTES && std::io::stderr().is_terminal() => {
-            let p = indicatif::ProgressBar::new(n);
-            p.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .expect("a valid template"),
-            );
-            Some(p)
-        }
-        _ => None,
+        // A file, or for a compressed one the pipe it is decoded into.
+        let bar = Bar::over(f.as_fd(), PROGRESS_BYTES);
+        (Box::new(BufReader::with_capacity(1 << 16, f)), bar)
     };
 
     let stdout = std::io::stdout();
@@ -417,7 +406,7 @@ pub fn run(g: &Global, args: &TestPluginArgs) -> Result<i32, Failure> {
         progress.as_ref(),
     )?;
     if let Some(p) = progress {
-        p.finish_and_clear();
+        p.finish();
     }
     summary(&mut out, args.json, counts, rate).context("writing the summary")?;
     out.flush().context("writing the results")?;

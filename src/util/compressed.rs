@@ -9,9 +9,56 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The pipes compressed files are being decoded into, by the pipe's identity (device and
+/// inode): how many compressed bytes the decoder has taken, and the compressed file's size.
+/// A progress bar over such a pipe finds its numbers here.
+type Decoding = Vec<((u64, u64), Arc<AtomicU64>, u64)>;
+static DECODING: Mutex<Decoding> = Mutex::new(Vec::new());
+
+fn identity(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
+    let st = rustix::fs::fstat(fd).ok()?;
+    Some((st.st_dev, st.st_ino))
+}
+
+/// For the reading end of a pipe a compressed file is decoded into: the compressed bytes
+/// decoded so far, and the compressed size.
+pub fn decoding(fd: BorrowedFd<'_>) -> Option<(Arc<AtomicU64>, u64)> {
+    let id = identity(fd)?;
+    let list = DECODING.lock().unwrap_or_else(|e| e.into_inner());
+    list.iter()
+        .find(|(i, _, _)| *i == id)
+        .map(|(_, read, total)| (read.clone(), *total))
+}
+
+/// Removes a pipe from [`DECODING`] when its decoder ends.
+struct Forget(Option<(u64, u64)>);
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        let mut list = DECODING.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|(i, _, _)| Some(*i) != self.0);
+    }
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
 
 /// Set when a compressed input could not be read to its end (corrupt, or cut short): the
 /// command that read it says so in its exit code, after what could be read was processed.
@@ -86,13 +133,30 @@ pub fn open_text(file: File, name: &Path) -> io::Result<File> {
 fn decode_into_pipe(file: File, name: &Path) -> io::Result<File> {
     let (read, write) = rustix::pipe::pipe().map_err(io::Error::from)?;
     let name = name.display().to_string();
+    let at = rustix::fs::tell(&file).unwrap_or(0);
+    let total = file
+        .metadata()
+        .map(|m| m.len().saturating_sub(at))
+        .unwrap_or(0);
+    let taken = Arc::new(AtomicU64::new(0));
+    let id = identity(read.as_fd());
+    if let Some(id) = id {
+        let mut list = DECODING.lock().unwrap_or_else(|e| e.into_inner());
+        list.push((id, taken.clone(), total));
+    }
     std::thread::Builder::new()
         .name("gunzip".into())
         .spawn(move || {
+            // The pipe's identity may be given to another pipe once this one is closed.
+            let _forget = Forget(id);
             let mut out = File::from(write);
+            let counted = Counting {
+                inner: file,
+                read: taken,
+            };
             // MultiGzDecoder: a .gz file may hold several members one after the other (files
             // concatenated, or appended to); each is read.
-            let mut decoder = flate2::read::MultiGzDecoder::new(io::BufReader::new(file));
+            let mut decoder = flate2::read::MultiGzDecoder::new(io::BufReader::new(counted));
             let mut buf = vec![0u8; 64 * 1024];
             let mut done: u64 = 0;
             loop {

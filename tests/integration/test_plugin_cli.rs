@@ -402,3 +402,47 @@ fn check_reports_plugins_that_do_not_load() {
         "{stderr}"
     );
 }
+
+/// On a terminal, a compressed sample gets a progress bar too: over its compressed bytes,
+/// since the size of the text inside is not known until its end. `script` (util-linux, part
+/// of every Debian system) gives the command a terminal.
+#[test]
+fn a_compressed_sample_on_a_terminal_shows_a_progress_bar_over_its_compressed_bytes() {
+    let d = Dir::new();
+    // Lines that do not compress to nothing: the bar is shown above 1 MiB.
+    let mut log = String::new();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..60_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        log.push_str(&format!(
+            "192.0.2.{} - - [27/Nov/2026:09:00:00 +0000] \"GET /id/eprint/{i}/1/f{x:x}.pdf HTTP/1.1\" 200 {} \"-\" \"Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0\"\n",
+            x % 250 + 1,
+            x % 99_999
+        ));
+    }
+    let plain = d.write("access.log", &log);
+    let gz = d.path().join("access.log.2.gz");
+    crate::support::gzip(&plain, &gz, false);
+    assert!(std::fs::metadata(&gz).unwrap().len() > 1 << 20);
+    let command = format!(
+        "{} test-plugin {} {} > /dev/null",
+        env!("CARGO_BIN_EXE_loglines"),
+        root().join("lua_plugins/irus.lua").display(),
+        gz.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(d.path())
+        .env_remove("LOGLINES_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("`script` is needed (apt-get install bsdutils)");
+    let shown = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains(" compressed ") && shown.contains("MiB/"),
+        "no progress bar over the compressed bytes:\n{shown}"
+    );
+}

@@ -15,12 +15,12 @@ use crate::roles::notify::Notifier;
 use crate::roles::watch::handover::{Handover, Refused};
 use crate::roles::watch::lines::{self, LineSplitter, Piece, Wrapper};
 use crate::util::compressed;
+use crate::util::progress::Bar;
 use crate::util::shutdown::Shutdown;
 use crate::util::stats::Stats;
 use crate::util::sys::readable;
-use std::io::IsTerminal;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -101,10 +101,10 @@ pub fn run<R: Read + AsFd>(
         line_no: 0,
         counts: PushStats::default(),
     };
-    let bar = progress_bar(input.as_fd());
+    let bar = Bar::over(input.as_fd(), 0);
     let result = p.read_all(&mut input, shutdown, bar.as_ref());
     if let Some(b) = &bar {
-        b.finish_and_clear();
+        b.finish();
     }
     p.finish(&section.name, result)
 }
@@ -130,7 +130,7 @@ impl Pusher<'_> {
         &mut self,
         input: &mut R,
         shutdown: &Shutdown,
-        bar: Option<&indicatif::ProgressBar>,
+        bar: Option<&Bar>,
     ) -> Result<(), Halt> {
         let mut buf = vec![0u8; READ_CHUNK];
         let mut draining: Option<Instant> = None;
@@ -174,7 +174,7 @@ impl Pusher<'_> {
                 }
             }
             if let Some(b) = bar {
-                b.inc(n as u64);
+                b.advance(n as u64);
             }
             self.counts.bytes += n as u64;
             self.take(&buf[..n])?;
@@ -294,27 +294,6 @@ fn item(
             Some(lines::too_long_reason(len, max, head.len())),
         ),
     }
-}
-
-/// A progress bar over the rest of the input, only when it is a regular file (its size is
-/// known) and stderr is a terminal (someone is watching a replay).
-fn progress_bar(fd: BorrowedFd<'_>) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let st = rustix::fs::fstat(fd).ok()?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-        return None;
-    }
-    let at = rustix::fs::tell(fd).unwrap_or(0);
-    let len = (st.st_size as u64).saturating_sub(at);
-    let bar = indicatif::ProgressBar::new(len);
-    let style = indicatif::ProgressStyle::with_template(
-        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    )
-    .ok()?;
-    bar.set_style(style);
-    Some(bar)
 }
 
 #[cfg(test)]
