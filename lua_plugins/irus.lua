@@ -95,8 +95,9 @@ local MAX_ITEM_ID = 256
 local S = {
   item_prefix = {},     -- per pattern, put before the captured id (OJS: "article/")
   skip_file_query = {}, -- per pattern, whether a `file=` query makes it a derivative (Hyrax)
-  parse = parse_combined, -- the log line parser: parse_combined, or a log_format's
-  proxies = nil,        -- loglines.trusted_proxies of trusted_proxies, if set
+  parser = nil,         -- a loglines.log_format parser (it finds the client behind trusted
+                        -- proxies), or nil for parse_combined
+  parse = nil,          -- its parse function
   patterns = nil,       -- one re.set of request patterns followed by investigation patterns
   n_request = 0,        -- how many of them are request patterns
   repository = nil,
@@ -164,27 +165,26 @@ function init(c, worker_section)
   S.patterns = L.re.set(all)
   S.n_request = #request
 
+  -- The combined and common formats go through parse_combined, unless the client is to be
+  -- found behind proxies: a log_format parser then does that too (in Rust, per line).
   local format = opt("log_format", "combined")
-  if format == "combined" or format == "common" then
-    S.parse = parse_combined
+  local trusted = opt("trusted_proxies", "")
+  if (format == "combined" or format == "common") and not trusted:match("%S") then
+    S.parser = nil
   else
-    local ok, parser = pcall(L.log_format, format, opt("json_fields", nil))
+    local options = { fields = opt("json_fields", nil) }
+    if trusted:match("%S") then options.trusted_proxies = trusted end
+    local ok, parser = pcall(L.log_format, format, options)
     if not ok then
-      local why = tostring(parser):gsub("^.-log_format: ", "")
+      local why = tostring(parser)
+      if why:find("trusted_proxies: ", 1, true) then
+        c:error_at(sec, "trusted_proxies", (why:gsub("^.-trusted_proxies: ", "")))
+      end
+      why = why:gsub("^.-log_format: ", "")
       if why:sub(1, #format + 2) ~= "`" .. format .. "`" then why = "`" .. format .. "`: " .. why end
       c:error_at(sec, "log_format", why)
     end
-    local parse = parser.parse
-    S.parse = function(line) return parse(parser, line) end
-  end
-
-  local trusted = opt("trusted_proxies", "")
-  if trusted:match("%S") then
-    local ok, proxies = pcall(L.trusted_proxies, trusted)
-    if not ok then
-      c:error_at(sec, "trusted_proxies", (tostring(proxies):gsub("^.-trusted_proxies: ", "")))
-    end
-    S.proxies = proxies
+    S.parser, S.parse = parser, parser.parse
   end
 
   S.repository = opt("repository", c:get(worker_section, "rfr_id", nil))
@@ -220,7 +220,8 @@ function parseline(jmsg)
   local msg = json_decode(jmsg)
   local line = msg.logline
   if type(line) ~= "string" then return nil, "the message has no logline" end
-  local r, why = S.parse(line)
+  local parser, r, why = S.parser, nil, nil
+  if parser then r, why = S.parse(parser, line) else r, why = parse_combined(line) end
   if r == nil then return nil, why and ("not in the log format: " .. why) or "not a combined/common log line" end
   if r.method ~= "GET" then return nil, "method " .. tostring(r.method or "-") .. " is not GET" end
   local status = r.status
@@ -228,8 +229,6 @@ function parseline(jmsg)
   if r.ip == nil or r.time == nil or r.path == nil then
     return nil, "the line has no client address, time or path"
   end
-  -- Behind the site's own proxies, the client is in X-Forwarded-For.
-  if S.proxies then r.ip = S.proxies:client(r.ip, r.forwarded_for) end
   local i, id = S.patterns:match(r.path)
   if i == nil then return nil, "path is not an item page or file" end
   -- No repository's identifiers are this long; a visitor's made-up path can be.

@@ -218,13 +218,13 @@ impl LogFormat {
         &self,
         map: &[(&'static str, Vec<String>)],
         line: &str,
-    ) -> Result<Record<'a>, String> {
+        out: &mut Record<'a>,
+    ) -> Result<(), String> {
         let v: serde_json::Value =
             serde_json::from_str(line.trim()).map_err(|e| format!("not a JSON object: {e}"))?;
         if !v.is_object() {
             return Err("not a JSON object".into());
         }
-        let mut out: Record<'a> = Vec::with_capacity(map.len() + 3);
         for (name, path) in map {
             let mut cur = &v;
             let mut found = true;
@@ -261,21 +261,29 @@ impl LogFormat {
                 "time" => Target::Time,
                 n => Target::Text(Cow::Borrowed(n)),
             };
-            emit(&target, Cow::Owned(text), &mut out)?;
+            emit(&target, Cow::Owned(text), out)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The fields of `line`, or why it does not have this format.
     pub fn parse<'a>(&self, line: &'a str) -> Result<Record<'a>, String> {
+        let mut out = Vec::with_capacity(self.parts.len().max(12));
+        self.parse_into(line, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`LogFormat::parse`] into `out` (emptied first), whose allocation a caller parsing many
+    /// lines keeps from one line to the next (see [`recycle`]).
+    pub fn parse_into<'a>(&self, line: &'a str, out: &mut Record<'a>) -> Result<(), String> {
+        out.clear();
         let line = line.trim_end_matches(['\r', '\n']);
         if let Some(map) = &self.json {
-            return self.parse_json(map, line);
+            return self.parse_json(map, line, out);
         }
         if self.combined {
             let r = clf::parse_combined(line)
                 .ok_or_else(|| "not a combined or common log line".to_string())?;
-            let mut out: Record<'a> = Vec::with_capacity(12);
             for (k, v) in [("ip", r.ip), ("ident", r.ident), ("user", r.user)] {
                 out.push((k.into(), Val::Text(Cow::Borrowed(v))));
             }
@@ -296,9 +304,8 @@ impl LogFormat {
             if let Some(v) = r.useragent {
                 out.push(("useragent".into(), Val::Text(v)));
             }
-            return Ok(out);
+            return Ok(());
         }
-        let mut out: Record<'a> = Vec::with_capacity(self.parts.len());
         let mut pos = 0;
         for (i, part) in self.parts.iter().enumerate() {
             match part {
@@ -350,11 +357,44 @@ impl LogFormat {
                         }
                     };
                     pos = end;
-                    emit(target, value, &mut out)?;
+                    emit(target, value, out)?;
                 }
             }
         }
-        Ok(out)
+        Ok(())
+    }
+}
+
+/// An emptied record with `r`'s allocation, for another line: the values borrowed from a line
+/// must not outlive it, and an empty vector holds none. (Collecting an emptied vector's
+/// `into_iter` into one of a type of the same size reuses its buffer; the closure never runs.)
+pub fn recycle<'b>(mut r: Record<'_>) -> Record<'b> {
+    r.clear();
+    r.into_iter().map(|_| unreachable!("emptied")).collect()
+}
+
+/// Behind trusted proxies: sets `ip` to the client's address found in `forwarded_for`, when the
+/// connecting address is one of `nets` (see `proxies.rs`). The address is the header entry's
+/// text, so a line read without escapes gets it without a copy.
+pub fn resolve_client(nets: &super::proxies::Networks, r: &mut Record<'_>) {
+    let text = |name: &str, r: &Record<'_>| {
+        r.iter()
+            .rposition(|(k, v)| k == name && matches!(v, Val::Text(_)))
+    };
+    let (Some(ip_at), Some(xff_at)) = (text("ip", r), text("forwarded_for", r)) else {
+        return;
+    };
+    let (Val::Text(addr), Val::Text(xff)) = (&r[ip_at].1, &r[xff_at].1) else {
+        return;
+    };
+    let client = match xff {
+        Cow::Borrowed(x) => nets.forwarded_entry(addr, x).map(|(_, t)| Cow::Borrowed(t)),
+        Cow::Owned(x) => nets
+            .forwarded_entry(addr, x)
+            .map(|(_, t)| Cow::Owned(t.to_string())),
+    };
+    if let Some(c) = client {
+        r[ip_at].1 = Val::Text(c);
     }
 }
 

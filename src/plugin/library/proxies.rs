@@ -57,42 +57,55 @@ impl Networks {
     /// X-Forwarded-For header, if logged).
     /// An address taken from the header comes without the port some proxies add.
     pub fn client(&self, addr: &str, forwarded_for: Option<&str>) -> String {
-        let trusted = |a: &str| parse_ip(a).is_some_and(|ip| self.contains(ip));
-        if !trusted(addr) {
-            return addr.to_string();
+        match self.forwarded_client(addr, forwarded_for) {
+            Some(ip) => ip.to_string(),
+            None => addr.to_string(),
         }
-        let Some(xff) = forwarded_for else {
-            return addr.to_string();
-        };
+    }
+
+    /// The client's address when it is not `addr` itself: `addr` is a trusted proxy and the
+    /// header names the client. None when `addr` is the client (the common case on a site
+    /// without proxies, which then costs no new string).
+    pub fn forwarded_client(&self, addr: &str, forwarded_for: Option<&str>) -> Option<IpAddr> {
+        self.forwarded_entry(addr, forwarded_for?).map(|(ip, _)| ip)
+    }
+
+    /// [`Networks::forwarded_client`] as the text of the header's entry (without a port or
+    /// brackets), which a parser can hand on without formatting a new string.
+    pub fn forwarded_entry<'x>(&self, addr: &str, xff: &'x str) -> Option<(IpAddr, &'x str)> {
+        if !parse_ip(addr).is_some_and(|(ip, _)| self.contains(ip)) {
+            return None;
+        }
         // Malformed entries are skipped, not fatal; if every valid one is trusted, the leftmost
         // (the farthest hop) is as close to the client as the header gets.
         let mut leftmost = None;
         for entry in xff.rsplit(',').map(str::trim) {
-            let Some(ip) = parse_ip(entry) else {
+            let Some((ip, text)) = parse_ip(entry) else {
                 continue;
             };
             if !self.contains(ip) {
-                return ip.to_string();
+                return Some((ip, text));
             }
-            leftmost = Some(ip);
+            leftmost = Some((ip, text));
         }
-        leftmost.map_or_else(|| addr.to_string(), |ip| ip.to_string())
+        leftmost
     }
 }
 
 /// An address as logged: plain, or IPv6 in brackets, or with a port (`1.2.3.4:5678`,
-/// `[2001:db8::1]:443`).
-fn parse_ip(s: &str) -> Option<IpAddr> {
+/// `[2001:db8::1]:443`); with the text of the address alone.
+fn parse_ip(s: &str) -> Option<(IpAddr, &str)> {
     if let Ok(ip) = s.parse() {
-        return Some(ip);
+        return Some((ip, s));
     }
     let s = s
         .strip_prefix('[')
         .map_or(s, |rest| rest.split(']').next().unwrap_or(rest));
     if let Ok(ip) = s.parse() {
-        return Some(ip);
+        return Some((ip, s));
     }
-    s.rsplit_once(':').and_then(|(a, _)| a.parse().ok())
+    let (a, _) = s.rsplit_once(':')?;
+    a.parse().ok().map(|ip| (ip, a))
 }
 
 /// An IPv4 address written as IPv6 (`::ffff:192.0.2.1`) is the IPv4 one.

@@ -287,3 +287,48 @@ fn json_lines_by_field_map() {
         assert!(e.what.contains(what), "{fields}: {e}");
     }
 }
+
+#[test]
+fn a_recycled_record_keeps_its_allocation_and_parse_into_gives_what_parse_gives() {
+    let f = LogFormat::compile("nginx_main").unwrap();
+    let line = r#"10.0.0.5 - - [27/Nov/2026:09:00:07 +0000] "GET /a?b=1 HTTP/1.1" 200 5 "-" "UA" "203.0.113.9""#;
+    let mut r = Vec::with_capacity(32);
+    f.parse_into(line, &mut r).unwrap();
+    assert_eq!(r, f.parse(line).unwrap());
+    let (ptr, cap) = (r.as_ptr() as usize, r.capacity());
+    let mut again: Record<'_> = recycle(r);
+    assert!(again.is_empty());
+    assert_eq!((again.as_ptr() as usize, again.capacity()), (ptr, cap));
+    let other = line.replace("/a?b=1", "/c");
+    f.parse_into(&other, &mut again).unwrap();
+    assert_eq!(text(&again, "path"), Some("/c"));
+    assert_eq!(again, f.parse(&other).unwrap());
+}
+
+#[test]
+fn behind_trusted_proxies_the_client_is_the_header_entry_as_written() {
+    let f = LogFormat::compile("nginx_main").unwrap();
+    let nets = crate::plugin::library::proxies::Networks::parse("10.0.0.0/8").unwrap();
+    let at = |ip: &str, xff: &str| {
+        let line = format!(
+            r#"{ip} - - [27/Nov/2026:09:00:07 +0000] "GET / HTTP/1.1" 200 5 "-" "UA" "{xff}""#
+        );
+        let mut r = f.parse(&line).unwrap();
+        resolve_client(&nets, &mut r);
+        text(&r, "ip").map(str::to_string)
+    };
+    assert_eq!(
+        at("10.0.0.5", "203.0.113.9:5123, 10.0.0.2").as_deref(),
+        Some("203.0.113.9")
+    );
+    assert_eq!(
+        at("10.0.0.5", "[2001:db8::1]:443").as_deref(),
+        Some("2001:db8::1")
+    );
+    assert_eq!(at("192.0.2.1", "203.0.113.9").as_deref(), Some("192.0.2.1"));
+    assert_eq!(at("10.0.0.5", "-").as_deref(), Some("10.0.0.5"));
+    assert_eq!(
+        at("10.0.0.5", "garbage, 10.0.0.3").as_deref(),
+        Some("10.0.0.3")
+    );
+}
