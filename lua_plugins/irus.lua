@@ -172,7 +172,9 @@ function init(c, worker_section)
   if (format == "combined" or format == "common") and not trusted:match("%S") then
     S.parser = nil
   else
-    local options = { fields = opt("json_fields", nil) }
+    -- Only the fields this plugin reads: each other one would cost a string per line.
+    local options = { fields = opt("json_fields", nil),
+      only = "ip time method path query status referer useragent" }
     if trusted:match("%S") then options.trusted_proxies = trusted end
     local ok, parser = pcall(L.log_format, format, options)
     if not ok then

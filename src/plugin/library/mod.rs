@@ -176,7 +176,7 @@ fn install_clf(lua: &Lua, l: &Table) -> mlua::Result<()> {
             };
             let format =
                 compiled.map_err(|e| mlua::Error::runtime(format!("log_format: {e}")))?;
-            parser_table(lua, format, options.trusted)
+            parser_table(lua, format, options.trusted, options.only)
         })?,
     )?;
     l.set(
@@ -205,6 +205,9 @@ impl mlua::UserData for Proxies {
 struct FormatOptions {
     fields: Option<String>,
     trusted: Option<proxies::Networks>,
+    /// `only`: the fields the table gets (every one when absent). A field costs a Lua string
+    /// per line whether or not the plugin reads it.
+    only: Option<Vec<String>>,
 }
 
 impl FormatOptions {
@@ -228,9 +231,16 @@ impl FormatOptions {
                     ),
                     None => None,
                 };
+                let only = text(t.get("only")?, "only")?.map(|list| {
+                    list.split(|c: char| c == ',' || c.is_whitespace())
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                });
                 Ok(FormatOptions {
                     fields: text(t.get("fields")?, "fields")?,
                     trusted,
+                    only,
                 })
             }
             other => Ok(FormatOptions {
@@ -239,6 +249,7 @@ impl FormatOptions {
                     "the second argument (the json fields, or a table of options)",
                 )?,
                 trusted: None,
+                only: None,
             }),
         }
     }
@@ -254,6 +265,7 @@ fn parser_table(
     lua: &Lua,
     format: logformat::LogFormat,
     trusted: Option<proxies::Networks>,
+    only: Option<Vec<String>>,
 ) -> mlua::Result<Table> {
     // The record's allocation, kept from one line to the next.
     let scratch: std::cell::Cell<logformat::Record<'static>> = Default::default();
@@ -268,6 +280,9 @@ fn parser_table(
             Ok(()) => {
                 if let Some(nets) = &trusted {
                     logformat::resolve_client(nets, &mut r);
+                }
+                if let Some(names) = &only {
+                    r.retain(|(k, _)| names.iter().any(|n| n == k));
                 }
                 raw::record_table(lua, &r).map(|t| (t, Value::Nil))
             }
