@@ -1,7 +1,8 @@
 //! A stand-alone stand-in tracker for benchmarks and manual runs: the test harness's HTTP
 //! server, answering every GET/HEAD with one status until stopped.
 //!
-//! Usage: `cargo run --release --example tracker -- [--port N] [--status N]`
+//! Usage: `cargo run --release --example tracker -- [--port N] [--status N] [--delay-ms N]`
+//! (`--delay-ms`: every answer that late, as from a tracker far away).
 //! Prints `listening on http://127.0.0.1:PORT/`, then on SIGTERM, Ctrl-C or end of stdin (when
 //! stdin is a terminal or a pipe) prints `served N requests` and exits.
 
@@ -16,13 +17,13 @@ use std::time::Duration;
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "tracker: {msg}\nusage: tracker [--port N (0 = free port)] [--status N (default 200)]"
+        "tracker: {msg}\nusage: tracker [--port N (0 = free port)] [--status N (default 200)] [--delay-ms N (default 0)]"
     );
     std::process::exit(2)
 }
 
-fn parse_args() -> (u16, u16) {
-    let (mut port, mut status) = (0u16, 200u16);
+fn parse_args() -> (u16, u16, u16) {
+    let (mut port, mut status, mut delay) = (0u16, 200u16, 0u16);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| -> u16 {
@@ -35,6 +36,7 @@ fn parse_args() -> (u16, u16) {
         match a.as_str() {
             "--port" => port = value("--port"),
             "--status" => status = value("--status"),
+            "--delay-ms" => delay = value("--delay-ms"),
             "-h" | "--help" => usage("a stand-in IRUS tracker"),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -42,7 +44,7 @@ fn parse_args() -> (u16, u16) {
     if !(100..=999).contains(&status) {
         usage(&format!("--status {status} is not an HTTP status"));
     }
-    (port, status)
+    (port, status, delay)
 }
 
 /// True when stdin is a pipe or a terminal: then its end means "stop" (the parent went away
@@ -57,7 +59,7 @@ fn stdin_signals_stop() -> bool {
 }
 
 fn main() {
-    let (port, status) = parse_args();
+    let (port, status, delay) = parse_args();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).expect("cannot install signal handler");
@@ -81,6 +83,7 @@ fn main() {
     if status != 200 {
         t.fail(status);
     }
+    t.delay(Duration::from_millis(u64::from(delay)));
     println!("listening on {}", t.base_url());
     let _ = std::io::stdout().flush();
 

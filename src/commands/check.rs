@@ -172,6 +172,12 @@ pub fn describe(cfg: &Config) -> String {
                     Endpoint::DryRun => "(dry run: printed)".into(),
                 };
                 let mut t = format!("{} -> {} via {}", w.listento, to, rel(cfg, &w.plugin));
+                if w.concurrency > 1 {
+                    let _ = write!(t, "; {} requests in flight", w.concurrency);
+                    if s.batch_size < w.concurrency {
+                        let _ = write!(t, " (at most batch_size = {})", s.batch_size);
+                    }
+                }
                 if let Some(q) = &w.success_queue {
                     let _ = write!(t, "; sent -> {q}");
                 }

@@ -36,3 +36,4 @@ mod watch_crash;
 mod watch_many;
 mod watch_redis;
 mod worker_behaviour;
+mod worker_window;

@@ -13,6 +13,7 @@
 pub mod prepare;
 pub mod settings;
 pub mod tracker;
+pub mod window;
 
 pub use settings::{plugin_spec, Endpoint, HttpMethod, WorkerSettings};
 
@@ -26,8 +27,9 @@ use crate::util::stats::Stats;
 use crate::util::text::shorten;
 use prepare::{Prepared, Preparer, Step};
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime};
-use tracker::{Answer, Backoff, TrackerClient};
+use std::time::{Duration, Instant, SystemTime};
+use tracker::{Answer, Backoff, TrackerClient, STOP_GRACE};
+use window::{Flight, Senders};
 
 /// The URL (or, in a dry run, the query) for one event. `url_ver` and `rfr_id` from the worker
 /// section fill in when the plugin does not set them, as the 2010 "OpenURL default details" did.
@@ -65,6 +67,10 @@ struct Worker<'a> {
     outage: Option<Outage>,
     shutdown: &'a Shutdown,
     stats: &'a Stats,
+    /// With `concurrency` above 1: the threads making the requests, and the window the next
+    /// batch starts with (narrow after an outage, widening as requests succeed).
+    senders: Option<Senders>,
+    window: usize,
 }
 
 /// Runs until the consume loop's shutdown is set. On shutdown the current batch is committed
@@ -74,15 +80,29 @@ pub fn run(
     plugin: Preparer,
     consume: Consume<'_>,
 ) -> Result<(), RoleError> {
+    let client = TrackerClient::new(settings, consume.shutdown);
+    // A dry run prints in queue order, one at a time.
+    let senders = match (&settings.endpoint, settings.concurrency) {
+        (Endpoint::Url(_), n) if n > 1 => Some(
+            Senders::start(&client, n, &consume.section.name).map_err(|e| {
+                RoleError::Io(format!(
+                    "cannot start the {n} threads of concurrency = {n}: {e}; lower concurrency"
+                ))
+            })?,
+        ),
+        _ => None,
+    };
     let mut w = Worker {
         section: consume.section,
         settings,
         plugin,
-        client: TrackerClient::new(settings, consume.shutdown),
+        client,
         backoff: Backoff::new(settings.pauseonfail),
         outage: None,
         shutdown: consume.shutdown,
         stats: consume.stats,
+        senders,
+        window: settings.concurrency,
     };
     let announce = consume.announce;
     announce.log(
@@ -108,6 +128,9 @@ pub fn run(
 
 impl Handler for Worker<'_> {
     fn handle(&mut self, batch: Vec<Message>, out: &mut Batch<'_, '_>) -> Result<Next, RoleError> {
+        if self.senders.is_some() {
+            return self.handle_window(batch, out);
+        }
         self.plugin.submit(batch).map_err(RoleError::Plugin)?;
         while let Some(prepared) = self.plugin.next_result() {
             let prepared = match prepared {
@@ -244,10 +267,216 @@ impl Worker<'_> {
     /// On stop: commits what is done, and returns `msg` and the rest of the batch (taken back
     /// from the plugin thread, unprocessed) to the queue in order.
     fn give_back(&mut self, msg: Message, out: &mut Batch<'_, '_>) -> Result<Next, RoleError> {
-        // What was sent is acked first, whatever happens to the rest.
+        self.give_back_all(vec![msg], out)
+    }
+
+    /// A batch with `concurrency` above 1 (see `window.rs`): each event goes out as soon as the
+    /// plugin has made it and the window has room, so the plugin's work overlaps the requests in
+    /// flight; until each is accepted or rejected for good. On a stop, the requests in flight
+    /// get their STOP_GRACE and the rest goes back in batch order.
+    fn handle_window(
+        &mut self,
+        batch: Vec<Message>,
+        out: &mut Batch<'_, '_>,
+    ) -> Result<Next, RoleError> {
+        self.plugin.submit(batch).map_err(RoleError::Plugin)?;
+        let mut events: Vec<(Option<Message>, String)> = Vec::new();
+        let mut flight = Flight::new([], self.settings.concurrency, self.window);
+        let mut plugin_done = false;
+        let mut stop_seen: Option<Instant> = None;
+        loop {
+            if self.shutdown.is_set() && stop_seen.is_none() {
+                stop_seen = Some(Instant::now());
+            }
+            if stop_seen.is_none() {
+                if flight.must_wait() {
+                    let delay = self.backoff.next_delay();
+                    if out.wait(delay) {
+                        continue;
+                    }
+                    flight.resume();
+                }
+                // Take the plugin's next verdicts while a request could go out for them.
+                while !plugin_done && flight.has_room() && !self.shutdown.is_set() {
+                    let Some(prepared) = self.plugin.next_result() else {
+                        plugin_done = true;
+                        break;
+                    };
+                    let prepared = match prepared {
+                        Ok(p) => p,
+                        Err(e) => {
+                            self.wait_in_flight(&mut flight, &mut events, out)?;
+                            let back = Self::unsent(&flight, &mut events);
+                            self.give_back_all(back, out)?;
+                            return Err(RoleError::Plugin(e));
+                        }
+                    };
+                    let Prepared { msg, step } = prepared;
+                    match step {
+                        Step::Send(url) => {
+                            if self.settings.debug {
+                                log::info!("[{}] {url}", self.section.name);
+                            }
+                            flight.push(events.len());
+                            events.push((Some(msg), url));
+                            let senders = self.senders.as_ref().expect("a window has senders");
+                            while let Some(i) = flight.take_next() {
+                                senders.send(i, events[i].1.clone());
+                            }
+                        }
+                        Step::PluginError(e) => {
+                            out.dead_letter(msg, &format!("plugin error: {e}"))?;
+                        }
+                        Step::NotEligible => {
+                            Stats::add(&self.stats.not_eligible, 1);
+                            if let Some(q) = &self.settings.other_queue {
+                                out.forward(q, msg.derive(msg.body.clone()));
+                            }
+                            out.done(msg);
+                        }
+                        Step::Skipped => {
+                            self.wait_in_flight(&mut flight, &mut events, out)?;
+                            let mut back = Self::unsent(&flight, &mut events);
+                            back.push(msg);
+                            self.give_back_all(back, out)?;
+                            if self.shutdown.is_set() {
+                                return Ok(Next::Stop);
+                            }
+                            return Err(RoleError::Plugin(
+                                "the plugin thread returned a message unprocessed outside a stop; it and the rest of its batch are back in the queue".into(),
+                            ));
+                        }
+                    }
+                }
+                let senders = self.senders.as_ref().expect("a window has senders");
+                while let Some(i) = flight.take_next() {
+                    senders.send(i, events[i].1.clone());
+                }
+            }
+            if stop_seen.is_some() {
+                break;
+            }
+            if plugin_done && flight.finished() {
+                self.window = flight.window();
+                return Ok(Next::Continue);
+            }
+            self.one_answer(&mut flight, &mut events, false, out)?;
+        }
+        // Stopping: the requests in flight finish (or are cut after STOP_GRACE); what was
+        // accepted is acked, every other event goes back in batch order with the rest.
+        self.wait_in_flight(&mut flight, &mut events, out)?;
+        self.window = flight.window();
+        let back = Self::unsent(&flight, &mut events);
+        self.give_back_all(back, out)
+    }
+
+    /// Waits (a quarter of a second at most) for one answer of the window and applies it.
+    fn one_answer(
+        &mut self,
+        flight: &mut Flight,
+        events: &mut [(Option<Message>, String)],
+        stopping: bool,
+        out: &mut Batch<'_, '_>,
+    ) -> Result<(), RoleError> {
+        let senders = self.senders.as_ref().expect("a window has senders");
+        if let Some((i, answer, _took)) = senders.answer(Duration::from_millis(250)) {
+            let finished = self.window_answer(&mut events[i], answer, stopping, out)?;
+            flight.answered(i, finished);
+        }
+        Ok(())
+    }
+
+    /// On a stop or an error: lets the requests in flight answer. The transport cuts those
+    /// still unanswered after STOP_GRACE on a stop; the bound here only guards against an
+    /// answer that never comes back from a thread.
+    fn wait_in_flight(
+        &mut self,
+        flight: &mut Flight,
+        events: &mut [(Option<Message>, String)],
+        out: &mut Batch<'_, '_>,
+    ) -> Result<(), RoleError> {
+        let since = Instant::now();
+        while flight.in_flight() > 0 {
+            if since.elapsed() > STOP_GRACE * 3 {
+                log::warn!(
+                    "[{}] {} requests still unanswered {} s after the stop; their messages go back to the queue",
+                    self.section.name,
+                    flight.in_flight(),
+                    (STOP_GRACE * 3).as_secs()
+                );
+                break;
+            }
+            self.one_answer(flight, events, true, out)?;
+        }
+        Ok(())
+    }
+
+    /// The events not finished, in batch order (their messages taken out of `events`).
+    fn unsent(flight: &Flight, events: &mut [(Option<Message>, String)]) -> Vec<Message> {
+        flight
+            .unfinished()
+            .into_iter()
+            .filter_map(|i| events[i].0.take())
+            .collect()
+    }
+
+    /// Applies one answer of the window; whether the event is finished.
+    fn window_answer(
+        &mut self,
+        event: &mut (Option<Message>, String),
+        answer: Answer,
+        stopping: bool,
+        out: &mut Batch<'_, '_>,
+    ) -> Result<bool, RoleError> {
+        let url = &event.1;
+        match answer {
+            Answer::Accepted => {
+                self.tracker_ok();
+                Stats::add(&self.stats.sent, 1);
+                let msg = event.0.take().expect("an event is answered once");
+                if let Some(q) = &self.settings.success_queue {
+                    out.forward(q, msg.derive(msg.body.clone()));
+                }
+                out.done(msg);
+                Ok(true)
+            }
+            Answer::Rejected { status, body } => {
+                self.tracker_ok();
+                let reason = format!(
+                    "the tracker rejected the event with status {status}: {body:?}; url: {}",
+                    shorten(url, REASON_URL)
+                );
+                let msg = event.0.take().expect("an event is answered once");
+                out.dead_letter(msg, &reason)?;
+                Ok(true)
+            }
+            Answer::Unsendable(why) => {
+                let reason = format!("{why}; url: {}", shorten(url, REASON_URL));
+                let msg = event.0.take().expect("an event is answered once");
+                out.dead_letter(msg, &reason)?;
+                Ok(true)
+            }
+            Answer::Retry(why) => {
+                // Cut by a stop: no outage; it goes back with the rest.
+                if !stopping {
+                    self.tracker_failed(&why, out);
+                }
+                Ok(false)
+            }
+            // A dry run does not use the window.
+            Answer::Printed | Answer::OutputClosed => Ok(false),
+        }
+    }
+
+    /// Commits what is done, gives back `back` (in order) and whatever the plugin thread still
+    /// holds, unprocessed.
+    fn give_back_all(
+        &mut self,
+        mut back: Vec<Message>,
+        out: &mut Batch<'_, '_>,
+    ) -> Result<Next, RoleError> {
         out.commit()?;
         let rest = self.plugin.drain().map_err(RoleError::Plugin)?;
-        let mut back = vec![msg];
         back.extend(rest.into_iter().map(|p| p.msg));
         out.give_back(back)?;
         Ok(Next::Stop)

@@ -304,6 +304,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             pauseonfail: Duration::from_secs(5),
             ratelimit: Duration::ZERO,
+            concurrency: 1,
             success_queue: None,
             other_queue: None,
             debug: false,

@@ -24,7 +24,8 @@ declare_keys! { KEYS {
     TIMEOUT = "timeout", SCOPE, K::Secs { min: 0.001, max: 86_400.0 }, D::Secs(60.0), "seconds to wait for the tracker's answer";
     CONNECT_TIMEOUT = "connect_timeout", SCOPE, K::Secs { min: 0.001, max: 86_400.0 }, D::Secs(10.0), "seconds to wait for a connection to the tracker";
     PAUSEONFAIL = "pauseonfail", SCOPE, K::Secs { min: 1.0, max: 7.0 * 86_400.0 }, D::Secs(3600.0), "longest wait between retries while the tracker is unavailable (backoff starts at 1 s)";
-    RATELIMIT = "ratelimit", SCOPE, K::Secs { min: 0.0, max: 3600.0 }, D::Secs(0.0), "minimum seconds between requests of one process";
+    RATELIMIT = "ratelimit", SCOPE, K::Secs { min: 0.0, max: 3600.0 }, D::Secs(0.0), "minimum seconds between requests of one process (of all its requests in flight together)";
+    CONCURRENCY = "concurrency", SCOPE, K::Int { min: 1, max: 256 }, D::Int(1), "requests one worker process keeps in flight, each on a keep-alive connection of its own: raise it for a tracker far away (at most `batch_size` are in flight)";
     SUCCESS_QUEUE = "success_queue", SCOPE, K::Queue, D::Unset("(none)"), "queue that receives each message the tracker accepted";
     OTHER_QUEUE = "other_queue", SCOPE, K::Queue, D::Unset("(none)"), "queue that receives each message that is not a usage event";
     DEBUG = "debug", SCOPE, K::Bool, D::Bool(false), "log every OpenURL at info level";
@@ -69,6 +70,8 @@ pub struct WorkerSettings {
     pub connect_timeout: Duration,
     pub pauseonfail: Duration,
     pub ratelimit: Duration,
+    /// Requests in flight at once (`concurrency`).
+    pub concurrency: usize,
     pub success_queue: Option<String>,
     pub other_queue: Option<String>,
     pub debug: bool,
@@ -98,6 +101,7 @@ pub fn read(r: &mut Reader<'_>) -> WorkerSettings {
         connect_timeout: r.secs(&CONNECT_TIMEOUT),
         pauseonfail: r.secs(&PAUSEONFAIL),
         ratelimit: r.secs(&RATELIMIT),
+        concurrency: r.int(&CONCURRENCY) as usize,
         success_queue: r.queue(&SUCCESS_QUEUE),
         other_queue: r.queue(&OTHER_QUEUE),
         debug: r.boolean(&DEBUG),

@@ -1,19 +1,23 @@
 //! One worker's connection to the tracker: a keep-alive ureq agent over our own transport, the
 //! request (or, in a dry run, the printed URL) for one event, `ratelimit`, and a stop that cuts
-//! a request still unanswered after [`STOP_GRACE`].
+//! a request still unanswered after [`STOP_GRACE`]. With `concurrency` above 1 the window's
+//! sender threads each hold a clone: one agent (one pool of keep-alive connections, as many as
+//! requests in flight) and one `ratelimit` turn shared by all.
 
 use super::resolver::{CachingResolver, Forget};
 use super::{classify, is_local_error, parse_url, transport, Answer, RESOLVE_TTL, STOP_GRACE};
 use crate::roles::worker::{Endpoint, HttpMethod, WorkerSettings};
 use crate::util::shutdown::Shutdown;
 use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use ureq::unversioned::resolver::DefaultResolver;
 
 /// How much of an answer's body is read.
 const BODY_READ: u64 = 64 * 1024;
 
-/// One worker's connection to the tracker.
+/// One worker's connection to the tracker. Clones share the agent and the `ratelimit` turn.
+#[derive(Clone)]
 pub struct TrackerClient {
     agent: ureq::Agent,
     resolved: Forget,
@@ -21,7 +25,8 @@ pub struct TrackerClient {
     method: HttpMethod,
     success: u16,
     ratelimit: Duration,
-    last_request: Option<Instant>,
+    /// When the next request of this worker may start (`ratelimit` apart, across clones).
+    next_turn: Arc<Mutex<Option<Instant>>>,
     stop: Shutdown,
 }
 
@@ -36,6 +41,9 @@ impl TrackerClient {
             // A redirect is an answer to classify (never acceptance), not a request to follow.
             .max_redirects(0)
             .user_agent(concat!("loglines/", env!("CARGO_PKG_VERSION")))
+            // One keep-alive connection per request in flight.
+            .max_idle_connections(w.concurrency.max(10))
+            .max_idle_connections_per_host(w.concurrency.max(3))
             .proxy(crate::util::proxy::from_env())
             .build();
         let resolver = CachingResolver::new(DefaultResolver::default(), RESOLVE_TTL);
@@ -67,7 +75,7 @@ impl TrackerClient {
             method: w.method,
             success: w.success,
             ratelimit: w.ratelimit,
-            last_request: None,
+            next_turn: Arc::new(Mutex::new(None)),
             stop: shutdown.clone(),
         }
     }
@@ -77,6 +85,19 @@ impl TrackerClient {
             Endpoint::Url(u) => Some(u),
             Endpoint::DryRun => None,
         }
+    }
+
+    /// Books this request's start, `ratelimit` after the previous one of any clone: how long
+    /// to wait for it, if at all.
+    fn take_turn(&self) -> Option<Duration> {
+        if self.ratelimit.is_zero() {
+            return None;
+        }
+        let now = Instant::now();
+        let mut next = self.next_turn.lock().unwrap_or_else(|e| e.into_inner());
+        let start = next.map_or(now, |t| t.max(now));
+        *next = Some(start + self.ratelimit);
+        (start > now).then(|| start - now)
     }
 
     /// Sends one request (honouring `ratelimit`), or prints it in a dry run.
@@ -94,15 +115,13 @@ impl TrackerClient {
             Ok(uri) => uri,
             Err(why) => return Answer::Unsendable(why),
         };
-        if let Some(last) = self.last_request {
-            let since = last.elapsed();
+        if let Some(wait) = self.take_turn() {
             // `ratelimit` may be long (up to an hour): a stop ends the wait, and then nothing
             // is sent.
-            if since < self.ratelimit && self.stop.sleep(self.ratelimit - since) {
+            if self.stop.sleep(wait) {
                 return Answer::Retry("the worker is stopping".into());
             }
         }
-        self.last_request = Some(Instant::now());
         let result = match self.method {
             HttpMethod::Get => self.agent.get(uri).call(),
             HttpMethod::Head => self.agent.head(uri).call(),

@@ -1,0 +1,177 @@
+//! `concurrency`: a worker keeping several requests in flight, against a tracker stand-in that
+//! answers late, fails for a while, hangs, or loses the worker to kill -9 mid-window. Every
+//! event arrives, none twice without a crash, dead letters only for a rejection; the stand-in
+//! sees the requests overlap.
+
+use crate::support;
+
+use std::process::Stdio;
+use std::time::Duration;
+use support::loggen;
+use support::pipeline::{check_generated, wait_complete, Options, Pipeline};
+use support::wait_until;
+
+/// One line in `EVERY` is a download: 4 gives a quarter of the lines as events, so that a few
+/// thousand lines keep a window busy.
+const EVERY: u64 = 4;
+const WAIT: Duration = Duration::from_secs(120);
+
+fn windowed(concurrency: u32, workers: u32) -> Options {
+    Options {
+        workers,
+        pauseonfail: 1,
+        batch_size: Some(200),
+        worker_keys: format!("concurrency = {concurrency}\n"),
+        ..Options::default()
+    }
+}
+
+/// The most requests the stand-in held back at once while `cond` was not yet met.
+fn max_overlap(p: &Pipeline, timeout: Duration, mut cond: impl FnMut() -> bool) -> (bool, usize) {
+    let tracker = p.tracker.handle();
+    let mut most = 0;
+    let met = wait_until(timeout, || {
+        most = most.max(tracker.delaying());
+        cond()
+    });
+    (met, most)
+}
+
+#[test]
+fn a_slow_tracker_gets_many_requests_at_once_and_every_event_once() {
+    let mut p = Pipeline::redis(windowed(16, 1));
+    p.tracker.handle().delay(Duration::from_millis(50));
+    p.append(&loggen::lines(0, 4_000, EVERY));
+    p.start_all();
+    let (ok, most) = max_overlap(&p, WAIT, || {
+        std::thread::sleep(Duration::from_millis(20));
+        p.tracker.count() >= 1_000
+    });
+    let complete = ok && wait_complete(&p, 4_000, EVERY, WAIT);
+    let outputs = p.outputs();
+    p.stop_all();
+    assert!(complete, "{outputs}");
+    assert_eq!(
+        check_generated(&p, 4_000, EVERY),
+        (0, 0),
+        "no crash: nothing twice"
+    );
+    assert!(
+        most > 1,
+        "the requests never overlapped (at most {most} held at once)"
+    );
+    assert!(most <= 16, "more than concurrency in flight: {most}");
+}
+
+#[test]
+fn a_tracker_failing_for_a_while_closes_the_window_and_nothing_is_lost() {
+    let mut p = Pipeline::redis(windowed(8, 1));
+    let tracker = p.tracker.handle();
+    tracker.delay(Duration::from_millis(20));
+    p.append(&loggen::lines(0, 2_000, EVERY));
+    p.start_all();
+    assert!(p.tracker.wait_for(50, WAIT));
+    // Some requests of the window fail (those answered while it lasts), then it recovers.
+    tracker.fail(500);
+    assert!(wait_until(WAIT, || p
+        .tracker
+        .requests()
+        .iter()
+        .filter(|r| r.status == 500)
+        .count()
+        >= 3));
+    tracker.ok();
+    p.append(&loggen::lines(2_000, 4_000, EVERY));
+    let complete = wait_complete(&p, 4_000, EVERY, WAIT);
+    let outputs = p.outputs();
+    p.stop_all();
+    assert!(complete, "{outputs}");
+    assert_eq!(check_generated(&p, 4_000, EVERY), (0, 0));
+    assert!(
+        outputs.contains("tracker unreachable since") && outputs.contains("tracker back after"),
+        "{outputs}"
+    );
+    let dead = p.redis.as_ref().unwrap().lrange("pirus2:dead");
+    assert!(
+        dead.is_empty(),
+        "a 500 is retried, never dead-lettered: {dead:?}"
+    );
+}
+
+#[test]
+fn kill_9_of_a_worker_with_a_full_window_loses_nothing() {
+    let mut p = Pipeline::redis(windowed(16, 1));
+    let tracker = p.tracker.handle();
+    tracker.delay(Duration::from_millis(200));
+    p.append(&loggen::lines(0, 3_000, EVERY));
+    p.start_all();
+    assert!(
+        wait_until(WAIT, || tracker.delaying() >= 8),
+        "{}",
+        p.outputs()
+    );
+    p.kill_and_restart("worker_pirus2", 0);
+    tracker.delay(Duration::from_millis(10));
+    let complete = wait_complete(&p, 3_000, EVERY, WAIT);
+    let outputs = p.outputs();
+    p.stop_all();
+    assert!(complete, "{outputs}");
+    let (dups, _) = check_generated(&p, 3_000, EVERY);
+    // At most what was in flight at the kill (the tracker may have counted some) is sent
+    // again: bounded by concurrency.
+    println!("requests sent again after kill -9 mid-window: {dups}");
+    assert!(dups <= 16, "{dups} duplicates, more than the window");
+}
+
+#[test]
+fn a_stop_with_a_hanging_tracker_ends_within_5_s_and_gives_everything_back() {
+    let mut p = Pipeline::redis(windowed(8, 1));
+    let tracker = p.tracker.handle();
+    p.append(&loggen::lines(0, 400, EVERY));
+    tracker.hang();
+    p.start_all();
+    assert!(
+        wait_until(WAIT, || p.tracker.unanswered() >= 8),
+        "{}",
+        p.outputs()
+    );
+    let stopped = p.stop_all();
+    for (name, code) in &stopped {
+        assert_eq!(
+            *code,
+            Some(0),
+            "{name} did not stop cleanly: {}",
+            p.outputs()
+        );
+    }
+    tracker.ok();
+    p.start_all();
+    let complete = wait_complete(&p, 400, EVERY, WAIT);
+    let outputs = p.outputs();
+    p.stop_all();
+    assert!(complete, "{outputs}");
+}
+
+#[test]
+fn loglines_run_uses_the_window_too() {
+    let p = Pipeline::embedded(windowed(8, 2));
+    p.tracker.handle().delay(Duration::from_millis(30));
+    p.append(&loggen::lines(0, 2_000, EVERY));
+    let child = p
+        .command(&["run", "--once"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_, most) = max_overlap(&p, WAIT, || p.tracker.count() >= 500);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(check_generated(&p, 2_000, EVERY), (0, 0));
+    assert!(most > 1, "the requests never overlapped");
+}
