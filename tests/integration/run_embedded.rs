@@ -4,7 +4,7 @@
 
 use crate::support;
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 use support::bin::assert_exit;
 use support::loggen;
@@ -109,20 +109,6 @@ fn run_once_reads_gzip_compressed_files() {
     );
 }
 
-fn start_run(p: &Pipeline) -> Child {
-    let err = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(p.path("run.err"))
-        .unwrap();
-    p.command(&["run"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap()
-}
-
 const N: u64 = 50_000;
 const EVERY: u64 = 20;
 /// How long a phase of a scenario may take to be met (seconds on a quiet machine).
@@ -131,7 +117,7 @@ const OUTAGE_WAIT: Duration = Duration::from_secs(30);
 #[test]
 fn kill_9_of_the_whole_process_then_restart_loses_nothing() {
     let p = Pipeline::embedded(Options::default());
-    let mut child = start_run(&p);
+    let mut child = p.spawn_run();
     let mut seed: u64 = 0x2545_F491_4F6C_DD1D ^ u64::from(std::process::id());
     let mut kills = 0;
     let chunks = 20;
@@ -145,7 +131,7 @@ fn kill_9_of_the_whole_process_then_restart_loses_nothing() {
             child.kill().unwrap();
             child.wait().unwrap();
             kills += 1;
-            child = start_run(&p);
+            child = p.spawn_run();
         }
     }
     let ok = wait_complete(&p, N, EVERY, Duration::from_secs(120));
@@ -166,7 +152,7 @@ fn tracker_down_then_back_and_rotation_while_running() {
         pauseonfail: 1,
         ..Options::default()
     });
-    let mut child = start_run(&p);
+    let mut child = p.spawn_run();
     let tracker = p.tracker.handle();
     p.append(&loggen::lines(0, 10_000, EVERY));
     let err = || std::fs::read_to_string(p.path("run.err")).unwrap_or_default();
@@ -660,7 +646,7 @@ fn a_fifo_as_the_log_is_refused_without_blocking() {
 
     // Appearing while the run waits for the log.
     std::fs::remove_file(p.log_path()).unwrap();
-    let mut child = start_run(&p);
+    let mut child = p.spawn_run();
     assert!(wait_until(Duration::from_secs(10), || {
         std::fs::read_to_string(p.path("run.err")).is_ok_and(|e| e.contains("reading"))
             || std::fs::read_to_string(p.path("run.err")).is_ok_and(|e| e.contains("waiting"))

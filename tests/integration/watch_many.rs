@@ -8,7 +8,6 @@ use crate::support;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 use support::bin::assert_exit;
 use support::loggen;
@@ -36,20 +35,6 @@ fn append(p: &Pipeline, rel: &str, text: &str) {
         .unwrap()
         .write_all(text.as_bytes())
         .unwrap();
-}
-
-fn start_run(p: &Pipeline) -> Child {
-    let err = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(p.path("run.err"))
-        .unwrap();
-    p.command(&["run"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap()
 }
 
 fn err(p: &Pipeline) -> String {
@@ -94,7 +79,7 @@ fn a_glob_follows_every_matching_log_new_ones_too_and_a_rotated_name_is_not_read
         "sites/b_error.log",
         &loggen::lines(91_000, 91_100, EVERY),
     );
-    let mut child = start_run(&p);
+    let mut child = p.spawn_run();
     assert!(wait_complete(&p, 8_000, EVERY, WAIT), "{}", err(&p));
 
     // A third site appears while running: read from its beginning. The plain path named in
@@ -143,7 +128,7 @@ fn a_glob_follows_every_matching_log_new_ones_too_and_a_rotated_name_is_not_read
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
-    let mut child = start_run(&p);
+    let mut child = p.spawn_run();
     append(
         &p,
         "sites/a_access.log",

@@ -187,6 +187,23 @@ impl Pipeline {
         c
     }
 
+    /// Starts `loglines run` (the whole pipeline in one process), its log appended to
+    /// `run.err`.
+    #[allow(dead_code)] // not every area uses it
+    pub fn spawn_run(&self) -> Child {
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("run.err"))
+            .unwrap();
+        self.command(&["run"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap()
+    }
+
     /// Starts one role process, its output in `out/<section>-<n>.log`.
     pub fn start(&mut self, section: &str, n: u32) {
         let role = ROLES
