@@ -173,9 +173,19 @@ pub fn render(servers: &[ServerStatus]) -> String {
                 q.dead
             );
             for c in &q.consumers {
+                // A worker's requests to the tracker, while it is alive to vouch for them.
+                let tracker = match (&c.tracker, c.alive) {
+                    (Some(t), true) => format!(
+                        "; tracker: {} requests in flight, answers in {}",
+                        t.requests_in_flight,
+                        t.latency_ms
+                            .map_or("(none yet)".into(), |ms| format!("{ms} ms"))
+                    ),
+                    _ => String::new(),
+                };
                 let _ = writeln!(
                     out,
-                    "      {:<40} {:>6} in flight, oldest {:>4}, {}",
+                    "      {:<40} {:>6} in flight, oldest {:>4}, {}{tracker}",
                     c.consumer,
                     c.in_flight,
                     age(c.oldest_age_secs),

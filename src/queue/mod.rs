@@ -250,6 +250,24 @@ pub trait Consumer: Send {
 
     /// Refreshes this consumer's liveness; call it during long waits (tracker retries).
     fn heartbeat(&mut self) -> QResult<()>;
+
+    /// Publishes how a worker's requests to the tracker are going, for `loglines status`.
+    /// Transports without a place for it (the embedded one) keep nothing.
+    fn report(&mut self, _tracker: &TrackerReport) -> QResult<()> {
+        Ok(())
+    }
+}
+
+/// A worker's requests to the tracker as `loglines status` shows them per consumer.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrackerReport {
+    /// Requests sent and not answered yet.
+    pub requests_in_flight: u64,
+    /// The mean time the tracker took to answer over the last few seconds, in milliseconds
+    /// (None before the first answer).
+    pub latency_ms: Option<u64>,
+    /// When this was published (Unix seconds).
+    pub at: u64,
 }
 
 /// One dead letter as stored: `{"message", "reason", "section", "consumer", "at"}`.
@@ -301,6 +319,9 @@ pub struct ConsumerInfo {
     /// Seconds since the oldest in-flight item was taken, when known.
     pub oldest_age_secs: Option<u64>,
     pub alive: bool,
+    /// A worker's requests to the tracker, as it last published them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracker: Option<TrackerReport>,
 }
 
 /// One queue's state, for `loglines status`.

@@ -248,6 +248,18 @@ impl Batch<'_, '_> {
     }
 
     /// True once a stop was asked for (the signal, or the transport shutting down).
+    /// Publishes how the worker's requests are going (for `loglines status`); a failure is
+    /// logged, not fatal: it is information, not a message.
+    pub fn report(&mut self, tracker: &crate::queue::TrackerReport) {
+        let c = &mut *self.consume;
+        if let Err(e) = c.consumer.report(tracker) {
+            log::debug!(
+                "[{}] cannot publish the tracker report: {e}",
+                c.section.name
+            );
+        }
+    }
+
     pub fn stopping(&self) -> bool {
         self.stopping || self.consume.shutdown.is_set()
     }

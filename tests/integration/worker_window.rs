@@ -45,12 +45,34 @@ fn a_slow_tracker_gets_many_requests_at_once_and_every_event_once() {
     p.start_all();
     let (ok, most) = max_overlap(&p, WAIT, || {
         std::thread::sleep(Duration::from_millis(20));
-        p.tracker.count() >= 1_000
+        p.tracker.count() >= 200
     });
+    // `loglines status` shows the worker's requests in flight and the tracker's latency.
+    let mut seen = None;
+    let reported = wait_until(WAIT, || {
+        let out = p.command(&["status", "--json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        seen = v
+            .pointer("/servers/0/queues")
+            .and_then(|qs| qs.as_array())
+            .and_then(|qs| {
+                qs.iter()
+                    .filter(|q| q["queue"] == "pirus2")
+                    .flat_map(|q| q["consumers"].as_array().cloned().unwrap_or_default())
+                    .find_map(|c| c.get("tracker").cloned())
+            });
+        seen.as_ref().is_some_and(|t| {
+            t["requests_in_flight"].as_u64() > Some(0) && t["latency_ms"].as_u64() >= Some(45)
+        })
+    });
+    let text =
+        String::from_utf8_lossy(&p.command(&["status"]).output().unwrap().stdout).into_owned();
     let complete = ok && wait_complete(&p, 4_000, EVERY, WAIT);
     let outputs = p.outputs();
     p.stop_all();
     assert!(complete, "{outputs}");
+    assert!(reported, "status --json never showed the window: {seen:?}");
+    assert!(text.contains("requests in flight, answers in"), "{text}");
     assert_eq!(
         check_generated(&p, 4_000, EVERY),
         (0, 0),

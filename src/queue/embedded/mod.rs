@@ -520,6 +520,7 @@ impl Admin for EmbeddedAdmin {
                         in_flight: held.len() as u64,
                         oldest_age_secs: held.iter().map(|h| h.at.elapsed().as_secs()).max(),
                         alive: true,
+                        tracker: None,
                     });
                 }
             }

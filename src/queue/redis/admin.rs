@@ -61,6 +61,7 @@ impl Admin for RedisAdmin {
         pipe.cmd("TIME");
         pipe.cmd("HGETALL").arg(&keys.since);
         pipe.cmd("LLEN").arg(&keys.suspect);
+        pipe.cmd("HGETALL").arg(&keys.tracker);
         for n in &names {
             pipe.cmd("LLEN").arg(keys.inflight(n));
         }
@@ -75,9 +76,11 @@ impl Admin for RedisAdmin {
         let (now, _): (u64, u64) = redis::from_redis_value_ref(&v[2])
             .map_err(|e| QueueError::Server(format!("unexpected TIME answer: {e}")))?;
         let since: HashMap<String, u64> = redis::from_redis_value_ref(&v[3]).unwrap_or_default();
+        let tracker: HashMap<String, String> =
+            redis::from_redis_value_ref(&v[5]).unwrap_or_default();
         let mut consumers = Vec::new();
         for (i, n) in names.iter().enumerate() {
-            let in_flight = conv(&v[5 + i])?;
+            let in_flight = conv(&v[6 + i])?;
             consumers.push(ConsumerInfo {
                 consumer: n.clone(),
                 in_flight,
@@ -86,6 +89,7 @@ impl Admin for RedisAdmin {
                     .filter(|_| in_flight > 0)
                     .map(|s| now.saturating_sub(*s)),
                 alive: alive.contains(n),
+                tracker: tracker.get(n).and_then(|j| serde_json::from_str(j).ok()),
             });
         }
         Ok(QueueInfo {

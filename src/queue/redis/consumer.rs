@@ -233,6 +233,21 @@ impl crate::queue::Consumer for RedisConsumer {
         self.beat()?;
         self.maybe_recover()
     }
+
+    fn report(&mut self, tracker: &crate::queue::TrackerReport) -> QResult<()> {
+        let json = serde_json::to_string(tracker).map_err(|e| {
+            crate::queue::QueueError::Server(format!("cannot encode a report: {e}"))
+        })?;
+        let (key, name) = (&self.keys.tracker, &self.name);
+        self.link.idempotent(|c| {
+            redis::cmd("HSET")
+                .arg(key)
+                .arg(name)
+                .arg(&json)
+                .query::<i64>(c)
+        })?;
+        Ok(())
+    }
 }
 
 impl Drop for RedisConsumer {

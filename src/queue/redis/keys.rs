@@ -13,6 +13,8 @@ pub(crate) struct Keys {
     pub suspect: String,
     /// How often each suspect (by the SHA-1 of its text) was taken alone.
     pub attempts: String,
+    /// Each worker consumer's requests to the tracker (JSON by consumer name), for `status`.
+    pub tracker: String,
 }
 
 impl Keys {
@@ -24,6 +26,7 @@ impl Keys {
             ops: format!("{queue}:ops"),
             suspect: format!("{queue}:suspect"),
             attempts: format!("{queue}:attempts"),
+            tracker: format!("{queue}:tracker"),
         }
     }
 

@@ -88,6 +88,10 @@ impl RedisConsumer {
         let (key, val) = (&self.alive, &self.alive_value);
         self.link
             .last_word(|c| scripts().release.key(key).arg(val).invoke::<i64>(c));
+        // What it said about the tracker no longer holds.
+        let (tracker, name) = (&self.keys.tracker, &self.name);
+        self.link
+            .last_word(|c| redis::cmd("HDEL").arg(tracker).arg(name).query::<i64>(c));
     }
 
     /// Refreshes the heartbeat; if it had expired, our list may have been given back to the

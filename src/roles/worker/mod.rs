@@ -71,6 +71,46 @@ struct Worker<'a> {
     /// batch starts with (narrow after an outage, widening as requests succeed).
     senders: Option<Senders>,
     window: usize,
+    /// The tracker's answer times since the last report to `loglines status`.
+    latency: Latency,
+}
+
+/// The tracker's answer times, reported (as their mean) at most once per [`REPORT_EVERY`].
+#[derive(Default)]
+struct Latency {
+    sum: Duration,
+    n: u32,
+    last: Option<Instant>,
+    last_mean: Option<u64>,
+}
+
+/// How often a worker publishes its requests in flight and the tracker's latency.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+impl Latency {
+    fn observe(&mut self, took: Duration) {
+        self.sum += took;
+        self.n += 1;
+    }
+
+    /// The report due now, if a second has passed since the last one.
+    fn due(&mut self, in_flight: usize) -> Option<crate::queue::TrackerReport> {
+        if self.last.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
+            return None;
+        }
+        self.last = Some(Instant::now());
+        if self.n > 0 {
+            self.last_mean = Some((self.sum / self.n).as_millis() as u64);
+            (self.sum, self.n) = (Duration::ZERO, 0);
+        }
+        Some(crate::queue::TrackerReport {
+            requests_in_flight: in_flight as u64,
+            latency_ms: self.last_mean,
+            at: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        })
+    }
 }
 
 /// Runs until the consume loop's shutdown is set. On shutdown the current batch is committed
@@ -103,6 +143,7 @@ pub fn run(
         stats: consume.stats,
         senders,
         window: settings.concurrency,
+        latency: Latency::default(),
     };
     let announce = consume.announce;
     announce.log(
@@ -209,7 +250,15 @@ impl Worker<'_> {
             if self.shutdown.is_set() {
                 return self.give_back(msg, out);
             }
-            match self.client.send(url) {
+            let started = Instant::now();
+            let answer = self.client.send(url);
+            if self.client.endpoint().is_some() {
+                self.latency.observe(started.elapsed());
+                if let Some(r) = self.latency.due(0) {
+                    out.report(&r);
+                }
+            }
+            match answer {
                 Answer::Accepted => {
                     self.tracker_ok();
                     Stats::add(&self.stats.sent, 1);
@@ -379,9 +428,13 @@ impl Worker<'_> {
         out: &mut Batch<'_, '_>,
     ) -> Result<(), RoleError> {
         let senders = self.senders.as_ref().expect("a window has senders");
-        if let Some((i, answer, _took)) = senders.answer(Duration::from_millis(250)) {
+        if let Some((i, answer, took)) = senders.answer(Duration::from_millis(250)) {
+            self.latency.observe(took);
             let finished = self.window_answer(&mut events[i], answer, stopping, out)?;
             flight.answered(i, finished);
+        }
+        if let Some(r) = self.latency.due(flight.in_flight()) {
+            out.report(&r);
         }
         Ok(())
     }
