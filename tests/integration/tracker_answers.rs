@@ -138,6 +138,36 @@ fn a_url_the_http_client_cannot_send_is_dead_lettered_and_the_rest_delivered() {
     assert_eq!(sent, vec!["first", "last"]);
 }
 
+/// With `concurrency` above 1 each connection's output buffer is 32 KiB (memory for 128 of
+/// them): a longer request is dead-lettered as one the client cannot send, the rest delivered.
+#[test]
+fn with_a_window_a_request_over_32_kib_is_dead_lettered_and_the_rest_delivered() {
+    let p = echo_pipeline();
+    let cfg = std::fs::read_to_string(&p.config).unwrap();
+    let cfg = cfg.replace("[worker_pirus2]\n", "[worker_pirus2]\nconcurrency = 4\n");
+    std::fs::write(&p.config, cfg).unwrap();
+    let long = "y".repeat(40_000);
+    p.append(&format!("first\n{long}\nlast\n"));
+    let out = output_within(&p.config, &["run", "--once"], Duration::from_secs(30));
+    assert_exit(&out, 1);
+    let (reason, dead) = p.only_dead_letter("pirus2");
+    assert!(reason.contains("cannot send this request"), "{reason}");
+    assert!(dead.contains(&long));
+    assert!(
+        !text(&out.stderr).contains("unreachable"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mut sent: Vec<_> = p
+        .tracker
+        .requests()
+        .iter()
+        .map(|r| r.param("req_dat").unwrap())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, vec!["first", "last"]);
+}
+
 #[test]
 fn a_rejection_with_a_large_answer_is_dead_lettered_with_the_start_of_it() {
     let p = pipeline(None);

@@ -15,6 +15,8 @@ use ureq::unversioned::resolver::DefaultResolver;
 
 /// How much of an answer's body is read.
 const BODY_READ: u64 = 64 * 1024;
+/// Each connection's input buffer, and the largest answer head taken.
+const INPUT_BUFFER: usize = 16 * 1024;
 
 /// One worker's connection to the tracker. Clones share the agent and the `ratelimit` turn.
 #[derive(Clone)]
@@ -34,6 +36,14 @@ impl TrackerClient {
     /// A client whose requests fail at once when `shutdown` is triggered, rather than waiting
     /// out `timeout` on a tracker that does not answer.
     pub fn new(w: &WorkerSettings, shutdown: &Shutdown) -> Self {
+        // With many connections, each one's output buffer counts: 32 KiB holds any request a
+        // tracker takes (Apache refuses a request line over 8 KiB); a longer one is then
+        // dead-lettered as one the client cannot send. One connection keeps ureq's 128 KiB.
+        let output_buffer = if w.concurrency > 1 {
+            32 * 1024
+        } else {
+            128 * 1024
+        };
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(w.timeout))
             .timeout_connect(Some(w.connect_timeout))
@@ -44,6 +54,12 @@ impl TrackerClient {
             // One keep-alive connection per request in flight.
             .max_idle_connections(w.concurrency.max(10))
             .max_idle_connections_per_host(w.concurrency.max(3))
+            // A tracker's answer is a status line, a few headers and a short body: each
+            // connection's input buffer need not be ureq's 128 KiB (with 128 connections, the
+            // zeroed buffers alone were 16 MiB).
+            .input_buffer_size(INPUT_BUFFER)
+            .max_response_header_size(INPUT_BUFFER)
+            .output_buffer_size(output_buffer)
             .proxy(crate::util::proxy::from_env())
             .build();
         let resolver = CachingResolver::new(DefaultResolver::default(), RESOLVE_TTL);
