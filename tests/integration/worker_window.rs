@@ -121,6 +121,65 @@ fn a_tracker_failing_for_a_while_closes_the_window_and_nothing_is_lost() {
 }
 
 #[test]
+fn a_tracker_closing_connections_mid_answer_gets_every_event_again() {
+    let mut p = Pipeline::redis(windowed(8, 1));
+    let tracker = p.tracker.handle();
+    tracker.delay(Duration::from_millis(10));
+    tracker.cut();
+    p.append(&loggen::lines(0, 1_000, EVERY));
+    p.start_all();
+    // Answers cut short are no acceptance: the window closes and the events wait.
+    assert!(wait_until(WAIT, || p
+        .tracker
+        .requests()
+        .iter()
+        .filter(|r| r.status == 0)
+        .count()
+        >= 2));
+    tracker.ok();
+    let complete = wait_complete(&p, 1_000, EVERY, WAIT);
+    let outputs = p.outputs();
+    p.stop_all();
+    assert!(complete, "{outputs}");
+    let (dups, _) = check_generated(&p, 1_000, EVERY);
+    assert_eq!(
+        dups, 0,
+        "a cut answer is not counted as accepted by the checks"
+    );
+    assert!(p.redis.as_ref().unwrap().lrange("pirus2:dead").is_empty());
+}
+
+#[test]
+fn kill_9_of_loglines_run_with_a_full_window_loses_nothing() {
+    let p = Pipeline::embedded(windowed(16, 1));
+    let tracker = p.tracker.handle();
+    tracker.delay(Duration::from_millis(200));
+    p.append(&loggen::lines(0, 2_000, EVERY));
+    let mut child = p.spawn_run();
+    assert!(
+        wait_until(WAIT, || tracker.delaying() >= 8),
+        "{}",
+        std::fs::read_to_string(p.path("run.err")).unwrap_or_default()
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    tracker.delay(Duration::from_millis(5));
+    let out = p
+        .command(&["run", "--once"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (dups, _) = check_generated(&p, 2_000, EVERY);
+    println!("requests sent again after kill -9 of loglines run mid-window: {dups}");
+}
+
+#[test]
 fn kill_9_of_a_worker_with_a_full_window_loses_nothing() {
     let mut p = Pipeline::redis(windowed(16, 1));
     let tracker = p.tracker.handle();

@@ -121,6 +121,9 @@ enum Mode {
     },
     /// Read the request, answer nothing; the connection is closed when the mode changes.
     Hang,
+    /// Start the answer (its status line and part of a header), then close the connection:
+    /// a tracker or proxy dying mid-answer. Recorded with status 0.
+    Cut,
     /// No listening socket at all, so connecting fails with "connection refused".
     Refuse,
 }
@@ -310,6 +313,12 @@ impl TrackerHandle {
     /// closes the hanging connections (their clients have usually timed out by then).
     pub fn hang(&self) {
         self.set_mode(Mode::Hang);
+    }
+
+    /// Start every answer and close the connection in the middle of it.
+    #[allow(dead_code)] // not every includer of this file uses it
+    pub fn cut(&self) {
+        self.set_mode(Mode::Cut);
     }
 
     /// Hold every answer back by `d` before giving it (in any answering mode): a tracker that
@@ -647,6 +656,13 @@ fn serve(sh: &Shared, stream: TcpStream, id: u64) -> io::Result<()> {
                     st = wait(&sh.state_cv, st, Duration::from_millis(200));
                 }
                 // Returning drops the stream: the hung connection is closed, never leaked.
+                return Ok(());
+            }
+            Mode::Cut => {
+                record(sh, method, target, at, 0, id);
+                writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Ty")?;
+                writer.flush()?;
+                // Returning drops the stream: closed in the middle of the answer.
                 return Ok(());
             }
             Mode::Answer {
