@@ -256,3 +256,35 @@ fn loglines_run_uses_the_window_too() {
     assert_eq!(check_generated(&p, 2_000, EVERY), (0, 0));
     assert!(most > 1, "the requests never overlapped");
 }
+
+/// `ratelimit` spaces every request of the process, whatever the window: 20 events at
+/// `ratelimit = 0.1` cannot reach the tracker in less than 19 intervals, though 8 could be in
+/// flight at once.
+#[test]
+fn ratelimit_holds_across_the_window() {
+    let mut o = windowed(8, 1);
+    o.worker_keys.push_str("ratelimit = 0.1\n");
+    let p = Pipeline::embedded(o);
+    p.append(&loggen::lines(0, 80, EVERY)); // 20 downloads
+    let out = p
+        .command(&["run", "--once"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(check_generated(&p, 80, EVERY), (0, 0));
+    let mut at: Vec<_> = p.tracker.requests().iter().map(|r| r.at).collect();
+    at.sort();
+    assert_eq!(at.len(), 20);
+    let span = at[19] - at[0];
+    // Each start is booked 100 ms after the previous one; arrival can only be later.
+    assert!(
+        span >= Duration::from_millis(1_850),
+        "20 requests within {span:?}: ratelimit not held across the window"
+    );
+}
