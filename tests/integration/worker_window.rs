@@ -26,6 +26,17 @@ fn windowed(concurrency: u32, workers: u32) -> Options {
     }
 }
 
+/// `loglines run --once`, which must end with exit code 0.
+fn run_once_ok(p: &Pipeline) {
+    let out = p
+        .command(&["run", "--once"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
+
 /// The most requests the stand-in held back at once while `cond` was not yet met.
 fn max_overlap(p: &Pipeline, timeout: Duration, mut cond: impl FnMut() -> bool) -> (bool, usize) {
     let tracker = p.tracker.handle();
@@ -164,17 +175,7 @@ fn kill_9_of_loglines_run_with_a_full_window_loses_nothing() {
     child.kill().unwrap();
     child.wait().unwrap();
     tracker.delay(Duration::from_millis(5));
-    let out = p
-        .command(&["run", "--once"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_once_ok(&p);
     let (dups, _) = check_generated(&p, 2_000, EVERY);
     println!("requests sent again after kill -9 of loglines run mid-window: {dups}");
 }
@@ -266,17 +267,7 @@ fn ratelimit_holds_across_the_window() {
     o.worker_keys.push_str("ratelimit = 0.1\n");
     let p = Pipeline::embedded(o);
     p.append(&loggen::lines(0, 80, EVERY)); // 20 downloads
-    let out = p
-        .command(&["run", "--once"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_once_ok(&p);
     assert_eq!(check_generated(&p, 80, EVERY), (0, 0));
     let mut at: Vec<_> = p.tracker.requests().iter().map(|r| r.at).collect();
     at.sort();
