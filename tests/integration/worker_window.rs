@@ -279,3 +279,52 @@ fn ratelimit_holds_across_the_window() {
         "20 requests within {span:?}: ratelimit not held across the window"
     );
 }
+
+/// A rejection (4xx) dead-letters that event only: the others of the window are delivered, and
+/// every event ends accepted or dead-lettered, never both, never neither.
+#[test]
+fn a_rejection_in_the_window_dead_letters_that_event_only() {
+    use std::collections::BTreeSet;
+    let mut p = Pipeline::redis(windowed(8, 1));
+    let tracker = p.tracker.handle();
+    tracker.delay(Duration::from_millis(20));
+    p.append(&loggen::lines(0, 2_000, EVERY));
+    p.start_all();
+    assert!(p.tracker.wait_for(100, WAIT));
+    // The events whose requests got `status`, and those dead-lettered.
+    let answered = |p: &Pipeline, status: u16| -> BTreeSet<u64> {
+        p.tracker
+            .requests()
+            .iter()
+            .filter(|r| r.status == status)
+            .filter_map(|r| loggen::number_of(&r.target))
+            .collect()
+    };
+    let dead = |p: &Pipeline| -> BTreeSet<u64> {
+        let redis = p.redis.as_ref().unwrap();
+        redis
+            .lrange("pirus2:dead")
+            .iter()
+            .filter_map(|d| loggen::number_of(d))
+            .collect()
+    };
+    tracker.reject(404, "unknown item");
+    assert!(wait_until(WAIT, || answered(&p, 404).len() >= 5));
+    tracker.ok();
+    let all: BTreeSet<u64> = (0..2_000).filter(|i| i % EVERY == 0).collect();
+    let done = wait_until(WAIT, || {
+        answered(&p, 200).len() + dead(&p).len() == all.len()
+    });
+    let outputs = p.outputs();
+    p.stop_all();
+    assert!(done, "{outputs}");
+    let (accepted, dead) = (answered(&p, 200), dead(&p));
+    assert_eq!(
+        dead,
+        answered(&p, 404),
+        "exactly the rejected events are dead letters"
+    );
+    assert!(accepted.is_disjoint(&dead));
+    let both: BTreeSet<u64> = accepted.union(&dead).copied().collect();
+    assert_eq!(both, all, "every event accepted or dead-lettered");
+}
