@@ -43,16 +43,7 @@ for tool in redis-server redis-cli wrk /usr/bin/time; do
     }
 done
 
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    echo "== cargo build --release --bins --examples" >&2
-    cargo build --release --bins --examples >&2
-fi
-bin=$target/release/loglines
-tracker_bin=$target/release/examples/tracker
-loggen_bin=$target/release/examples/loggen
-for b in "$bin" "$tracker_bin" "$loggen_bin"; do
-    [ -x "$b" ] || { echo "bench-e2e.sh: $b missing; build with cargo build --release --bins --examples" >&2; exit 2; }
-done
+release_bins bench-e2e.sh
 
 dir=$(mktemp -d -t loglines-e2e-XXXXXX)
 port=""

@@ -17,6 +17,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 root=$(pwd)
 DELAY_MS=${DELAY_MS:-100}
 CONCURRENCIES=${CONCURRENCIES:-1 8 32 128}
@@ -28,13 +30,7 @@ command -v /usr/bin/time >/dev/null || {
     echo "bench-window.sh: /usr/bin/time not found: install it with 'apt-get install time'" >&2
     exit 2
 }
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    echo "== cargo build --release --bins --examples" >&2
-    cargo build --release --bins --examples >&2
-fi
-bin=$target/release/loglines
-tracker_bin=$target/release/examples/tracker
-loggen_bin=$target/release/examples/loggen
+release_bins bench-window.sh
 
 dir=$(mktemp -d -t loglines-window-XXXXXX)
 tracker_pid=""

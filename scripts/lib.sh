@@ -20,3 +20,19 @@ start_redis() {
     done
     return 1
 }
+
+# release_bins NAME: builds the release binaries and examples (unless SKIP_BUILD=1) and sets
+# $bin, $tracker_bin and $loggen_bin under $target; NAME is the calling script, for messages.
+release_bins() {
+    local name=$1 b
+    if [ "${SKIP_BUILD:-0}" != 1 ]; then
+        echo "== cargo build --release --bins --examples" >&2
+        cargo build --release --bins --examples >&2
+    fi
+    bin=$target/release/loglines
+    tracker_bin=$target/release/examples/tracker
+    loggen_bin=$target/release/examples/loggen
+    for b in "$bin" "$tracker_bin" "$loggen_bin"; do
+        [ -x "$b" ] || { echo "$name: $b missing; build with cargo build --release --bins --examples" >&2; exit 2; }
+    done
+}
