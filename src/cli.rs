@@ -54,6 +54,8 @@ pub enum Command {
     TestPlugin(commands::test_plugin::TestPluginArgs),
     /// Write the loglines equivalent of a 2010 loglines.cfg to standard output, comments kept.
     Migrate(commands::migrate::MigrateArgs),
+    /// Write a starting loglines.cfg and the shipped plugins (lua_plugins/) into a folder.
+    Init(commands::init::InitArgs),
 }
 
 /// Which section a role process runs, and which of its processes this is.
@@ -100,6 +102,7 @@ impl Cli {
             Command::Filelog(a) => run_role(g, RoleName::FileLog, &a.section, a.process_num, false),
             Command::Run(a) => commands::run::run(g, a),
             Command::TestPlugin(a) => commands::test_plugin::run(g, a),
+            Command::Init(a) => commands::init::run(a),
         }
     }
 }

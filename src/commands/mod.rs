@@ -4,6 +4,7 @@
 //! [`Failure`]: crate::app::Failure
 
 pub mod check;
+pub mod init;
 pub mod migrate;
 pub mod queue;
 pub mod run;

@@ -104,7 +104,7 @@ fn read_text(path: &Path) -> Result<String, Vec<Diagnostic>> {
         vec![Diagnostic::error(
             path,
             None,
-            format!("{why}; expected a readable loglines.cfg (pass --config FILE)"),
+            format!("{why}; expected a readable loglines.cfg (pass --config FILE, or write a starting one with `loglines init`)"),
         )]
     })?;
     String::from_utf8(text).map_err(|e| {

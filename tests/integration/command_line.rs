@@ -5,7 +5,7 @@ use crate::support;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
-use support::bin::text;
+use support::bin::{assert_exit, text};
 
 fn loglines(args: &[&str], dir: &Path) -> Output {
     support::bin::loglines()
@@ -50,7 +50,7 @@ fn check_on_a_missing_file_is_one_line_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr),
-        "loglines: loglines.cfg: the file does not exist; expected a readable loglines.cfg (pass --config FILE)\n"
+        "loglines: loglines.cfg: the file does not exist; expected a readable loglines.cfg (pass --config FILE, or write a starting one with `loglines init`)\n"
     );
 }
 
@@ -287,4 +287,54 @@ fn migrate_turns_the_2010_file_into_one_check_accepts() {
         "a modern file must come out unchanged"
     );
     assert!(text(&again.stderr).contains("0 line(s) changed"));
+}
+
+/// `loglines init` gives a binary without its source tree (copied elsewhere, as `cargo install`
+/// leaves it) a configuration and plugins to run on: the dry run of a sample log works from a
+/// folder that knows nothing of the checkout. A second init keeps what is there.
+#[test]
+fn init_writes_a_config_and_plugins_that_run_without_the_checkout() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = d.path().join("bin/loglines");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_loglines"), &bin).unwrap();
+    let site = d.path().join("site");
+    let run = |args: &[&str]| {
+        std::process::Command::new(&bin)
+            .args(args)
+            .current_dir(d.path())
+            .env_remove("LOGLINES_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["init", site.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains("loglines.cfg: created") && said.contains("irus.lua: created"),
+        "{said}"
+    );
+    let sample = d.path().join("access.log");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/combined.log"),
+        &sample,
+    )
+    .unwrap();
+    let cfg = site.join("loglines.cfg");
+    let out = run(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--once",
+        "--dry-run",
+        sample.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 14);
+    // Edited files are never replaced without --force.
+    std::fs::write(&cfg, "# edited\n").unwrap();
+    let out = run(&["init", site.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("exists, left as it is"));
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), "# edited\n");
 }

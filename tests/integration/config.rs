@@ -197,7 +197,7 @@ fn original_2010_config_unchanged_loads_with_a_warning_for_each_difference() {
 #[test]
 fn missing_file() {
     let err = Config::load(Path::new("/nonexistent/loglines.cfg")).unwrap_err();
-    assert_eq!(err[0].to_string(), "/nonexistent/loglines.cfg: the file does not exist; expected a readable loglines.cfg (pass --config FILE)");
+    assert_eq!(err[0].to_string(), "/nonexistent/loglines.cfg: the file does not exist; expected a readable loglines.cfg (pass --config FILE, or write a starting one with `loglines init`)");
 }
 
 #[test]
