@@ -248,6 +248,20 @@ impl Batch<'_, '_> {
     }
 
     /// True once a stop was asked for (the signal, or the transport shutting down).
+    /// Refreshes the consumer's heartbeat, for a role that waits on something other than
+    /// [`Batch::wait`] (a worker's requests in flight). Returns true if the role is to stop.
+    pub fn keep_alive(&mut self) -> bool {
+        let c = &mut *self.consume;
+        match c.consumer.heartbeat() {
+            Ok(()) => false,
+            Err(QueueError::ShuttingDown) => true,
+            Err(e) => {
+                log::warn!("[{}] heartbeat failed: {e}", c.section.name);
+                false
+            }
+        }
+    }
+
     /// Publishes how the worker's requests are going (for `loglines status`); a failure is
     /// logged, not fatal: it is information, not a message.
     pub fn report(&mut self, tracker: &crate::queue::TrackerReport) {

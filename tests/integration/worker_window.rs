@@ -328,3 +328,19 @@ fn a_rejection_in_the_window_dead_letters_that_event_only() {
     let both: BTreeSet<u64> = accepted.union(&dead).copied().collect();
     assert_eq!(both, all, "every event accepted or dead-lettered");
 }
+
+/// Requests in flight longer than `heartbeat_ttl` (3 s in these pipelines): the window keeps the
+/// consumer alive meanwhile, so what it holds is not handed back to the queue and sent twice.
+#[test]
+fn a_window_waiting_longer_than_the_heartbeat_ttl_keeps_its_consumer_alive() {
+    let mut p = Pipeline::redis(windowed(8, 1));
+    p.tracker.handle().delay(Duration::from_millis(4_500));
+    p.append(&loggen::lines(0, 32, EVERY)); // 8 downloads, one window
+    p.start_all();
+    let complete = wait_complete(&p, 32, EVERY, WAIT);
+    let outputs = p.outputs();
+    p.stop_all();
+    assert!(complete, "{outputs}");
+    assert!(!outputs.contains("heartbeat expired"), "{outputs}");
+    assert_eq!(check_generated(&p, 32, EVERY), (0, 0), "nothing sent twice");
+}

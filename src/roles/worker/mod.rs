@@ -73,7 +73,13 @@ struct Worker<'a> {
     window: usize,
     /// The tracker's answer times since the last report to `loglines status`.
     latency: Latency,
+    /// When the window last refreshed the consumer's heartbeat.
+    last_beat: Instant,
 }
+
+/// How often a window waiting on the tracker refreshes the consumer's heartbeat (as
+/// `Batch::wait` does).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
 /// The tracker's answer times, reported (as their mean) at most once per [`REPORT_EVERY`].
 #[derive(Default)]
@@ -144,6 +150,7 @@ pub fn run(
         senders,
         window: settings.concurrency,
         latency: Latency::default(),
+        last_beat: Instant::now(),
     };
     let announce = consume.announce;
     announce.log(
@@ -432,6 +439,12 @@ impl Worker<'_> {
             self.latency.observe(took);
             let finished = self.window_answer(&mut events[i], answer, stopping, out)?;
             flight.answered(i, finished);
+        }
+        // A slow tracker may keep the window waiting longer than `heartbeat_ttl`: the consumer
+        // stays alive meanwhile, so that what it holds is not handed to another.
+        if self.last_beat.elapsed() >= HEARTBEAT_EVERY {
+            self.last_beat = Instant::now();
+            out.keep_alive();
         }
         if let Some(r) = self.latency.due(flight.in_flight()) {
             out.report(&r);
