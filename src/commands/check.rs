@@ -111,31 +111,26 @@ fn watched(w: &crate::roles::watch::WatchSettings) -> String {
         .map(|e| e.path().display().to_string())
         .collect();
     let mut out = format!("{} -> {}", names.join(", "), w.pushto);
+    let now = w.logfiles.matching();
     for e in entries.iter().filter(|e| matches!(e, Entry::Glob { .. })) {
-        let now: Vec<String> = w
-            .logfiles
-            .glob_matches(e)
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        let _ = match now.is_empty() {
-            true => write!(out, "\n{:40}{} matches no file now", "", e.path().display()),
-            false => write!(
+        let found: Vec<String> = e.of(&now).iter().map(|p| p.display().to_string()).collect();
+        let _ = match found.len() {
+            0 => write!(out, "\n{:40}{} matches no file now", "", e.path().display()),
+            n => write!(
                 out,
                 "\n{:40}{} matches {} now: {}",
                 "",
                 e.path().display(),
-                if now.len() == 1 {
+                if n == 1 {
                     "1 file".to_string()
                 } else {
-                    format!("{} files", now.len())
+                    format!("{n} files")
                 },
-                now.join(", ")
+                found.join(", ")
             ),
         };
     }
-    let skipped = w.logfiles.matching().skipped;
-    for s in &skipped {
+    for s in &now.skipped {
         let _ = write!(
             out,
             "\n{:40}not followed: {}: {}",

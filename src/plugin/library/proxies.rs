@@ -57,21 +57,16 @@ impl Networks {
     /// X-Forwarded-For header, if logged).
     /// An address taken from the header comes without the port some proxies add.
     pub fn client(&self, addr: &str, forwarded_for: Option<&str>) -> String {
-        match self.forwarded_client(addr, forwarded_for) {
-            Some(ip) => ip.to_string(),
+        match forwarded_for.and_then(|x| self.forwarded_entry(addr, x)) {
+            Some((ip, _)) => ip.to_string(),
             None => addr.to_string(),
         }
     }
 
-    /// The client's address when it is not `addr` itself: `addr` is a trusted proxy and the
-    /// header names the client. None when `addr` is the client (the common case on a site
-    /// without proxies, which then costs no new string).
-    pub fn forwarded_client(&self, addr: &str, forwarded_for: Option<&str>) -> Option<IpAddr> {
-        self.forwarded_entry(addr, forwarded_for?).map(|(ip, _)| ip)
-    }
-
-    /// [`Networks::forwarded_client`] as the text of the header's entry (without a port or
-    /// brackets), which a parser can hand on without formatting a new string.
+    /// The client's address when it is not `addr` itself (`addr` is a trusted proxy and the
+    /// header `xff` names the client), with the text of the header's entry (without a port or
+    /// brackets), which a parser can hand on without formatting a new string. None when `addr`
+    /// is the client.
     pub fn forwarded_entry<'x>(&self, addr: &str, xff: &'x str) -> Option<(IpAddr, &'x str)> {
         if !parse_ip(addr).is_some_and(|(ip, _)| self.contains(ip)) {
             return None;

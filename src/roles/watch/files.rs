@@ -103,10 +103,7 @@ impl LogFiles {
 
     /// Whether `path` is one of the files named or matches one of the globs.
     pub fn covers(&self, path: &Path) -> bool {
-        self.entries.iter().any(|e| match e {
-            Entry::File(p) => p == path,
-            Entry::Glob { pattern, .. } => pattern.matches_path_with(path, AS_FOLDERS),
-        })
+        self.entries.iter().any(|e| e.names(path))
     }
 
     /// The files to follow now: every plain path, and the regular files the globs match,
@@ -144,19 +141,6 @@ impl LogFiles {
         m
     }
 
-    /// What one glob entry matches now (`loglines check` lists it under the entry).
-    pub fn glob_matches(&self, entry: &Entry) -> Vec<PathBuf> {
-        let all = self.matching();
-        match entry {
-            Entry::File(p) => vec![p.clone()],
-            Entry::Glob { pattern, .. } => all
-                .files
-                .into_iter()
-                .filter(|p| pattern.matches_path_with(p, AS_FOLDERS))
-                .collect(),
-        }
-    }
-
     fn is_plain(&self, path: &Path) -> bool {
         self.entries
             .iter()
@@ -165,6 +149,19 @@ impl LogFiles {
 }
 
 impl Entry {
+    /// Of the files a list matches now, those this entry names or matches.
+    pub fn of<'m>(&self, now: &'m Matches) -> Vec<&'m PathBuf> {
+        now.files.iter().filter(|p| self.names(p)).collect()
+    }
+
+    /// Whether this entry is `path`, or a glob matching it (`*` within one folder).
+    pub fn names(&self, path: &Path) -> bool {
+        match self {
+            Entry::File(f) => f == path,
+            Entry::Glob { pattern, .. } => pattern.matches_path_with(path, AS_FOLDERS),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         match self {
             Entry::File(p) => p,

@@ -71,6 +71,8 @@ pub fn read(r: &mut Reader<'_>, ctx: &RoleContext<'_>) -> WatchSettings {
         }
         None => LogFiles::default(),
     };
+    // Matched once: every role process reads the whole file at start.
+    let now = logfiles.matching();
     for entry in &logfiles.entries {
         if let Some(dir) = entry.folder().filter(|d| !d.is_dir()) {
             r.warn(
@@ -80,9 +82,7 @@ pub fn read(r: &mut Reader<'_>, ctx: &RoleContext<'_>) -> WatchSettings {
                     dir.display()
                 ),
             );
-        } else if matches!(entry, super::files::Entry::Glob { .. })
-            && logfiles.glob_matches(entry).is_empty()
-        {
+        } else if matches!(entry, super::files::Entry::Glob { .. }) && entry.of(&now).is_empty() {
             r.warn(
                 LOGFILE.name,
                 format!(

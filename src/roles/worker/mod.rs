@@ -48,6 +48,16 @@ pub fn event_url(settings: &WorkerSettings, mut params: Vec<(String, String)>) -
     }
 }
 
+/// What the plugin's verdict on a message leaves to do.
+enum Verdict {
+    /// Nothing: it was not an event (or the plugin failed on it) and is settled.
+    Settled,
+    /// Send this URL for it.
+    Send(Message, String),
+    /// It came back from the plugin thread unprocessed: give it back.
+    Skipped(Message),
+}
+
 /// How much of a URL a dead-letter reason quotes (the message itself keeps the whole line).
 const REASON_URL: usize = 2000;
 
@@ -210,11 +220,28 @@ impl Worker<'_> {
         prepared: Prepared,
         out: &mut Batch<'_, '_>,
     ) -> Result<Next, RoleError> {
+        match self.verdict(prepared, out)? {
+            Verdict::Settled => Ok(Next::Continue),
+            Verdict::Send(msg, url) => self.deliver(msg, &url, out),
+            Verdict::Skipped(msg) => {
+                self.give_back(msg, out)?;
+                self.skipped_outside_stop()
+            }
+        }
+    }
+
+    /// What the plugin's verdict on a message leaves to do: not an event or a plugin error are
+    /// settled here (other_queue, dead letter); an event is to be sent.
+    fn verdict(
+        &mut self,
+        prepared: Prepared,
+        out: &mut Batch<'_, '_>,
+    ) -> Result<Verdict, RoleError> {
         let Prepared { msg, step } = prepared;
-        let url = match step {
+        match step {
             Step::PluginError(e) => {
                 out.dead_letter(msg, &format!("plugin error: {e}"))?;
-                return Ok(Next::Continue);
+                Ok(Verdict::Settled)
             }
             Step::NotEligible => {
                 Stats::add(&self.stats.not_eligible, 1);
@@ -222,33 +249,79 @@ impl Worker<'_> {
                     out.forward(q, msg.derive(msg.body.clone()));
                 }
                 out.done(msg);
-                return Ok(Next::Continue);
+                Ok(Verdict::Settled)
             }
-            Step::Send(url) => url,
-            // Skipping happens on a stop (caught before `handle_one`, unless it came just now)
-            // or inside `drain`. Outside a stop it would be a bug: the message goes back to the
-            // queue unlooked at, and the worker stops with an error rather than carry on.
-            Step::Skipped => {
-                self.give_back(msg, out)?;
-                if self.shutdown.is_set() {
-                    return Ok(Next::Stop);
+            Step::Send(url) => {
+                if self.settings.debug {
+                    log::info!("[{}] {url}", self.section.name);
                 }
-                return Err(RoleError::Plugin(
-                    "the plugin thread returned a message unprocessed outside a stop; it and the rest of its batch are back in the queue".into(),
-                ));
+                Ok(Verdict::Send(msg, url))
             }
-        };
-        if self.settings.debug {
-            log::info!("[{}] {url}", self.section.name);
+            Step::Skipped => Ok(Verdict::Skipped(msg)),
         }
-        self.deliver(msg, &url, out)
+    }
+
+    /// After a message came back from the plugin thread unprocessed (and was given back with
+    /// the rest): skipping happens on a stop, or inside `drain`. Outside a stop it would be a
+    /// bug, and the worker stops with an error rather than carry on.
+    fn skipped_outside_stop(&self) -> Result<Next, RoleError> {
+        if self.shutdown.is_set() {
+            return Ok(Next::Stop);
+        }
+        Err(RoleError::Plugin(
+            "the plugin thread returned a message unprocessed outside a stop; it and the rest of its batch are back in the queue".into(),
+        ))
+    }
+
+    /// Settles `msg` when `answer` finishes it (accepted, printed in a dry run, rejected for
+    /// good, or one our side cannot send); otherwise hands it back with the answer (retry
+    /// later, or a dry run's output closed).
+    fn settle(
+        &mut self,
+        msg: Message,
+        url: &str,
+        answer: Answer,
+        out: &mut Batch<'_, '_>,
+    ) -> Result<Option<(Message, Answer)>, RoleError> {
+        match answer {
+            Answer::Accepted => {
+                self.tracker_ok();
+                Stats::add(&self.stats.sent, 1);
+                if let Some(q) = &self.settings.success_queue {
+                    out.forward(q, msg.derive(msg.body.clone()));
+                }
+                out.done(msg);
+            }
+            // Counted as sent (the summary of a dry run says "printed"), but nothing went
+            // out, so nothing goes to success_queue, whose file logger records events sent.
+            Answer::Printed => {
+                Stats::add(&self.stats.sent, 1);
+                out.done(msg);
+            }
+            Answer::Rejected { status, body } => {
+                self.tracker_ok();
+                let reason = format!(
+                    "the tracker rejected the event with status {status}: {body:?}; url: {}",
+                    shorten(url, REASON_URL)
+                );
+                out.dead_letter(msg, &reason)?;
+            }
+            // Not the tracker's doing and no outage: the same request would fail the same
+            // way on every retry, and hold up every message behind it.
+            Answer::Unsendable(why) => {
+                let reason = format!("{why}; url: {}", shorten(url, REASON_URL));
+                out.dead_letter(msg, &reason)?;
+            }
+            other @ (Answer::Retry(_) | Answer::OutputClosed) => return Ok(Some((msg, other))),
+        }
+        Ok(None)
     }
 
     /// Sends one event until the tracker takes or rejects it, retrying in place (order is
     /// kept, nothing dropped) while it cannot take it now.
     fn deliver(
         &mut self,
-        msg: Message,
+        mut msg: Message,
         url: &str,
         out: &mut Batch<'_, '_>,
     ) -> Result<Next, RoleError> {
@@ -265,39 +338,11 @@ impl Worker<'_> {
                     out.report(&r);
                 }
             }
+            let Some((back, answer)) = self.settle(msg, url, answer, out)? else {
+                return Ok(Next::Continue);
+            };
+            msg = back;
             match answer {
-                Answer::Accepted => {
-                    self.tracker_ok();
-                    Stats::add(&self.stats.sent, 1);
-                    if let Some(q) = &self.settings.success_queue {
-                        out.forward(q, msg.derive(msg.body.clone()));
-                    }
-                    out.done(msg);
-                    return Ok(Next::Continue);
-                }
-                // Counted as sent (the summary of a dry run says "printed"), but nothing went
-                // out, so nothing goes to success_queue, whose file logger records events sent.
-                Answer::Printed => {
-                    Stats::add(&self.stats.sent, 1);
-                    out.done(msg);
-                    return Ok(Next::Continue);
-                }
-                Answer::Rejected { status, body } => {
-                    self.tracker_ok();
-                    let reason = format!(
-                        "the tracker rejected the event with status {status}: {body:?}; url: {}",
-                        shorten(url, REASON_URL)
-                    );
-                    out.dead_letter(msg, &reason)?;
-                    return Ok(Next::Continue);
-                }
-                // Not the tracker's doing and no outage: the same request would fail the same
-                // way on every retry, and hold up every message behind it.
-                Answer::Unsendable(why) => {
-                    let reason = format!("{why}; url: {}", shorten(url, REASON_URL));
-                    out.dead_letter(msg, &reason)?;
-                    return Ok(Next::Continue);
-                }
                 Answer::OutputClosed => {
                     self.give_back(msg, out)?;
                     return Err(RoleError::OutputClosed);
@@ -316,6 +361,7 @@ impl Worker<'_> {
                         return self.give_back(msg, out);
                     }
                 }
+                _ => unreachable!("settle hands back only retries and a closed output"),
             }
         }
     }
@@ -367,12 +413,9 @@ impl Worker<'_> {
                             return Err(RoleError::Plugin(e));
                         }
                     };
-                    let Prepared { msg, step } = prepared;
-                    match step {
-                        Step::Send(url) => {
-                            if self.settings.debug {
-                                log::info!("[{}] {url}", self.section.name);
-                            }
+                    match self.verdict(prepared, out)? {
+                        Verdict::Settled => {}
+                        Verdict::Send(msg, url) => {
                             flight.push(events.len());
                             events.push((Some(msg), url));
                             let senders = self.senders.as_ref().expect("a window has senders");
@@ -380,27 +423,12 @@ impl Worker<'_> {
                                 senders.send(i, events[i].1.clone());
                             }
                         }
-                        Step::PluginError(e) => {
-                            out.dead_letter(msg, &format!("plugin error: {e}"))?;
-                        }
-                        Step::NotEligible => {
-                            Stats::add(&self.stats.not_eligible, 1);
-                            if let Some(q) = &self.settings.other_queue {
-                                out.forward(q, msg.derive(msg.body.clone()));
-                            }
-                            out.done(msg);
-                        }
-                        Step::Skipped => {
+                        Verdict::Skipped(msg) => {
                             self.wait_in_flight(&mut flight, &mut events, out)?;
                             let mut back = Self::unsent(&flight, &mut events);
                             back.push(msg);
                             self.give_back_all(back, out)?;
-                            if self.shutdown.is_set() {
-                                return Ok(Next::Stop);
-                            }
-                            return Err(RoleError::Plugin(
-                                "the plugin thread returned a message unprocessed outside a stop; it and the rest of its batch are back in the queue".into(),
-                            ));
+                            return self.skipped_outside_stop();
                         }
                     }
                 }
@@ -494,44 +522,17 @@ impl Worker<'_> {
         stopping: bool,
         out: &mut Batch<'_, '_>,
     ) -> Result<bool, RoleError> {
-        let url = &event.1;
-        match answer {
-            Answer::Accepted => {
-                self.tracker_ok();
-                Stats::add(&self.stats.sent, 1);
-                let msg = event.0.take().expect("an event is answered once");
-                if let Some(q) = &self.settings.success_queue {
-                    out.forward(q, msg.derive(msg.body.clone()));
-                }
-                out.done(msg);
-                Ok(true)
-            }
-            Answer::Rejected { status, body } => {
-                self.tracker_ok();
-                let reason = format!(
-                    "the tracker rejected the event with status {status}: {body:?}; url: {}",
-                    shorten(url, REASON_URL)
-                );
-                let msg = event.0.take().expect("an event is answered once");
-                out.dead_letter(msg, &reason)?;
-                Ok(true)
-            }
-            Answer::Unsendable(why) => {
-                let reason = format!("{why}; url: {}", shorten(url, REASON_URL));
-                let msg = event.0.take().expect("an event is answered once");
-                out.dead_letter(msg, &reason)?;
-                Ok(true)
-            }
-            Answer::Retry(why) => {
-                // Cut by a stop: no outage; it goes back with the rest.
-                if !stopping {
-                    self.tracker_failed(&why, out);
-                }
-                Ok(false)
-            }
-            // A dry run does not use the window.
-            Answer::Printed | Answer::OutputClosed => Ok(false),
+        let msg = event.0.take().expect("an event is answered once");
+        let Some((back, answer)) = self.settle(msg, &event.1, answer, out)? else {
+            return Ok(true);
+        };
+        event.0 = Some(back);
+        // Cut by a stop: no outage; it goes back with the rest. (A dry run, the only source
+        // of a closed output, does not use the window.)
+        if let (Answer::Retry(why), false) = (answer, stopping) {
+            self.tracker_failed(&why, out);
         }
+        Ok(false)
     }
 
     /// Commits what is done, gives back `back` (in order) and whatever the plugin thread still
